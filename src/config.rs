@@ -1,0 +1,422 @@
+//! Settings: what gatewatch reads at start-up, and nothing else.
+//!
+//! Layers, later wins: built-in defaults (`Settings::default`) < `config/default.toml` (when present in
+//! the working directory) < the file named by `--config` < `GATEWATCH__SECTION__KEY` environment
+//! variables. Every struct denies unknown fields, so a typo fails start-up with the key's name instead of
+//! being silently ignored. [`Settings::load`] deserializes and [`Settings::validate`] checks what serde
+//! cannot (cross-field rules, librdkafka options the delivery guarantee depends on). Nothing on the
+//! per-event path reads configuration again.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use serde::{Deserialize, Serialize};
+
+/// Environment variable prefix; `GATEWATCH__KAFKA__BROKERS` sets `kafka.brokers`.
+pub const ENV_PREFIX: &str = "GATEWATCH";
+/// Separator between the prefix and key path segments in environment variable names.
+pub const ENV_SEPARATOR: &str = "__";
+/// The project's documented defaults file, read from the working directory when it exists.
+pub const DEFAULT_FILE: &str = "config/default.toml";
+
+/// Keys whose environment value is a comma-separated list.
+const ENV_LIST_KEYS: &[&str] = &["kafka.input_topics"];
+
+/// librdkafka properties gatewatch sets itself because at-least-once delivery depends on them.
+/// Passing one through `kafka.consumer_options` / `kafka.producer_options` is a configuration error.
+pub const PROTECTED_LIBRDKAFKA_OPTIONS: &[&str] = &[
+    "bootstrap.servers",
+    "metadata.broker.list",
+    "group.id",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "auto.offset.reset",
+    "enable.partition.eof",
+    "isolation.level",
+    "enable.idempotence",
+    "acks",
+    "request.required.acks",
+    "max.in.flight",
+    "max.in.flight.requests.per.connection",
+    "retries",
+    "message.send.max.retries",
+    "message.timeout.ms",
+    "delivery.timeout.ms",
+    "transactional.id",
+    "enable.gapless.guarantee",
+    "session.timeout.ms",
+    "statistics.interval.ms",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: not found")]
+    MissingFile { path: PathBuf },
+    #[error("{0}")]
+    Load(#[from] config::ConfigError),
+    #[error("config key {key} = {value}: {reason}")]
+    Invalid { key: String, value: String, reason: String },
+}
+
+fn invalid(key: impl Into<String>, value: impl std::fmt::Display, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.into(), value: value.to_string(), reason: reason.into() }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub kafka: KafkaSettings,
+    pub output: OutputSettings,
+    pub pipeline: PipelineSettings,
+    pub parse: ParseSettings,
+    pub admin: AdminSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaSettings {
+    /// Comma-separated `host:port` list of bootstrap brokers.
+    pub brokers: String,
+    /// Consumer group shared by every gatewatch instance of one deployment.
+    pub group_id: String,
+    /// Topics carrying raw ADC syslog lines, one line per record.
+    pub input_topics: Vec<String>,
+    /// Where a group without committed offsets starts: `earliest` (default: lose nothing) or `latest`.
+    pub start_from: StartFrom,
+    /// Consumer group session timeout; also bounds how long a dead instance holds its partitions.
+    #[serde(with = "humantime_serde")]
+    pub session_timeout: Duration,
+    /// How long the producer may retry one output before the delivery counts as failed.
+    #[serde(with = "humantime_serde")]
+    pub delivery_timeout: Duration,
+    /// How often librdkafka reports statistics (consumer lag); `0s` turns lag metrics off.
+    #[serde(with = "humantime_serde")]
+    pub stats_interval: Duration,
+    /// Extra librdkafka consumer properties, passed through unchanged.
+    pub consumer_options: BTreeMap<String, String>,
+    /// Extra librdkafka producer properties, passed through unchanged.
+    pub producer_options: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartFrom {
+    Earliest,
+    Latest,
+}
+
+impl StartFrom {
+    pub fn as_librdkafka(self) -> &'static str {
+        match self {
+            StartFrom::Earliest => "earliest",
+            StartFrom::Latest => "latest",
+        }
+    }
+}
+
+impl Default for KafkaSettings {
+    fn default() -> Self {
+        KafkaSettings {
+            brokers: "127.0.0.1:9092".into(),
+            group_id: "gatewatch".into(),
+            input_topics: vec!["adc.raw".into()],
+            start_from: StartFrom::Earliest,
+            session_timeout: Duration::from_secs(45),
+            delivery_timeout: Duration::from_secs(30),
+            stats_interval: Duration::from_secs(5),
+            consumer_options: BTreeMap::new(),
+            producer_options: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutputSettings {
+    /// Every parsed event as ECS JSON, keyed by the appliance host name.
+    pub enriched_topic: String,
+    /// Alerts, keyed by the alert id.
+    pub alerts_topic: String,
+    /// Records that could not be parsed: a JSON envelope with the reason and the original bytes.
+    pub dlq_topic: String,
+    /// Original bytes kept in a dead-letter record; longer originals are cut and flagged (the full
+    /// record stays in the input topic at the coordinates the envelope names).
+    pub dlq_max_original: ByteSize,
+}
+
+impl Default for OutputSettings {
+    fn default() -> Self {
+        OutputSettings {
+            enriched_topic: "adc.enriched".into(),
+            alerts_topic: "adc.alerts".into(),
+            dlq_topic: "adc.dlq".into(),
+            dlq_max_original: ByteSize::kib(512),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PipelineSettings {
+    /// Input records per partition whose outputs may await delivery at once; consumption pauses beyond it.
+    pub max_in_flight_per_partition: usize,
+    /// Bound on a graceful stop (SIGTERM/SIGINT) and on draining revoked partitions in a rebalance.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for PipelineSettings {
+    fn default() -> Self {
+        PipelineSettings { max_in_flight_per_partition: 10_000, shutdown_timeout: Duration::from_secs(20) }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ParseSettings {
+    /// Longest line parsed; longer records go to the dead-letter topic.
+    pub max_line: ByteSize,
+}
+
+impl Default for ParseSettings {
+    fn default() -> Self {
+        ParseSettings { max_line: ByteSize::kib(64) }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSettings {
+    /// Address of the admin HTTP listener (`/livez`, `/readyz`, `/metrics`).
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        AdminSettings { listen: SocketAddr::from(([0, 0, 0, 0], 9464)) }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// `tracing` filter directive; `RUST_LOG` overrides it at run time.
+    pub level: String,
+    /// `json` (one object per line, for log shippers) or `text` (for people).
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings { level: "info".into(), format: LogFormat::Json }
+    }
+}
+
+impl Settings {
+    /// Loads every layer and validates the result. `file` is the `--config` argument.
+    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        Self::load_from(Path::new(DEFAULT_FILE), file, std::env::vars())
+    }
+
+    /// [`Settings::load`] with the defaults file and the environment made explicit, for tests.
+    pub fn load_from(
+        defaults_file: &Path,
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Settings, ConfigError> {
+        let builtin = config::Config::try_from(&Settings::default())?;
+        let mut builder = config::Config::builder().add_source(builtin);
+        if defaults_file.is_file() {
+            builder = builder.add_source(config::File::from(defaults_file).format(config::FileFormat::Toml));
+        }
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError::MissingFile { path: path.to_path_buf() });
+            }
+            builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+        }
+        let env: config::Map<String, String> =
+            env.into_iter().filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}{ENV_SEPARATOR}"))).collect();
+        let mut environment = config::Environment::with_prefix(ENV_PREFIX)
+            .prefix_separator(ENV_SEPARATOR)
+            .separator(ENV_SEPARATOR)
+            .list_separator(",")
+            .try_parsing(true)
+            .source(Some(env));
+        for key in ENV_LIST_KEYS {
+            environment = environment.with_list_parse_key(key);
+        }
+        let settings: Settings = builder.add_source(environment).build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks what deserialization cannot: non-empty names, distinct topics, positive bounds and the
+    /// librdkafka options reserved for the delivery guarantee.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let k = &self.kafka;
+        if k.brokers.trim().is_empty() {
+            return Err(invalid("kafka.brokers", "\"\"", "must name at least one host:port"));
+        }
+        if k.group_id.trim().is_empty() {
+            return Err(invalid("kafka.group_id", "\"\"", "must not be empty"));
+        }
+        if k.input_topics.is_empty() || k.input_topics.iter().any(|t| t.trim().is_empty()) {
+            return Err(invalid(
+                "kafka.input_topics",
+                format!("{:?}", k.input_topics),
+                "must list non-empty topic names",
+            ));
+        }
+        for (key, value) in
+            [("kafka.session_timeout", k.session_timeout), ("kafka.delivery_timeout", k.delivery_timeout)]
+        {
+            if value.is_zero() {
+                return Err(invalid(key, "\"0s\"", "must be longer than zero"));
+            }
+        }
+        if self.pipeline.shutdown_timeout.is_zero() {
+            return Err(invalid("pipeline.shutdown_timeout", "\"0s\"", "must be longer than zero"));
+        }
+        if self.pipeline.max_in_flight_per_partition == 0 {
+            return Err(invalid("pipeline.max_in_flight_per_partition", 0, "must be at least 1"));
+        }
+        if self.parse.max_line.as_u64() == 0 {
+            return Err(invalid("parse.max_line", "\"0B\"", "must be larger than zero"));
+        }
+        let o = &self.output;
+        let outputs = [
+            ("output.enriched_topic", &o.enriched_topic),
+            ("output.alerts_topic", &o.alerts_topic),
+            ("output.dlq_topic", &o.dlq_topic),
+        ];
+        for (key, topic) in outputs {
+            if topic.trim().is_empty() {
+                return Err(invalid(key, "\"\"", "must not be empty"));
+            }
+            if k.input_topics.contains(topic) {
+                return Err(invalid(
+                    key,
+                    format!("{topic:?}"),
+                    "is also an input topic: gatewatch would consume its own output",
+                ));
+            }
+        }
+        for (section, options) in
+            [("kafka.consumer_options", &k.consumer_options), ("kafka.producer_options", &k.producer_options)]
+        {
+            for (name, value) in options {
+                if PROTECTED_LIBRDKAFKA_OPTIONS.contains(&name.as_str()) {
+                    return Err(invalid(
+                        format!("{section}.\"{name}\""),
+                        format!("{value:?}"),
+                        "gatewatch sets this librdkafka option itself; at-least-once delivery depends on it \
+                         (use the kafka.* settings where one exists)",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(file_text: Option<&str>, env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gatewatch.toml");
+        if let Some(text) = file_text {
+            std::fs::write(&path, text).unwrap();
+        }
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        Settings::load_from(Path::new("/nonexistent/default.toml"), file_text.map(|_| path.as_path()), env)
+    }
+
+    #[test]
+    fn default_toml_equals_builtin_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_FILE);
+        let from_file: Settings = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(from_file, Settings::default(), "{} drifted from Settings::default()", path.display());
+    }
+
+    #[test]
+    fn default_toml_documents_every_key() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_FILE);
+        let text = std::fs::read_to_string(path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') || line.starts_with('[') {
+                continue;
+            }
+            let previous = lines[..i].iter().rev().map(|l| l.trim()).find(|l| !l.is_empty()).unwrap_or("");
+            assert!(previous.starts_with('#'), "key without a comment above it: {line}");
+        }
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let s = load(
+            Some("[kafka]\nbrokers = \"file:9092\"\ngroup_id = \"from-file\"\n"),
+            &[("GATEWATCH__KAFKA__BROKERS", "env:9092"), ("GATEWATCH__KAFKA__INPUT_TOPICS", "a,b")],
+        )
+        .unwrap();
+        assert_eq!(s.kafka.brokers, "env:9092");
+        assert_eq!(s.kafka.group_id, "from-file");
+        assert_eq!(s.kafka.input_topics, vec!["a".to_string(), "b".to_string()]);
+    }
+
+    #[test]
+    fn human_readable_durations_and_sizes() {
+        let s = load(Some("[kafka]\nsession_timeout = \"6s\"\n[parse]\nmax_line = \"1MiB\"\n"), &[]).unwrap();
+        assert_eq!(s.kafka.session_timeout, Duration::from_secs(6));
+        assert_eq!(s.parse.max_line, ByteSize::mib(1));
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = load(Some("[kafka]\nbrokerz = \"x:1\"\n"), &[]).unwrap_err().to_string();
+        assert!(err.contains("brokerz"), "{err}");
+        let err = load(None, &[("GATEWATCH__KAFKA__GROUPID", "x")]).unwrap_err().to_string();
+        assert!(err.contains("groupid"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let err = load(Some("[kafka]\nsession_timeout = 5\n"), &[]).unwrap_err().to_string();
+        assert!(err.contains("session_timeout"), "{err}");
+    }
+
+    #[test]
+    fn missing_file_is_named() {
+        let err = Settings::load_from(Path::new("/nonexistent"), Some(Path::new("/no/such/gw.toml")), []).unwrap_err();
+        assert!(err.to_string().contains("/no/such/gw.toml"), "{err}");
+    }
+
+    #[test]
+    fn protected_librdkafka_option_is_rejected() {
+        let err =
+            load(Some("[kafka.consumer_options]\n\"enable.auto.commit\" = \"false\"\n"), &[]).unwrap_err().to_string();
+        assert!(err.contains("enable.auto.commit") && err.contains("false"), "{err}");
+        assert!(load(Some("[kafka.producer_options]\n\"compression.type\" = \"zstd\"\n"), &[]).is_ok());
+    }
+
+    #[test]
+    fn output_topic_equal_to_input_is_rejected() {
+        let err = load(Some("[output]\ndlq_topic = \"adc.raw\"\n"), &[]).unwrap_err().to_string();
+        assert!(err.contains("output.dlq_topic") && err.contains("adc.raw"), "{err}");
+    }
+}

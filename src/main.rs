@@ -1,0 +1,154 @@
+//! The `gatewatch` command line: `run` the service, `check` the configuration offline.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use gatewatch::config::{LogFormat, Settings};
+use gatewatch::metrics::Metrics;
+use gatewatch::offsets::Stop;
+use gatewatch::pipeline::{Outcome, Pipeline};
+use gatewatch::source::Health;
+
+/// Citrix ADC / NetScaler syslog from Kafka → ECS events, alerts and a dead-letter topic, at least once.
+#[derive(Parser)]
+#[command(name = "gatewatch", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    /// Configuration file layered over config/default.toml; GATEWATCH__SECTION__KEY variables override both.
+    #[arg(long, short, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Consume the input topics and publish events, alerts and dead letters until SIGTERM/SIGINT.
+    Run,
+    /// Validate the configuration without touching the network; non-zero exit names the bad key or file.
+    Check,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("gatewatch: configuration error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command {
+        Command::Check => {
+            println!(
+                "configuration ok: brokers {}, group {}, input {:?} → {}, {}, {}",
+                settings.kafka.brokers,
+                settings.kafka.group_id,
+                settings.kafka.input_topics,
+                settings.output.enriched_topic,
+                settings.output.alerts_topic,
+                settings.output.dlq_topic
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Run => {
+            init_logging(&settings);
+            match run(settings) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(error) => {
+                    tracing::error!(
+                        error = format!("{error:#}"),
+                        "gatewatch stopped on a failure; a restart replays from the last commit"
+                    );
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn init_logging(settings: &Settings) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&settings.log.level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match settings.log.format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn run(settings: Settings) -> anyhow::Result<Outcome> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("gatewatch-rt")
+        .build()
+        .context("starting the async runtime")?;
+    let metrics = Metrics::new();
+    let health = Arc::new(Health::default());
+    health.beat();
+    let stop = Stop::new();
+    let admin_stop = tokio_util::sync::CancellationToken::new();
+    let shutdown_timeout = settings.pipeline.shutdown_timeout;
+
+    let admin = runtime
+        .block_on(gatewatch::admin::serve(settings.admin.listen, metrics.clone(), health.clone(), admin_stop.clone()))
+        .with_context(|| format!("admin.listen = \"{}\": cannot listen", settings.admin.listen))?;
+    let pipeline = Pipeline::start(settings, runtime.handle().clone(), metrics, health.clone(), stop.clone())
+        .context("connecting to Kafka")?;
+
+    // Readiness: does the producer reach a broker? Probed off the runtime (the call blocks).
+    let sink = pipeline.sink();
+    let probe_stop = stop.clone();
+    let probe_health = health.clone();
+    std::thread::Builder::new().name("gatewatch-probe".into()).spawn(move || {
+        while !probe_stop.is_stopping() {
+            let reachable = sink.reaches_broker(Duration::from_secs(5));
+            probe_health.producer_reachable.store(reachable, Ordering::Relaxed);
+            for _ in 0..20 {
+                if probe_stop.is_stopping() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    })?;
+
+    let signal_stop = stop.clone();
+    runtime.spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("signal received: stopping");
+        signal_stop.request();
+        // The drain is bounded by shutdown_timeout; this bounds the final commit and close as well.
+        tokio::time::sleep(shutdown_timeout + Duration::from_secs(5)).await;
+        tracing::error!("shutdown bound exceeded; exiting, uncommitted records will be replayed");
+        std::process::exit(0);
+    });
+
+    let poller = std::thread::Builder::new().name("gatewatch-poll".into()).spawn(move || pipeline.run())?;
+    let outcome = poller.join().map_err(|_| anyhow::anyhow!("the polling thread panicked"))?;
+    admin_stop.cancel();
+    let _ = runtime.block_on(admin);
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    Ok(outcome?)
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! Offsets: the at-least-once ledger. An input offset is stored for commit only when every output of
+//! that record, and of every earlier record of its partition, has a successful delivery report.
+//!
+//! Each assigned partition has one acker task fed in offset order by the polling thread. The acker
+//! awaits each record's delivery futures in that order and stores `offset + 1` after the last one of a
+//! batch succeeds. A failed delivery stops the whole worker ([`Stop::fail`]) without storing anything
+//! past the last fully delivered record, so a restart replays from there: duplicates, never gaps.
+//! On revocation and shutdown, [`Ledger::drain`] closes the ackers' queues and waits (bounded) until they
+//! have stored what was delivered.
+
+use std::collections::HashMap;
+use std::sync::{mpsc as std_mpsc, Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+use rdkafka::consumer::Consumer;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::{Metrics, ReasonLabels};
+use crate::sink::{Delivery, OutputKind};
+
+/// One input record's outputs, in the order they were published.
+pub struct Pending {
+    pub offset: i64,
+    pub deliveries: Vec<Delivery>,
+}
+
+/// Why and whether the worker must stop. `fail` records the first fatal reason and cancels.
+#[derive(Clone, Default)]
+pub struct Stop {
+    token: CancellationToken,
+    failure: Arc<OnceLock<String>>,
+}
+
+impl Stop {
+    pub fn new() -> Stop {
+        Stop::default()
+    }
+
+    /// A graceful stop (signal).
+    pub fn request(&self) {
+        self.token.cancel();
+    }
+
+    /// A fatal stop: nothing more is stored, the process exits non-zero and the restart replays.
+    pub fn fail(&self, reason: String) {
+        let _ = self.failure.set(reason);
+        self.token.cancel();
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
+    pub fn failure(&self) -> Option<&str> {
+        self.failure.get().map(String::as_str)
+    }
+
+    pub fn token(&self) -> &CancellationToken {
+        &self.token
+    }
+}
+
+type Key = (String, i32);
+
+struct Acker {
+    queue: mpsc::Sender<Pending>,
+    done: std_mpsc::Receiver<()>,
+}
+
+/// The set of running ackers, one per (topic, partition) this instance consumes.
+pub struct Ledger {
+    ackers: Mutex<HashMap<Key, Acker>>,
+    runtime: tokio::runtime::Handle,
+    capacity: usize,
+    metrics: Metrics,
+    stop: Stop,
+}
+
+/// What submitting a record did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Submitted {
+    Queued,
+    /// The worker is stopping; the record was not queued and will be replayed.
+    Stopping,
+}
+
+/// The consumer operations an acker needs; implemented by librdkafka consumers.
+pub trait OffsetStore: Send + Sync + 'static {
+    fn store(&self, topic: &str, partition: i32, next_offset: i64) -> Result<(), String>;
+}
+
+impl<X: rdkafka::consumer::ConsumerContext + 'static> OffsetStore for rdkafka::consumer::BaseConsumer<X> {
+    fn store(&self, topic: &str, partition: i32, next_offset: i64) -> Result<(), String> {
+        let mut tpl = TopicPartitionList::with_capacity(1);
+        tpl.add_partition_offset(topic, partition, Offset::Offset(next_offset)).map_err(|e| e.to_string())?;
+        self.store_offsets(&tpl).map_err(|e| e.to_string())
+    }
+}
+
+impl Ledger {
+    pub fn new(runtime: tokio::runtime::Handle, capacity: usize, metrics: Metrics, stop: Stop) -> Ledger {
+        Ledger { ackers: Mutex::new(HashMap::new()), runtime, capacity, metrics, stop }
+    }
+
+    /// Queues a record's outputs behind the earlier records of its partition, starting the partition's
+    /// acker on first use. Blocks (the polling thread may) while the partition has `capacity` records in
+    /// flight, unless the worker is stopping.
+    pub fn submit(&self, topic: &str, partition: i32, pending: Pending, store: &Arc<dyn OffsetStore>) -> Submitted {
+        let queue = {
+            let mut ackers = self.ackers.lock().expect("ledger lock is never held across a panic");
+            let key = (topic.to_owned(), partition);
+            ackers.entry(key).or_insert_with(|| self.spawn(topic, partition, store.clone())).queue.clone()
+        };
+        let mut pending = pending;
+        loop {
+            match queue.try_send(pending) {
+                Ok(()) => return Submitted::Queued,
+                Err(mpsc::error::TrySendError::Full(back)) => {
+                    if self.stop.is_stopping() {
+                        return Submitted::Stopping;
+                    }
+                    pending = back;
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    // An acker only closes early after a failure it already reported through `stop`.
+                    self.stop.fail(format!("offset tracking for {topic}/{partition} stopped"));
+                    return Submitted::Stopping;
+                }
+            }
+        }
+    }
+
+    fn spawn(&self, topic: &str, partition: i32, store: Arc<dyn OffsetStore>) -> Acker {
+        let (queue, rx) = mpsc::channel(self.capacity);
+        let (done_tx, done) = std_mpsc::channel();
+        let task = ack(rx, topic.to_owned(), partition, store, self.metrics.clone(), self.stop.clone());
+        self.runtime.spawn(async move {
+            task.await;
+            let _ = done_tx.send(());
+        });
+        Acker { queue, done }
+    }
+
+    /// Closes the queues of the given partitions (all when `None`) and waits until their ackers have
+    /// stored what was delivered, or until `deadline`. Returns the partitions that did not finish in time.
+    pub fn drain(&self, partitions: Option<&[Key]>, deadline: Instant) -> Vec<Key> {
+        let taken: Vec<(Key, Acker)> = {
+            let mut ackers = self.ackers.lock().expect("ledger lock is never held across a panic");
+            match partitions {
+                None => ackers.drain().collect(),
+                Some(keys) => keys.iter().filter_map(|k| ackers.remove_entry(k)).collect(),
+            }
+        };
+        let mut late = Vec::new();
+        for (key, acker) in taken {
+            drop(acker.queue);
+            let left = deadline.saturating_duration_since(Instant::now());
+            if acker.done.recv_timeout(left).is_err() {
+                late.push(key);
+            }
+        }
+        late
+    }
+}
+
+/// One partition's acker: awaits deliveries in offset order and stores progress after each batch.
+async fn ack(
+    mut rx: mpsc::Receiver<Pending>,
+    topic: String,
+    partition: i32,
+    store: Arc<dyn OffsetStore>,
+    metrics: Metrics,
+    stop: Stop,
+) {
+    let stored_gauge = metrics.stored_offset.get_or_create(&Metrics::partition(&topic, partition)).clone();
+    let mut batch = Vec::with_capacity(256);
+    while rx.recv_many(&mut batch, 256).await > 0 {
+        let mut last_delivered = None;
+        for pending in batch.drain(..) {
+            for delivery in pending.deliveries {
+                let out_topic = match delivery.future.await {
+                    Ok(Ok(_)) => None,
+                    Ok(Err((error, message))) => {
+                        Some((error.to_string(), rdkafka::Message::topic(&message).to_owned()))
+                    }
+                    Err(_) => Some(("producer dropped the delivery report".to_owned(), String::new())),
+                };
+                if let Some((error, out_topic)) = out_topic {
+                    metrics.delivery_failures.get_or_create(&Metrics::topic(&out_topic)).inc();
+                    if let Some(next) = last_delivered {
+                        store_progress(&*store, &topic, partition, next, &stored_gauge);
+                    }
+                    stop.fail(format!(
+                        "delivery to {out_topic} of the output of {topic}/{partition}@{} failed: {error}",
+                        pending.offset
+                    ));
+                    return;
+                }
+                delivery.delivered.inc();
+                count_delivered(&metrics, delivery.kind);
+            }
+            last_delivered = Some(pending.offset + 1);
+        }
+        if let Some(next) = last_delivered {
+            if !store_progress(&*store, &topic, partition, next, &stored_gauge) {
+                return;
+            }
+        }
+    }
+}
+
+fn count_delivered(metrics: &Metrics, kind: OutputKind) {
+    if let OutputKind::DeadLetter { reason } = kind {
+        metrics.dlq_records.get_or_create(&ReasonLabels { reason }).inc();
+    }
+}
+
+fn store_progress(
+    store: &dyn OffsetStore,
+    topic: &str,
+    partition: i32,
+    next: i64,
+    gauge: &prometheus_client::metrics::gauge::Gauge,
+) -> bool {
+    match store.store(topic, partition, next) {
+        Ok(()) => {
+            gauge.set(next);
+            true
+        }
+        Err(error) => {
+            // Only a partition that is no longer ours refuses a store; its next owner replays the rest.
+            tracing::warn!(topic, partition, next_offset = next, %error, "offset store refused; partition revoked");
+            false
+        }
+    }
+}

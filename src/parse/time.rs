@@ -1,0 +1,131 @@
+//! Timestamps as ADCs and relays write them: NetScaler `MM/DD/YYYY:HH:MM:SS` (and day-first and
+//! year-first variants), BSD `Mmm dd HH:MM:SS` without a year, and RFC 3339.
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
+
+fn number(s: &str, min_len: usize, max_len: usize) -> Option<u32> {
+    if s.len() < min_len || s.len() > max_len || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// `HH:MM:SS` (hour 24 is rejected: real files contain it, and it is not a valid time).
+pub fn time_of_day(s: &str) -> Option<NaiveTime> {
+    let mut parts = s.splitn(3, ':');
+    let h = number(parts.next()?, 1, 2)?;
+    let m = number(parts.next()?, 2, 2)?;
+    let sec = number(parts.next()?, 2, 2)?;
+    NaiveTime::from_hms_opt(h, m, sec)
+}
+
+/// A NetScaler date: `M/D/YYYY`, `D/M/YYYY` or `YYYY/M/D`. Month-first unless the first number cannot
+/// be a month (then day-first).
+pub fn netscaler_date(s: &str) -> Option<NaiveDate> {
+    let mut parts = s.splitn(3, '/');
+    let (a, b, c) = (parts.next()?, parts.next()?, parts.next()?);
+    if a.len() == 4 {
+        return NaiveDate::from_ymd_opt(number(a, 4, 4)? as i32, number(b, 1, 2)?, number(c, 1, 2)?);
+    }
+    let (a, b, year) = (number(a, 1, 2)?, number(b, 1, 2)?, number(c, 4, 4)? as i32);
+    if a > 12 {
+        NaiveDate::from_ymd_opt(year, b, a)
+    } else {
+        NaiveDate::from_ymd_opt(year, a, b)
+    }
+}
+
+/// A NetScaler `date:HH:MM:SS` token.
+pub fn netscaler_datetime(s: &str) -> Option<NaiveDateTime> {
+    let (date, time) = s.split_once(':')?;
+    Some(netscaler_date(date)?.and_time(time_of_day(time)?))
+}
+
+/// True when `s` looks like a NetScaler date-time or time-of-day token.
+pub fn is_netscaler_time(s: &str) -> bool {
+    netscaler_datetime(s).is_some() || time_of_day(s).is_some()
+}
+
+const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const FULL_MONTHS: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
+
+/// `Jun` or `June` (some relays spell the month out).
+fn month(word: &str) -> Option<u32> {
+    let i = MONTHS.iter().position(|m| *m == word).or_else(|| FULL_MONTHS.iter().position(|m| *m == word))?;
+    Some(i as u32 + 1)
+}
+
+/// Splits a BSD `Mmm dd HH:MM:SS` prefix off `s`. The year is the one that puts the time closest to
+/// `reference` without running more than a day ahead of it (a December line read in January belongs to
+/// the previous year).
+pub fn split_bsd(s: &str, reference: DateTime<Utc>) -> Option<(DateTime<Utc>, &str)> {
+    let (word, rest) = s.split_once(' ')?;
+    let month = month(word)?;
+    let rest = rest.trim_start_matches(' ');
+    let (day, rest) = rest.split_once(' ')?;
+    let day = number(day, 1, 2)?;
+    let (time, rest) = rest.split_once(' ').unwrap_or((rest, ""));
+    let time = time_of_day(time)?;
+    let mut year = reference.year();
+    let mut at = Utc.from_utc_datetime(&NaiveDate::from_ymd_opt(year, month, day)?.and_time(time));
+    if at > reference + Duration::days(1) {
+        year -= 1;
+        at = Utc.from_utc_datetime(&NaiveDate::from_ymd_opt(year, month, day)?.and_time(time));
+    }
+    Some((at, rest))
+}
+
+/// Splits an RFC 3339 timestamp token off `s`.
+pub fn split_rfc3339(s: &str) -> Option<(DateTime<Utc>, &str)> {
+    let (token, rest) = s.split_once(' ').unwrap_or((s, ""));
+    let at = DateTime::parse_from_rfc3339(token).ok()?;
+    Some((at.with_timezone(&Utc), rest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn date_orders() {
+        assert_eq!(netscaler_date("10/08/2024"), NaiveDate::from_ymd_opt(2024, 10, 8));
+        assert_eq!(netscaler_date("21/08/2024"), NaiveDate::from_ymd_opt(2024, 8, 21));
+        assert_eq!(netscaler_date("2023/08/01"), NaiveDate::from_ymd_opt(2023, 8, 1));
+        assert_eq!(netscaler_date("1/29/2016"), NaiveDate::from_ymd_opt(2016, 1, 29));
+        assert_eq!(netscaler_date("13/13/2016"), None);
+    }
+
+    #[test]
+    fn invalid_times_are_rejected() {
+        assert!(time_of_day("24:23:56").is_none());
+        assert!(time_of_day("12:3:56").is_none());
+        assert!(netscaler_datetime("1/29/2016:06:09:59").is_some());
+    }
+
+    #[test]
+    fn bsd_year_rolls_back_across_new_year() {
+        let jan = Utc.with_ymd_and_hms(2020, 1, 2, 0, 0, 0).unwrap();
+        let (at, rest) = split_bsd("Dec 31 23:59:59 host x", jan).unwrap();
+        assert_eq!(at, Utc.with_ymd_and_hms(2019, 12, 31, 23, 59, 59).unwrap());
+        assert_eq!(rest, "host x");
+        let (at, _) = split_bsd("Oct  1 06:02:44 netscaler", jan).unwrap();
+        assert_eq!(at.year(), 2019);
+        let (at, _) = split_bsd("Jan  2 00:30:00 h", jan).unwrap();
+        assert_eq!(at.year(), 2020);
+        let (at, _) = split_bsd("June 8 00:21:09 <local0.info>", jan).unwrap();
+        assert_eq!(at, Utc.with_ymd_and_hms(2019, 6, 8, 0, 21, 9).unwrap());
+    }
+}

@@ -1,0 +1,164 @@
+//! Pipeline: `source → parse → ecs → sink`, with `offsets` closing the loop back to the source.
+//!
+//! ```text
+//!  adc.raw ──poll──▶ parse ──ok──▶ ecs::event_json ───────▶ adc.enriched ─┐
+//!                        └─err─▶ ecs::dead_letter_json ──▶ adc.dlq ──────┤ delivery reports
+//!                                                                        ▼
+//!             commit ◀── store offset+1 ◀── offsets (per-partition acker, in offset order)
+//! ```
+//!
+//! One thread polls the consumer, parses and publishes; it is the only thread that touches the
+//! consumer's queue, so rebalance callbacks run there. Ackers run on the tokio runtime.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use rdkafka::consumer::Consumer;
+use rdkafka::Message;
+
+use crate::config::Settings;
+use crate::ecs::{self, SourceRef};
+use crate::metrics::{Metrics, ReasonLabels};
+use crate::offsets::{Ledger, OffsetStore, Pending, Stop, Submitted};
+use crate::parse::{self, Limits};
+use crate::sink::{OutputKind, Sink};
+use crate::source::{self, Health, InputConsumer, SourceContext};
+
+/// How a run ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Stopped on request; everything delivered was committed.
+    Stopped,
+    /// Stopped on request, but some partitions did not drain within `pipeline.shutdown_timeout`.
+    StoppedLate,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("kafka client: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("{0}")]
+    Fatal(String),
+}
+
+/// Everything the polling thread needs, built once before the first message.
+pub struct Pipeline {
+    settings: Settings,
+    consumer: Arc<InputConsumer>,
+    sink: Arc<Sink>,
+    metrics: Metrics,
+    health: Arc<Health>,
+    stop: Stop,
+}
+
+impl Pipeline {
+    /// Creates the producer and the subscribed consumer. `runtime` runs the ackers.
+    pub fn start(
+        settings: Settings,
+        runtime: tokio::runtime::Handle,
+        metrics: Metrics,
+        health: Arc<Health>,
+        stop: Stop,
+    ) -> Result<Pipeline, RunError> {
+        let sink = Arc::new(Sink::new(&settings, &metrics)?);
+        let ledger = Arc::new(Ledger::new(
+            runtime,
+            settings.pipeline.max_in_flight_per_partition,
+            metrics.clone(),
+            stop.clone(),
+        ));
+        let context = SourceContext {
+            ledger,
+            metrics: metrics.clone(),
+            health: health.clone(),
+            drain_timeout: settings.pipeline.shutdown_timeout,
+        };
+        let consumer = Arc::new(source::subscribe(&settings, context)?);
+        Ok(Pipeline { settings, consumer, sink, metrics, health, stop })
+    }
+
+    pub fn sink(&self) -> Arc<Sink> {
+        self.sink.clone()
+    }
+
+    /// Polls until stopped. Must run on a thread of its own (it blocks).
+    pub fn run(self) -> Result<Outcome, RunError> {
+        let store: Arc<dyn OffsetStore> = self.consumer.clone();
+        let limits = Limits { max_line: self.settings.parse.max_line.as_u64() as usize };
+        let dlq_max = self.settings.output.dlq_max_original.as_u64() as usize;
+        let poll_interval = Duration::from_millis(100);
+        tracing::info!(topics = ?self.settings.kafka.input_topics, group = %self.settings.kafka.group_id, "consuming");
+        while !self.stop.is_stopping() {
+            self.health.beat();
+            let message = match self.consumer.poll(poll_interval) {
+                None => continue,
+                Some(Ok(message)) => message,
+                Some(Err(error)) => {
+                    // Consumer errors are reported and retried by librdkafka; they are not about a record.
+                    tracing::warn!(%error, "consumer error");
+                    continue;
+                }
+            };
+            let topic = message.topic();
+            let partition = message.partition();
+            let offset = message.offset();
+            let payload = message.payload().unwrap_or_default();
+            self.metrics.records_in.get_or_create(&Metrics::topic(topic)).inc();
+            let received = message
+                .timestamp()
+                .to_millis()
+                .and_then(DateTime::<Utc>::from_timestamp_millis)
+                .unwrap_or_else(Utc::now);
+            let source = SourceRef { topic, partition, offset };
+            let published = match parse::parse(payload, received, limits) {
+                Ok(event) => {
+                    let json = ecs::event_json(&event, source);
+                    let key = event.appliance().map(str::as_bytes);
+                    self.sink.publish(OutputKind::Enriched, key, &json)
+                }
+                Err(error) => {
+                    let reason = error.code();
+                    self.metrics.parse_errors.get_or_create(&ReasonLabels { reason }).inc();
+                    tracing::debug!(topic, partition, offset, %error, "record sent to the dead-letter topic");
+                    let json = ecs::dead_letter_json(payload, &error, source, received, dlq_max);
+                    self.sink.publish(OutputKind::DeadLetter { reason }, message.key(), &json)
+                }
+            };
+            let delivery = match published {
+                Ok(delivery) => delivery,
+                Err(error) => {
+                    self.stop.fail(format!("producing the output of {topic}/{partition}@{offset}: {error}"));
+                    break;
+                }
+            };
+            let pending = Pending { offset, deliveries: vec![delivery] };
+            if self.consumer.context().ledger.submit(topic, partition, pending, &store) == Submitted::Stopping {
+                break;
+            }
+        }
+        self.shut_down()
+    }
+
+    fn shut_down(self) -> Result<Outcome, RunError> {
+        if let Some(reason) = self.stop.failure() {
+            // Nothing past the failed record was stored; closing the consumer commits only what was.
+            return Err(RunError::Fatal(reason.to_owned()));
+        }
+        let deadline = Instant::now() + self.settings.pipeline.shutdown_timeout;
+        tracing::info!("stopping: draining in-flight deliveries");
+        let late = self.consumer.context().ledger.drain(None, deadline);
+        if let Some(reason) = self.stop.failure() {
+            return Err(RunError::Fatal(reason.to_owned()));
+        }
+        source::commit_stored(&self.consumer);
+        self.consumer.unsubscribe();
+        if late.is_empty() {
+            tracing::info!("stopped: every delivered record is committed");
+            Ok(Outcome::Stopped)
+        } else {
+            tracing::warn!(?late, "stopped before these partitions drained; their tail will be replayed");
+            Ok(Outcome::StoppedLate)
+        }
+    }
+}

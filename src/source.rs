@@ -1,0 +1,153 @@
+//! Source: the Kafka consumer group on the input topics, and what happens when partitions move.
+//!
+//! The consumer is polled by one dedicated thread (see `pipeline`), so its rebalance callbacks run
+//! there and may block: on revocation they drain the revoked partitions' ackers (bounded by
+//! `pipeline.shutdown_timeout`) and commit synchronously, so the next owner starts right after the last
+//! fully delivered record. Anything not drained in time is simply not committed and is replayed.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::statistics::Statistics;
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+
+use crate::config::Settings;
+use crate::metrics::Metrics;
+use crate::offsets::Ledger;
+
+/// What `/livez` and `/readyz` report.
+#[derive(Default)]
+pub struct Health {
+    /// The consumer holds at least one partition.
+    pub assigned: AtomicBool,
+    /// The producer's last metadata probe reached a broker.
+    pub producer_reachable: AtomicBool,
+    /// Unix seconds of the polling thread's last iteration.
+    pub last_poll: AtomicU64,
+}
+
+impl Health {
+    pub fn ready(&self) -> bool {
+        self.assigned.load(Ordering::Relaxed) && self.producer_reachable.load(Ordering::Relaxed)
+    }
+
+    pub fn beat(&self) {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        self.last_poll.store(now, Ordering::Relaxed);
+    }
+
+    /// Seconds since the polling thread last went round its loop.
+    pub fn since_last_poll(&self) -> u64 {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        now.saturating_sub(self.last_poll.load(Ordering::Relaxed))
+    }
+}
+
+pub struct SourceContext {
+    pub ledger: Arc<Ledger>,
+    pub metrics: Metrics,
+    pub health: Arc<Health>,
+    pub drain_timeout: Duration,
+}
+
+pub type InputConsumer = BaseConsumer<SourceContext>;
+
+impl ClientContext for SourceContext {
+    fn stats(&self, statistics: Statistics) {
+        for (topic, t) in &statistics.topics {
+            for (partition, p) in &t.partitions {
+                // librdkafka reports -1 for partitions it does not consume (and the internal UA partition).
+                if *partition < 0 || p.consumer_lag < 0 {
+                    continue;
+                }
+                self.metrics.consumer_lag.get_or_create(&Metrics::partition(topic, *partition)).set(p.consumer_lag);
+            }
+        }
+    }
+}
+
+impl ConsumerContext for SourceContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        self.metrics.rebalances.inc();
+        match rebalance {
+            Rebalance::Revoke(tpl) => {
+                let keys: Vec<(String, i32)> =
+                    tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect();
+                let late = self.ledger.drain(Some(&keys), Instant::now() + self.drain_timeout);
+                if !late.is_empty() {
+                    tracing::warn!(?late, "revoked partitions not drained in time; their next owner replays");
+                }
+                commit_stored(consumer);
+                tracing::info!(partitions = keys.len(), "partitions revoked");
+            }
+            Rebalance::Assign(tpl) => tracing::info!(partitions = tpl.count(), "partitions assigned"),
+            Rebalance::Error(error) => tracing::warn!(%error, "rebalance error"),
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, _rebalance: &Rebalance<'_>) {
+        let assigned = consumer.assignment().map(|tpl| tpl.count()).unwrap_or(0);
+        self.metrics.assigned_partitions.set(assigned as i64);
+        self.health.assigned.store(assigned > 0, Ordering::Relaxed);
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        if let Err(error) = result {
+            if !is_nothing_to_commit(&error) {
+                tracing::warn!(%error, "offset commit failed");
+            }
+            return;
+        }
+        for e in offsets.elements() {
+            if let Offset::Offset(offset) = e.offset() {
+                self.metrics.committed_offset.get_or_create(&Metrics::partition(e.topic(), e.partition())).set(offset);
+            }
+        }
+    }
+}
+
+fn is_nothing_to_commit(error: &KafkaError) -> bool {
+    matches!(error, KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset))
+}
+
+/// Commits the stored offsets now. Nothing stored is not an error.
+pub fn commit_stored(consumer: &InputConsumer) {
+    if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
+        if !is_nothing_to_commit(&error) {
+            tracing::warn!(%error, "synchronous offset commit failed; uncommitted records will be replayed");
+        }
+    }
+}
+
+/// librdkafka consumer settings; everything in [`crate::config::PROTECTED_LIBRDKAFKA_OPTIONS`] is set here.
+pub fn consumer_config(settings: &Settings) -> ClientConfig {
+    let k = &settings.kafka;
+    let mut config = ClientConfig::new();
+    let heartbeat = (k.session_timeout.as_millis() / 3).clamp(1, 3000);
+    config.set("auto.commit.interval.ms", "1000").set("heartbeat.interval.ms", heartbeat.to_string());
+    for (key, value) in &k.consumer_options {
+        config.set(key, value);
+    }
+    config
+        .set("bootstrap.servers", &k.brokers)
+        .set("group.id", &k.group_id)
+        .set("enable.auto.commit", "true")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false")
+        .set("auto.offset.reset", k.start_from.as_librdkafka())
+        .set("isolation.level", "read_committed")
+        .set("session.timeout.ms", k.session_timeout.as_millis().to_string())
+        .set("statistics.interval.ms", k.stats_interval.as_millis().to_string());
+    config
+}
+
+/// Creates the consumer and subscribes it to the input topics.
+pub fn subscribe(settings: &Settings, context: SourceContext) -> KafkaResult<InputConsumer> {
+    let consumer: InputConsumer = consumer_config(settings).create_with_context(context)?;
+    let topics: Vec<&str> = settings.kafka.input_topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics)?;
+    Ok(consumer)
+}
