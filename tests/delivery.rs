@@ -1,0 +1,179 @@
+//! At-least-once delivery against a real broker, driving the real `gatewatch run` binary.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn lines_to_records(lines: &[Vec<u8>], partitions: i32) -> Vec<(Option<i32>, Option<String>, Vec<u8>)> {
+    lines.iter().enumerate().map(|(i, l)| (Some(i as i32 % partitions), None, l.clone())).collect()
+}
+
+#[test]
+fn every_input_record_yields_exactly_one_enriched_or_dead_letter_record() {
+    let broker = Broker::start();
+    let topics = Topics::new("exactly-one");
+    topics.create(&broker, 3);
+    let lines = sample_lines();
+    let landed = broker.produce(&topics.input, &lines_to_records(&lines, 3));
+    let gw = Gatewatch::spawn(&broker, &topics, &[]);
+
+    let enriched = broker.read(&topics.enriched, 1, Duration::from_secs(60));
+    let dlq = broker.read(&topics.dlq, 1, Duration::from_secs(30));
+    assert_eq!(enriched.len() + dlq.len(), landed.len(), "log:\n{}", gw.log_text());
+    let all: Vec<Record> = enriched.iter().chain(&dlq).cloned().collect();
+    let seen = coverage(&all, &topics.input);
+    assert_all_covered(&seen, &landed);
+    let dupes: usize = seen.values().flat_map(|m| m.values()).filter(|n| **n > 1).count();
+    assert_eq!(dupes, 0, "a clean run publishes each input once");
+    // The enriched topic is keyed by appliance and carries ECS fields.
+    let with_host = enriched.iter().filter(|r| r.key.is_some()).count();
+    assert!(with_host > enriched.len() / 2, "{with_host} of {} enriched records keyed", enriched.len());
+    let first = enriched[0].json();
+    assert_eq!(first["event"]["dataset"], "citrix_adc.log");
+    assert!(first["event"]["original"].is_string());
+}
+
+#[test]
+fn poison_records_go_to_the_dead_letter_topic_with_a_reason_and_later_records_flow() {
+    let broker = Broker::start();
+    let topics = Topics::new("poison");
+    topics.create(&broker, 1);
+    let good = b"<134> 09/09/2024:20:46:07 GMT VPX01 0-PPE-1 : default SSLVPN LOGIN 1 0 : Context a@b".to_vec();
+    let mut huge = b"<134> 09/09/2024:20:46:07 GMT VPX01 0-PPE-1 : default SSLVPN LOGIN 2 0 : ".to_vec();
+    huge.resize(1 << 20, b'A');
+    let poison: Vec<Vec<u8>> =
+        vec![vec![0xff, 0xfe, 0x00, 0x9c, 0x80, 0x01], Vec::new(), huge, b"just some text".to_vec()];
+    let mut records: Vec<_> = poison.iter().map(|p| (Some(0), None, p.clone())).collect();
+    records.extend((0..20).map(|_| (Some(0), None, good.clone())));
+    let landed = broker.produce(&topics.input, &records);
+    let gw = Gatewatch::spawn(&broker, &topics, &[]);
+
+    let enriched = broker.read(&topics.enriched, 20, Duration::from_secs(60));
+    let dlq = broker.read(&topics.dlq, 4, Duration::from_secs(30));
+    assert_eq!(enriched.len(), 20, "log:\n{}", gw.log_text());
+    assert_eq!(dlq.len(), 4);
+    let mut reasons: Vec<(i64, String)> = dlq
+        .iter()
+        .map(|r| {
+            let v = r.json();
+            assert!(!v["error"]["message"].as_str().unwrap().is_empty());
+            (r.source().2, v["error"]["type"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    reasons.sort();
+    let expected: Vec<(i64, String)> = landed[..4]
+        .iter()
+        .zip(["not_utf8", "empty", "too_long", "unrecognised"])
+        .map(|((_, o), r)| (*o, r.to_owned()))
+        .collect();
+    assert_eq!(reasons, expected);
+    let binary = dlq.iter().map(Record::json).find(|v| v["error"]["type"] == "not_utf8").unwrap();
+    assert_eq!(binary["gatewatch"]["dlq"]["original_base64"], "//4AnIAB");
+    let long = dlq.iter().map(Record::json).find(|v| v["error"]["type"] == "too_long").unwrap();
+    assert_eq!(long["gatewatch"]["dlq"]["original_bytes"], 1 << 20);
+    assert_eq!(long["gatewatch"]["dlq"]["truncated"], true);
+    // Later records still flowed, in order, after the poison.
+    let last_poison = landed[3].1;
+    assert!(enriched.iter().all(|r| r.source().2 > last_poison));
+    assert!(gw.get("/livez").is_some_and(|(s, _)| s == 200));
+}
+
+#[test]
+fn kill_9_mid_stream_then_restart_leaves_no_gaps() {
+    let broker = Broker::start();
+    let topics = Topics::new("kill9");
+    topics.create(&broker, 3);
+    let lines = sample_lines();
+    let batch: Vec<Vec<u8>> = lines.iter().cycle().take(20_000).cloned().collect();
+    let mut landed = broker.produce(&topics.input, &lines_to_records(&batch, 3));
+    let mut gw = Gatewatch::spawn(&broker, &topics, &[]);
+    // Kill as soon as part of the stream is out.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while gw.outputs(&topics) < 300.0 {
+        assert!(Instant::now() < deadline, "no progress; log:\n{}", gw.log_text());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    gw.signal("KILL");
+    let before_kill = gw.outputs(&topics);
+    assert!(before_kill < landed.len() as f64, "killed after the stream ended ({before_kill} outputs)");
+    let status = gw.wait_timeout(Duration::from_secs(10)).expect("killed");
+    assert!(!status.success());
+    // More input arrives while it is down; then the same group restarts.
+    landed.extend(broker.produce(&topics.input, &lines_to_records(&batch[..1000], 3)));
+    let gw2 = Gatewatch::spawn(&broker, &topics, &[]);
+
+    let all = topics.outputs(&broker, landed.len(), Duration::from_secs(90));
+    let seen = coverage(&all, &topics.input);
+    assert_all_covered(&seen, &landed);
+    assert!(all.len() >= landed.len(), "log:\n{}", gw2.log_text());
+}
+
+#[test]
+fn sigterm_mid_stream_exits_zero_within_the_bound_and_commits_exactly_what_was_delivered() {
+    let broker = Broker::start();
+    let topics = Topics::new("sigterm");
+    topics.create(&broker, 3);
+    let lines = sample_lines();
+    let batch: Vec<Vec<u8>> = lines.iter().cycle().take(20_000).cloned().collect();
+    let landed = broker.produce(&topics.input, &lines_to_records(&batch, 3));
+    let bound = Duration::from_secs(5);
+    let mut gw = Gatewatch::spawn(&broker, &topics, &[("GATEWATCH__PIPELINE__SHUTDOWN_TIMEOUT", "5s")]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while gw.outputs(&topics) < 200.0 {
+        assert!(Instant::now() < deadline, "no progress; log:\n{}", gw.log_text());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let signalled = Instant::now();
+    gw.signal("TERM");
+    let status = gw.wait_timeout(bound + Duration::from_secs(2)).expect("exited within the bound");
+    let took = signalled.elapsed();
+    assert!(status.success(), "exit {status:?}; log:\n{}", gw.log_text());
+    assert!(took <= bound, "took {took:?}");
+
+    let committed = broker.committed(&topics.group, &topics.input, 3);
+    let all = topics.outputs(&broker, 1, Duration::from_secs(30));
+    let seen = coverage(&all, &topics.input);
+    let total_committed: i64 = committed.values().sum();
+    assert!(total_committed > 0 && (total_committed as usize) < landed.len(), "stopped mid-stream: {committed:?}");
+    for partition in 0..3 {
+        let delivered: Vec<i64> = seen.get(&partition).map(|m| m.keys().copied().collect()).unwrap_or_default();
+        let commit = committed.get(&partition).copied().unwrap_or(0);
+        // Offsets below the commit all have output, and nothing past it was delivered: equal, not just covered.
+        let expected: Vec<i64> =
+            landed.iter().filter(|(p, o)| *p == partition && *o < commit).map(|(_, o)| *o).collect();
+        assert_eq!(delivered, expected, "partition {partition} committed {commit}");
+    }
+}
+
+#[test]
+fn a_second_instance_joining_mid_stream_loses_nothing_across_the_rebalance() {
+    let broker = Broker::start();
+    let topics = Topics::new("rebalance");
+    topics.create(&broker, 4);
+    let lines = sample_lines();
+    let batch: Vec<Vec<u8>> = lines.iter().cycle().take(400).cloned().collect();
+    let mut landed = broker.produce(&topics.input, &lines_to_records(&batch, 4));
+    let a = Gatewatch::spawn(&broker, &topics, &[]);
+    a.wait_ready(Duration::from_secs(60));
+    assert_eq!(a.metric("gatewatch_assigned_partitions"), 4.0);
+    // Keep the stream going while the second instance joins.
+    let b = Gatewatch::spawn(&broker, &topics, &[]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while b.metric("gatewatch_assigned_partitions") == 0.0 || a.metric("gatewatch_assigned_partitions") == 4.0 {
+        landed.extend(broker.produce(&topics.input, &lines_to_records(&batch[..40], 4)));
+        assert!(Instant::now() < deadline, "b never got partitions; log:\n{}", b.log_text());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for _ in 0..5 {
+        landed.extend(broker.produce(&topics.input, &lines_to_records(&batch[..40], 4)));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(a.metric("gatewatch_assigned_partitions") + b.metric("gatewatch_assigned_partitions"), 4.0);
+    let all = topics.outputs(&broker, landed.len(), Duration::from_secs(90));
+    let seen = coverage(&all, &topics.input);
+    assert_all_covered(&seen, &landed);
+    let b_in: f64 = b.metric(&format!("gatewatch_records_in_total{{topic=\"{}\"}}", topics.input));
+    assert!(b_in > 0.0, "the second instance consumed nothing");
+}
