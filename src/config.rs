@@ -53,7 +53,7 @@ pub const PROTECTED_LIBRDKAFKA_OPTIONS: &[&str] = &[
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("config file {path}: not found")]
+    #[error("config file {path} (--config): not found")]
     MissingFile { path: PathBuf },
     #[error("{0}")]
     Load(#[from] config::ConfigError),

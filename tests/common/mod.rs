@@ -58,6 +58,11 @@ impl Broker {
         Broker { bootstrap, process: Some(process) }
     }
 
+    /// A broker this harness did not start (a mock cluster, an external Kafka).
+    pub fn external(bootstrap: &str) -> Broker {
+        Broker { bootstrap: bootstrap.to_owned(), process: None }
+    }
+
     fn client_config(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.bootstrap);
@@ -308,7 +313,22 @@ impl Gatewatch {
     }
 
     pub fn spawn(broker: &Broker, topics: &Topics, extra_env: &[(&str, &str)]) -> Gatewatch {
+        Self::spawn_with_config(broker, topics, extra_env, None)
+    }
+
+    /// [`Gatewatch::spawn`] with a `--config` file holding `config_text` (env still overrides it).
+    pub fn spawn_with_config(
+        broker: &Broker,
+        topics: &Topics,
+        extra_env: &[(&str, &str)],
+        config_text: Option<&str>,
+    ) -> Gatewatch {
         let (mut cmd, admin, dir) = Self::command(broker, topics, extra_env);
+        if let Some(text) = config_text {
+            let path = dir.path().join("gatewatch.toml");
+            std::fs::write(&path, text).unwrap();
+            cmd.arg("--config").arg(path);
+        }
         let log = dir.path().join("gatewatch.log");
         let file = std::fs::File::create(&log).unwrap();
         let child = cmd.stdout(file.try_clone().unwrap()).stderr(file).spawn().expect("spawn gatewatch");

@@ -1,0 +1,78 @@
+//! The admin listener against a real broker: readiness follows the assignment, metrics follow the data.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+#[test]
+fn readyz_is_not_ready_before_assignment_and_ready_after() {
+    let broker = Broker::start();
+    let topics = Topics::new("readyz");
+    topics.create(&broker, 2);
+    let gw = Gatewatch::spawn(&broker, &topics, &[]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let first = loop {
+        if let Some(answer) = gw.get("/readyz") {
+            break answer;
+        }
+        assert!(Instant::now() < deadline, "admin listener never answered; log:\n{}", gw.log_text());
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // Joining the group takes seconds; the first answer comes before the assignment.
+    assert_eq!(first.0, 503, "{first:?}");
+    assert!(first.1.contains("assigned=false"), "{first:?}");
+    assert_eq!(gw.get("/livez").map(|(s, _)| s), Some(200));
+    gw.wait_ready(Duration::from_secs(60));
+    let (status, body) = gw.get("/readyz").unwrap();
+    assert_eq!(status, 200);
+    assert!(body.contains("assigned=true") && body.contains("producer_reachable=true"), "{body}");
+    assert_eq!(gw.metric("gatewatch_assigned_partitions"), 2.0);
+}
+
+#[test]
+fn metrics_count_what_the_test_sent() {
+    let broker = Broker::start();
+    let topics = Topics::new("metrics");
+    topics.create(&broker, 2);
+    let good = b"<134> 09/09/2024:20:46:07 GMT VPX01 0-PPE-1 : default SSLVPN LOGIN 1 0 : Context a@b".to_vec();
+    let mut records: Vec<_> = (0..37).map(|i| (Some(i % 2), None, good.clone())).collect();
+    records.extend((0..5).map(|i| (Some(i % 2), None, Vec::new())));
+    records.extend((0..3).map(|i| (Some(i % 2), None, b"not a netscaler line".to_vec())));
+    broker.produce(&topics.input, &records);
+    let gw = Gatewatch::spawn(&broker, &topics, &[]);
+    let all = topics.outputs(&broker, 45, Duration::from_secs(60));
+    assert_eq!(all.len(), 45, "log:\n{}", gw.log_text());
+    // Offsets are stored after delivery; give the acker a moment to record the last batch.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while gw.outputs(&topics) < 45.0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (_, body) = gw.get("/metrics").unwrap();
+    let value = |series: String| metric_value(&body, &series);
+    assert_eq!(value(format!("gatewatch_records_in_total{{topic=\"{}\"}}", topics.input)), 45.0, "{body}");
+    assert_eq!(value(format!("gatewatch_records_out_total{{topic=\"{}\"}}", topics.enriched)), 37.0, "{body}");
+    assert_eq!(value(format!("gatewatch_records_out_total{{topic=\"{}\"}}", topics.dlq)), 8.0, "{body}");
+    assert_eq!(value("gatewatch_parse_errors_total{reason=\"empty\"}".into()), 5.0, "{body}");
+    assert_eq!(value("gatewatch_parse_errors_total{reason=\"unrecognised\"}".into()), 3.0, "{body}");
+    assert_eq!(value("gatewatch_dlq_records_total{reason=\"empty\"}".into()), 5.0, "{body}");
+    assert_eq!(value(format!("gatewatch_delivery_failures_total{{topic=\"{}\"}}", topics.enriched)), 0.0);
+    // Consumer lag per partition comes from librdkafka statistics (1 s in tests) and drains to zero.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, body) = gw.get("/metrics").unwrap();
+        let lags: Vec<f64> = (0..2)
+            .map(|p| {
+                metric_value(&body, &format!("gatewatch_consumer_lag{{topic=\"{}\",partition=\"{p}\"}}", topics.input))
+            })
+            .collect();
+        let present = (0..2)
+            .all(|p| body.contains(&format!("gatewatch_consumer_lag{{topic=\"{}\",partition=\"{p}\"}}", topics.input)));
+        if present && lags.iter().all(|l| *l == 0.0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "consumer lag not reported as drained: {lags:?}\n{body}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -1,0 +1,86 @@
+//! Fault injection with librdkafka's mock cluster (in addition to the real-broker tests): the broker
+//! rejects gatewatch's first produce requests, and the committed offset must not pass the records whose
+//! outputs were never acknowledged.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+use common::*;
+
+#[test]
+fn committed_offset_never_passes_a_record_whose_output_was_not_acknowledged() {
+    let mock = MockCluster::new(1).unwrap();
+    let bootstrap = mock.bootstrap_servers();
+    let topics = Topics::new("mock");
+    for (topic, partitions) in [(&topics.input, 1), (&topics.enriched, 1), (&topics.alerts, 1), (&topics.dlq, 1)] {
+        mock.create_topic(topic, partitions, 1).unwrap();
+    }
+    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", &bootstrap).create().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let line = "<134> 09/09/2024:20:46:07 GMT VPX01 0-PPE-1 : default SSLVPN LOGIN 1 0 : Context a@b";
+    rt.block_on(async {
+        for _ in 0..500 {
+            producer
+                .send(FutureRecord::<(), str>::to(&topics.input).payload(line), Duration::from_secs(5))
+                .await
+                .expect("input produced");
+        }
+    });
+    // From now on the broker answers gatewatch's first produce requests with a non-retriable error.
+    mock.request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE; 1]);
+
+    let broker = Broker::external(&bootstrap);
+    // Small batches, so the rejected requests carry only the first outputs and later ones succeed.
+    let small_batches = "[kafka.producer_options]\n\"batch.num.messages\" = \"20\"\n\"linger.ms\" = \"0\"\n";
+    let mut gw = Gatewatch::spawn_with_config(
+        &broker,
+        &topics,
+        &[("GATEWATCH__KAFKA__DELIVERY_TIMEOUT", "5s")],
+        Some(small_batches),
+    );
+    let status =
+        gw.wait_timeout(Duration::from_secs(60)).unwrap_or_else(|| panic!("still running:\n{}", gw.log_text()));
+    let log = gw.log_text();
+    assert!(!status.success(), "a failed delivery must stop the worker; log:\n{log}");
+    assert!(log.contains("delivery to"), "the failure is reported; log:\n{log}");
+
+    // What reached the broker, and what the group committed.
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", &topics.group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(&topics.input, 0);
+    let committed = match reader.committed_offsets(tpl, Duration::from_secs(10)).unwrap().elements()[0].offset() {
+        Offset::Offset(o) => o,
+        _ => 0,
+    };
+    let mut outputs = TopicPartitionList::new();
+    outputs.add_partition_offset(&topics.enriched, 0, Offset::Beginning).unwrap();
+    reader.assign(&outputs).unwrap();
+    let mut delivered = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Some(Ok(m)) = reader.poll(Duration::from_millis(100)) {
+            let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+            delivered.insert(v["gatewatch"]["source"]["offset"].as_i64().unwrap());
+        }
+    }
+    let first_lost = (0..500).find(|o| !delivered.contains(o)).expect("the injected errors lost some outputs");
+    // The interesting case: later outputs were acknowledged while an earlier one was not.
+    assert!(delivered.iter().any(|o| *o > first_lost), "no later output was acknowledged: {delivered:?}");
+    assert!(
+        committed <= first_lost,
+        "committed {committed} passes offset {first_lost}, whose output was never acknowledged; log:\n{log}"
+    );
+    assert!((0..committed).all(|o| delivered.contains(&o)));
+}
