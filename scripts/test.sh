@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The test suite, from a fresh machine: installs what is missing (scripts/setup.sh), checks formatting
+# and lints, then runs every test. Integration tests start their own tansu broker on free loopback
+# ports; set GATEWATCH_TEST_BROKERS=host:port to run them against an external Kafka instead.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+echo "test: cargo fmt --check"
+cargo fmt --all -- --check
+echo "test: cargo clippy"
+cargo clippy --locked --all-targets --quiet -- -D warnings
+echo "test: cargo test"
+cargo test --locked "$@"
