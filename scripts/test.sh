@@ -10,4 +10,9 @@ cargo fmt --all -- --check
 echo "test: cargo clippy"
 cargo clippy --locked --all-targets --quiet -- -D warnings
 echo "test: cargo test"
-cargo test --locked "$@"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --locked "$@" 2>&1 | tee "$log"
+# One total over every test binary (unit, integration, doc).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"

@@ -10,10 +10,12 @@
 //! One thread polls the consumer, parses and publishes; it is the only thread that touches the
 //! consumer's queue, so rebalance callbacks run there. Ackers run on the tokio runtime.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use prometheus_client::metrics::counter::Counter;
 use rdkafka::consumer::Consumer;
 use rdkafka::Message;
 
@@ -88,6 +90,8 @@ impl Pipeline {
         let limits = Limits { max_line: self.settings.parse.max_line.as_u64() as usize };
         let dlq_max = self.settings.output.dlq_max_original.as_u64() as usize;
         let poll_interval = Duration::from_millis(100);
+        // `records_in` handles per input topic, so counting a record allocates nothing.
+        let mut records_in: HashMap<String, Counter> = HashMap::new();
         tracing::info!(topics = ?self.settings.kafka.input_topics, group = %self.settings.kafka.group_id, "consuming");
         while !self.stop.is_stopping() {
             self.health.beat();
@@ -104,7 +108,16 @@ impl Pipeline {
             let partition = message.partition();
             let offset = message.offset();
             let payload = message.payload().unwrap_or_default();
-            self.metrics.records_in.get_or_create(&Metrics::topic(topic)).inc();
+            match records_in.get(topic) {
+                Some(counter) => {
+                    counter.inc();
+                }
+                None => {
+                    let counter = self.metrics.records_in.get_or_create(&Metrics::topic(topic)).clone();
+                    counter.inc();
+                    records_in.insert(topic.to_owned(), counter);
+                }
+            };
             let received = message
                 .timestamp()
                 .to_millis()
@@ -142,7 +155,9 @@ impl Pipeline {
 
     fn shut_down(self) -> Result<Outcome, RunError> {
         if let Some(reason) = self.stop.failure() {
-            // Nothing past the failed record was stored; closing the consumer commits only what was.
+            // Nothing past the failed record was stored, so closing the consumer commits only what was
+            // delivered. The short drain lets the ackers (which hold the consumer) finish so it closes.
+            self.consumer.context().ledger.drain(None, Instant::now() + Duration::from_secs(1));
             return Err(RunError::Fatal(reason.to_owned()));
         }
         let deadline = Instant::now() + self.settings.pipeline.shutdown_timeout;

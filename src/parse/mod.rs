@@ -97,6 +97,18 @@ pub struct Limits {
 
 /// Parses one record. `received` dates lines whose envelope and header carry no (full) date, and
 /// completes year-less BSD timestamps.
+///
+/// ```
+/// use chrono::Utc;
+/// use gatewatch::parse::{parse, Limits};
+///
+/// let line = b"<134> 01/10/2020:08:57:43 GMT vpx01 0-PPE-0 : default SSLVPN LOGIN 42 0 : User alice";
+/// let event = parse(line, Utc::now(), Limits { max_line: 65536 }).unwrap();
+/// assert_eq!(event.appliance(), Some("vpx01"));
+/// assert_eq!((event.feature, event.name, event.message), (Some("SSLVPN"), "LOGIN", "User alice"));
+/// assert_eq!(event.timestamp.to_rfc3339(), "2020-01-10T08:57:43+00:00");
+/// assert_eq!(parse(b"", Utc::now(), Limits { max_line: 65536 }).unwrap_err().code(), "empty");
+/// ```
 pub fn parse<'a>(bytes: &'a [u8], received: DateTime<Utc>, limits: Limits) -> Result<AdcEvent<'a>, ParseError> {
     if bytes.len() > limits.max_line {
         return Err(ParseError::TooLong { len: bytes.len(), max: limits.max_line });
