@@ -13,7 +13,7 @@ fn main() {
             match parse(line, Utc::now(), limits) {
                 Ok(e) => {
                     ok += 1;
-                    println!("ok   {:?} {:?} {:?} {}", e.appliance(), e.feature, e.name, e.timestamp);
+                    println!("ok   {:?} {:?} {:?} {}", e.appliance(), e.header.feature, e.header.name, e.timestamp);
                 }
                 Err(err) => {
                     bad += 1;

@@ -153,30 +153,30 @@ pub fn event_json(event: &AdcEvent<'_>, source: SourceRef<'_>) -> Vec<u8> {
     let doc = Document {
         timestamp: rfc3339(event.timestamp),
         ecs: Ecs { version: ECS_VERSION },
-        message: event.message,
+        message: event.header.message,
         event: Event {
             kind: "event",
             module: "citrix_adc",
             dataset: "citrix_adc.log",
-            action: event.name.to_ascii_lowercase().replace(' ', "_"),
+            action: event.header.name.to_ascii_lowercase().replace(' ', "_"),
             original: event.original,
-            sequence: event.sequence,
+            sequence: event.header.sequence,
         },
         observer: Observer { hostname: event.appliance(), vendor: "Citrix", product: "Netscaler", kind: "firewall" },
         log,
         citrix_adc: CitrixAdc {
             log: CitrixLog {
-                feature: event.feature,
-                name: event.name,
-                sequence: event.sequence,
-                ppe: event.ppe,
-                partition: event.partition,
-                format: match event.format {
+                feature: event.header.feature,
+                name: event.header.name,
+                sequence: event.header.sequence,
+                ppe: event.header.ppe,
+                partition: event.header.partition,
+                format: match event.header.format {
                     PayloadFormat::Native => "native",
                     PayloadFormat::Cef => "cef",
                 },
-                cef_version: event.cef_version,
-                cef_severity: event.cef_severity,
+                cef_version: event.header.cef_version,
+                cef_severity: event.header.cef_severity,
                 timestamp_source: match event.timestamp_source {
                     TimestampSource::Header => "header",
                     TimestampSource::Envelope => "envelope",

@@ -90,11 +90,7 @@ fn kill_9_mid_stream_then_restart_leaves_no_gaps() {
     let mut landed = broker.produce(&topics.input, &lines_to_records(&batch, 3));
     let mut gw = Gatewatch::spawn(&broker, &topics, &[]);
     // Kill as soon as part of the stream is out.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while gw.outputs(&topics) < 300.0 {
-        assert!(Instant::now() < deadline, "no progress; log:\n{}", gw.log_text());
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    gw.wait_for_outputs(&topics, 300.0, Duration::from_secs(60));
     gw.signal("KILL");
     let before_kill = gw.outputs(&topics);
     assert!(before_kill < landed.len() as f64, "killed after the stream ended ({before_kill} outputs)");
@@ -120,11 +116,7 @@ fn sigterm_mid_stream_exits_zero_within_the_bound_and_commits_exactly_what_was_d
     let landed = broker.produce(&topics.input, &lines_to_records(&batch, 3));
     let bound = Duration::from_secs(5);
     let mut gw = Gatewatch::spawn(&broker, &topics, &[("GATEWATCH__PIPELINE__SHUTDOWN_TIMEOUT", "5s")]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while gw.outputs(&topics) < 200.0 {
-        assert!(Instant::now() < deadline, "no progress; log:\n{}", gw.log_text());
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    gw.wait_for_outputs(&topics, 200.0, Duration::from_secs(60));
     let signalled = Instant::now();
     gw.signal("TERM");
     let status = gw.wait_timeout(bound + Duration::from_secs(2)).expect("exited within the bound");

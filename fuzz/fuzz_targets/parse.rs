@@ -17,10 +17,10 @@ fuzz_target!(|data: &[u8]| {
     let source = SourceRef { topic: "adc.raw", partition: 1, offset: 7 };
     match parse(data, received, Limits { max_line: 4096 }) {
         Ok(event) => {
-            for field in [event.original, event.name, event.message] {
+            for field in [event.original, event.header.name, event.header.message] {
                 assert!(within(data, field), "field does not borrow from the record");
             }
-            assert!(!event.name.is_empty());
+            assert!(!event.header.name.is_empty());
             let doc: serde_json::Value = serde_json::from_slice(&event_json(&event, source)).expect("valid JSON");
             assert_eq!(doc["gatewatch"]["source"]["offset"], 7);
             assert_eq!(doc["event"]["original"].as_str(), Some(event.original));

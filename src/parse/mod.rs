@@ -67,25 +67,14 @@ pub struct AdcEvent<'a> {
     pub local_time: bool,
     pub original: &'a str,
     pub envelope: syslog::Envelope<'a>,
-    pub format: PayloadFormat,
-    /// The appliance's host name from the NetScaler header (or the CEF relay).
-    pub hostname: Option<&'a str>,
-    pub ppe: Option<&'a str>,
-    pub partition: Option<&'a str>,
-    pub feature: Option<&'a str>,
-    pub name: &'a str,
-    pub sequence: Option<u64>,
-    /// CEF only: the product version and severity from the CEF header.
-    pub cef_version: Option<&'a str>,
-    pub cef_severity: Option<&'a str>,
-    /// The body after the header (for CEF, the extension).
-    pub message: &'a str,
+    /// The NetScaler (or CEF) header and the body after it.
+    pub header: netscaler::Payload<'a>,
 }
 
 impl AdcEvent<'_> {
     /// The appliance this event came from: the NetScaler host name, else the relay-reported host.
     pub fn appliance(&self) -> Option<&str> {
-        self.hostname.or(self.envelope.hostname)
+        self.header.hostname.or(self.envelope.hostname)
     }
 }
 
@@ -105,7 +94,7 @@ pub struct Limits {
 /// let line = b"<134> 01/10/2020:08:57:43 GMT vpx01 0-PPE-0 : default SSLVPN LOGIN 42 0 : User alice";
 /// let event = parse(line, Utc::now(), Limits { max_line: 65536 }).unwrap();
 /// assert_eq!(event.appliance(), Some("vpx01"));
-/// assert_eq!((event.feature, event.name, event.message), (Some("SSLVPN"), "LOGIN", "User alice"));
+/// assert_eq!((event.header.feature, event.header.name, event.header.message), (Some("SSLVPN"), "LOGIN", "User alice"));
 /// assert_eq!(event.timestamp.to_rfc3339(), "2020-01-10T08:57:43+00:00");
 /// assert_eq!(parse(b"", Utc::now(), Limits { max_line: 65536 }).unwrap_err().code(), "empty");
 /// ```
@@ -132,20 +121,8 @@ pub fn parse<'a>(bytes: &'a [u8], received: DateTime<Utc>, limits: Limits) -> Re
         timestamp_source,
         local_time: payload.timestamp.is_some() && !payload.gmt,
         original: line,
-        hostname: payload.hostname.or(match payload.format {
-            PayloadFormat::Cef => envelope.hostname,
-            PayloadFormat::Native => None,
-        }),
         envelope,
-        format: payload.format,
-        ppe: payload.ppe,
-        partition: payload.partition,
-        feature: payload.feature,
-        name: payload.name,
-        sequence: payload.sequence,
-        cef_version: payload.cef_version,
-        cef_severity: payload.cef_severity,
-        message: payload.message,
+        header: payload,
     })
 }
 
@@ -181,13 +158,13 @@ mod tests {
         assert_eq!(e.timestamp_source, TimestampSource::Header);
         assert!(!e.local_time);
         assert_eq!(e.envelope.priority, Some(134));
-        assert_eq!(e.hostname, Some("PRODSY3VPX01"));
-        assert_eq!(e.ppe, Some("0-PPE-1"));
-        assert_eq!(e.partition, Some("default"));
-        assert_eq!(e.feature, Some("SSLVPN"));
-        assert_eq!(e.name, "UDPFLOWSTAT");
-        assert_eq!(e.sequence, Some(4783495));
-        assert_eq!(e.message, "Context a@b - SessionId: 1234");
+        assert_eq!(e.header.hostname, Some("PRODSY3VPX01"));
+        assert_eq!(e.header.ppe, Some("0-PPE-1"));
+        assert_eq!(e.header.partition, Some("default"));
+        assert_eq!(e.header.feature, Some("SSLVPN"));
+        assert_eq!(e.header.name, "UDPFLOWSTAT");
+        assert_eq!(e.header.sequence, Some(4783495));
+        assert_eq!(e.header.message, "Context a@b - SessionId: 1234");
     }
 
     #[test]
@@ -196,18 +173,18 @@ mod tests {
         assert_eq!(e.envelope.hostname, Some("81.2.69.144"));
         assert_eq!(e.envelope.facility, Some(16));
         assert_eq!(e.envelope.severity, Some(6));
-        assert_eq!(e.hostname, Some("ns"));
-        assert_eq!(e.name, "APPFW_cross-site scripting");
+        assert_eq!(e.header.hostname, Some("ns"));
+        assert_eq!(e.header.name, "APPFW_cross-site scripting");
         assert_eq!(e.timestamp, Utc.with_ymd_and_hms(2015, 6, 22, 19, 14, 37).unwrap());
     }
 
     #[test]
     fn legacy_ppe_without_partition_or_second_integer() {
         let e = ok("10/03/2013:16:49:07 GMT dk-lb001a PPE-4 : UI CMD_EXECUTED 10367926 : User so_readonly - Remote_ip 10.70.66.56 - Command \"stat lb vserver\" - Status \"Success\"");
-        assert_eq!(e.hostname, Some("dk-lb001a"));
-        assert_eq!(e.ppe, Some("PPE-4"));
-        assert_eq!(e.partition, None);
-        assert_eq!((e.feature, e.name, e.sequence), (Some("UI"), "CMD_EXECUTED", Some(10367926)));
+        assert_eq!(e.header.hostname, Some("dk-lb001a"));
+        assert_eq!(e.header.ppe, Some("PPE-4"));
+        assert_eq!(e.header.partition, None);
+        assert_eq!((e.header.feature, e.header.name, e.header.sequence), (Some("UI"), "CMD_EXECUTED", Some(10367926)));
     }
 
     #[test]
@@ -215,16 +192,16 @@ mod tests {
         let e = ok("<134>Jun 18 18:18:42 svm_service: 1.1.1.1  18/06/2020:16:18:42 GMT mynetscaler2 0-PPE-0 : GUI CMD_EXECUTED : User nsroot - Remote_ip 10.55.1.100");
         assert_eq!(e.envelope.appname, Some("svm_service"));
         assert_eq!(e.envelope.hostname, Some("1.1.1.1"));
-        assert_eq!(e.hostname, Some("mynetscaler2"));
+        assert_eq!(e.header.hostname, Some("mynetscaler2"));
         assert_eq!(e.timestamp, Utc.with_ymd_and_hms(2020, 6, 18, 16, 18, 42).unwrap());
-        assert_eq!(e.sequence, None);
+        assert_eq!(e.header.sequence, None);
     }
 
     #[test]
     fn rfc3339_relay_and_year_first_date() {
         let e = ok("2023-08-01T00:14:15.285005+00:00 172.17.7.7  2023/08/01:00:14:15 GMT mpx2 0-PPE-1 : default SSLVPN LOGIN 18219290 0 : Context x");
         assert_eq!(e.envelope.hostname, Some("172.17.7.7"));
-        assert_eq!(e.hostname, Some("mpx2"));
+        assert_eq!(e.header.hostname, Some("mpx2"));
         assert_eq!(e.timestamp, Utc.with_ymd_and_hms(2023, 8, 1, 0, 14, 15).unwrap());
     }
 
@@ -238,21 +215,21 @@ mod tests {
     #[test]
     fn headerless_bodies() {
         let e = ok("<135> default CMD_EXECUTED 4123456 0 :  User nsroot - Command \"show ns capacity\"");
-        assert_eq!((e.partition, e.feature, e.name), (Some("default"), None, "CMD_EXECUTED"));
+        assert_eq!((e.header.partition, e.header.feature, e.header.name), (Some("default"), None, "CMD_EXECUTED"));
         assert_eq!(e.timestamp_source, TimestampSource::Record);
         let e = ok("[289]: AAA Message : In receive_ldap_user_search_event: user not found");
-        assert_eq!((e.feature, e.name), (Some("AAA"), "Message"));
-        assert_eq!(e.message, "In receive_ldap_user_search_event: user not found");
+        assert_eq!((e.header.feature, e.header.name), (Some("AAA"), "Message"));
+        assert_eq!(e.header.message, "In receive_ldap_user_search_event: user not found");
     }
 
     #[test]
     fn cef_behind_bsd_relay() {
         let e = ok("Jun 12 23:37:17 <local0.info> 81.2.69.144 CEF:0|Citrix|NetScaler|NS11.0|APPFW|APPFW_STARTURL|6|src=175.16.199.1 spt=47606 method=GET");
-        assert_eq!(e.format, PayloadFormat::Cef);
-        assert_eq!((e.feature, e.name), (Some("APPFW"), "APPFW_STARTURL"));
-        assert_eq!(e.cef_severity, Some("6"));
-        assert_eq!(e.hostname, Some("81.2.69.144"));
-        assert_eq!(e.message, "src=175.16.199.1 spt=47606 method=GET");
+        assert_eq!(e.header.format, PayloadFormat::Cef);
+        assert_eq!((e.header.feature, e.header.name), (Some("APPFW"), "APPFW_STARTURL"));
+        assert_eq!(e.header.cef_severity, Some("6"));
+        assert_eq!(e.appliance(), Some("81.2.69.144"));
+        assert_eq!(e.header.message, "src=175.16.199.1 spt=47606 method=GET");
         // June 12 is before the record's August date, so it stays in the record's year.
         assert_eq!(e.timestamp, Utc.with_ymd_and_hms(2024, 6, 12, 23, 37, 17).unwrap());
     }

@@ -369,6 +369,15 @@ impl Gatewatch {
         self.get("/metrics").map(|(_, body)| metric_value(&body, series)).unwrap_or(0.0)
     }
 
+    /// Waits until at least `n` outputs were acknowledged, as `/metrics` reports.
+    pub fn wait_for_outputs(&self, topics: &Topics, n: f64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.outputs(topics) < n {
+            assert!(Instant::now() < deadline, "fewer than {n} outputs within {timeout:?}; log:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Output records acknowledged so far (enriched + dead letters), from `/metrics`.
     pub fn outputs(&self, topics: &Topics) -> f64 {
         self.metric(&format!("gatewatch_records_out_total{{topic=\"{}\"}}", topics.enriched))
