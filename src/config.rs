@@ -15,6 +15,8 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use serde::{Deserialize, Serialize};
 
+use crate::parse::{Dataset, DateOrder, Device, ParseContext};
+
 /// Environment variable prefix; `GATEWATCH__KAFKA__BROKERS` sets `kafka.brokers`.
 pub const ENV_PREFIX: &str = "GATEWATCH";
 /// Separator between the prefix and key path segments in environment variable names.
@@ -74,6 +76,18 @@ pub struct Settings {
     pub parse: ParseSettings,
     pub admin: AdminSettings,
     pub log: LogSettings,
+    /// Per-appliance reading rules, keyed by host name as the appliance writes it (case-insensitive).
+    pub devices: BTreeMap<String, DeviceSettings>,
+}
+
+/// `[devices.<host>]`: how one appliance writes dates and times.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeviceSettings {
+    /// `mdy` or `dmy`; unset = `parse.date_order`.
+    pub date_order: Option<DateOrder>,
+    /// IANA zone of times written without `GMT`; unset = `parse.timezone`.
+    pub timezone: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -180,11 +194,23 @@ impl Default for PipelineSettings {
 pub struct ParseSettings {
     /// Longest line parsed; longer records go to the dead-letter topic.
     pub max_line: ByteSize,
+    /// Day/month order of ambiguous NetScaler dates for appliances without a `[devices.<host>]` entry.
+    pub date_order: DateOrder,
+    /// IANA time zone of times written without `GMT`, for appliances without their own.
+    pub timezone: String,
+    /// Input topics that carry one appliance file each, and which (`httpaccess`, `httperror`, `shell`,
+    /// `cron`, `syslog`, `log`): lets free-text lines such as httperror's stderr captures parse.
+    pub topic_datasets: BTreeMap<String, String>,
 }
 
 impl Default for ParseSettings {
     fn default() -> Self {
-        ParseSettings { max_line: ByteSize::kib(64) }
+        ParseSettings {
+            max_line: ByteSize::kib(64),
+            date_order: DateOrder::Mdy,
+            timezone: "UTC".into(),
+            topic_datasets: BTreeMap::new(),
+        }
     }
 }
 
@@ -295,6 +321,25 @@ impl Settings {
         if self.parse.max_line.as_u64() == 0 {
             return Err(invalid("parse.max_line", "\"0B\"", "must be larger than zero"));
         }
+        let zone = |key: String, name: &str| {
+            name.parse::<chrono_tz::Tz>()
+                .map_err(|_| invalid(key, format!("{name:?}"), "is not an IANA time zone name"))
+        };
+        zone("parse.timezone".into(), &self.parse.timezone)?;
+        for (host, device) in &self.devices {
+            if let Some(tz) = &device.timezone {
+                zone(format!("devices.{host}.timezone"), tz)?;
+            }
+        }
+        for (topic, dataset) in &self.parse.topic_datasets {
+            if Dataset::from_name(dataset).is_none() {
+                return Err(invalid(
+                    format!("parse.topic_datasets.\"{topic}\""),
+                    format!("{dataset:?}"),
+                    "is not a dataset (httpaccess, httperror, shell, cron, syslog, log, honeypot)",
+                ));
+            }
+        }
         let o = &self.output;
         let outputs = [
             ("output.enriched_topic", &o.enriched_topic),
@@ -328,6 +373,31 @@ impl Settings {
             }
         }
         Ok(())
+    }
+}
+
+impl Settings {
+    /// The parser's view of the settings. Call after [`Settings::validate`].
+    pub fn parse_context(&self) -> ParseContext {
+        let zone = |name: &str| name.parse::<chrono_tz::Tz>().unwrap_or(chrono_tz::UTC);
+        let default_device = Device { date_order: self.parse.date_order, timezone: zone(&self.parse.timezone) };
+        let devices = self
+            .devices
+            .iter()
+            .map(|(host, d)| {
+                let device = Device {
+                    date_order: d.date_order.unwrap_or(default_device.date_order),
+                    timezone: d.timezone.as_deref().map(zone).unwrap_or(default_device.timezone),
+                };
+                (host.to_ascii_lowercase(), device)
+            })
+            .collect();
+        ParseContext { max_line: self.parse.max_line.as_u64() as usize, default_device, devices }
+    }
+
+    /// The dataset hint of each input topic named in `parse.topic_datasets`.
+    pub fn topic_datasets(&self) -> std::collections::HashMap<String, Dataset> {
+        self.parse.topic_datasets.iter().filter_map(|(t, d)| Some((t.clone(), Dataset::from_name(d)?))).collect()
     }
 }
 
@@ -412,6 +482,26 @@ mod tests {
             load(Some("[kafka.consumer_options]\n\"enable.auto.commit\" = \"false\"\n"), &[]).unwrap_err().to_string();
         assert!(err.contains("enable.auto.commit") && err.contains("false"), "{err}");
         assert!(load(Some("[kafka.producer_options]\n\"compression.type\" = \"zstd\"\n"), &[]).is_ok());
+    }
+
+    #[test]
+    fn devices_and_time_zones() {
+        let s = load(
+            Some("[parse]\ntimezone = \"Europe/Vienna\"\n[devices.VPX01]\ndate_order = \"dmy\"\n[devices.vpx02]\ntimezone = \"Asia/Tokyo\"\n"),
+            &[],
+        )
+        .unwrap();
+        let ctx = s.parse_context();
+        assert_eq!(ctx.device(Some("VPX01")).date_order, DateOrder::Dmy);
+        assert_eq!(ctx.device(Some("vpx01")).timezone, chrono_tz::Europe::Vienna);
+        assert_eq!(ctx.device(Some("vpx02")).timezone, chrono_tz::Asia::Tokyo);
+        assert_eq!(ctx.device(Some("other")).date_order, DateOrder::Mdy);
+        let err = load(Some("[devices.x]\ntimezone = \"Mars/Olympus\"\n"), &[]).unwrap_err().to_string();
+        assert!(err.contains("devices.x.timezone") && err.contains("Mars/Olympus"), "{err}");
+        let err = load(Some("[devices.x]\ndate_order = \"ymd\"\n"), &[]).unwrap_err().to_string();
+        assert!(err.contains("date_order"), "{err}");
+        let err = load(Some("[parse.topic_datasets]\n\"adc.files\" = \"apache\"\n"), &[]).unwrap_err().to_string();
+        assert!(err.contains("adc.files") && err.contains("apache"), "{err}");
     }
 
     #[test]

@@ -9,7 +9,9 @@ use base64::Engine;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
-use crate::parse::{syslog, AdcEvent, ParseError, PayloadFormat, TimestampSource};
+use serde_json::{json, Map, Value as Json};
+
+use crate::parse::{syslog, AdcEvent, Coverage, Dataset, ParseError, PayloadFormat, TimestampSource, Value};
 
 pub const ECS_VERSION: &str = "8.11.0";
 
@@ -21,9 +23,23 @@ pub struct SourceRef<'a> {
     pub offset: i64,
 }
 
+/// Where an output came from: Kafka coordinates, or a file and line (`gatewatch parse`, replays).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Origin<'a> {
+    Kafka(SourceRef<'a>),
+    File { file: &'a str, line: usize },
+}
+
+impl<'a> From<SourceRef<'a>> for Origin<'a> {
+    fn from(source: SourceRef<'a>) -> Self {
+        Origin::Kafka(source)
+    }
+}
+
 #[derive(Serialize)]
 struct Gatewatch<'a, D: Serialize> {
-    source: SourceRef<'a>,
+    source: Origin<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     dlq: Option<D>,
 }
@@ -33,161 +49,170 @@ fn skip<T>(v: &Option<T>) -> bool {
 }
 
 #[derive(Serialize)]
-struct Document<'a> {
-    #[serde(rename = "@timestamp")]
-    timestamp: String,
-    ecs: Ecs,
-    message: &'a str,
-    event: Event<'a>,
-    observer: Observer<'a>,
-    #[serde(skip_serializing_if = "skip")]
-    log: Option<Log<'a>>,
-    citrix_adc: CitrixAdc<'a>,
-    gatewatch: Gatewatch<'a, ()>,
-}
-
-#[derive(Serialize)]
 struct Ecs {
     version: &'static str,
-}
-
-#[derive(Serialize)]
-struct Event<'a> {
-    kind: &'static str,
-    module: &'static str,
-    dataset: &'static str,
-    action: String,
-    original: &'a str,
-    #[serde(skip_serializing_if = "skip")]
-    sequence: Option<u64>,
-}
-
-#[derive(Serialize)]
-struct Observer<'a> {
-    #[serde(skip_serializing_if = "skip")]
-    hostname: Option<&'a str>,
-    vendor: &'static str,
-    product: &'static str,
-    #[serde(rename = "type")]
-    kind: &'static str,
-}
-
-#[derive(Serialize)]
-struct Log<'a> {
-    syslog: Syslog<'a>,
-}
-
-#[derive(Serialize)]
-struct Code {
-    code: u8,
-    #[serde(skip_serializing_if = "skip")]
-    name: Option<&'static str>,
-}
-
-#[derive(Serialize)]
-struct Syslog<'a> {
-    #[serde(skip_serializing_if = "skip")]
-    priority: Option<u8>,
-    #[serde(skip_serializing_if = "skip")]
-    facility: Option<Code>,
-    #[serde(skip_serializing_if = "skip")]
-    severity: Option<Code>,
-    #[serde(skip_serializing_if = "skip")]
-    hostname: Option<&'a str>,
-    #[serde(skip_serializing_if = "skip")]
-    appname: Option<&'a str>,
-    #[serde(skip_serializing_if = "skip")]
-    procid: Option<&'a str>,
-    #[serde(skip_serializing_if = "skip")]
-    msgid: Option<&'a str>,
-    #[serde(skip_serializing_if = "skip")]
-    format: Option<&'static str>,
-}
-
-#[derive(Serialize)]
-struct CitrixAdc<'a> {
-    log: CitrixLog<'a>,
-}
-
-#[derive(Serialize)]
-struct CitrixLog<'a> {
-    #[serde(skip_serializing_if = "skip")]
-    feature: Option<&'a str>,
-    name: &'a str,
-    #[serde(skip_serializing_if = "skip")]
-    sequence: Option<u64>,
-    #[serde(skip_serializing_if = "skip")]
-    ppe: Option<&'a str>,
-    #[serde(skip_serializing_if = "skip")]
-    partition: Option<&'a str>,
-    format: &'static str,
-    #[serde(skip_serializing_if = "skip")]
-    cef_version: Option<&'a str>,
-    #[serde(skip_serializing_if = "skip")]
-    cef_severity: Option<&'a str>,
-    timestamp_source: &'static str,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    local_time: bool,
 }
 
 fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
+/// Sets `path` (dotted) in `root`, creating objects on the way. The first value set wins: body
+/// parsers add the most specific value first.
+fn insert(root: &mut Map<String, Json>, path: &str, value: Json) {
+    let mut node = root;
+    let mut parts = path.split('.').peekable();
+    while let Some(part) = parts.next() {
+        if parts.peek().is_none() {
+            node.entry(part.to_owned()).or_insert(value);
+            return;
+        }
+        let child = node.entry(part.to_owned()).or_insert_with(|| Json::Object(Map::new()));
+        match child {
+            Json::Object(map) => node = map,
+            _ => return,
+        }
+    }
+}
+
+fn field_json(value: &Value<'_>) -> Json {
+    match value {
+        Value::Str(s) | Value::Keyword(s) => Json::from(*s),
+        Value::Owned(s) => Json::from(s.as_str()),
+        Value::Int(n) => Json::from(*n),
+        Value::Float(f) => Json::from(*f),
+        Value::Time(t) => Json::from(rfc3339(*t)),
+        Value::List(items) => Json::from(items.clone()),
+        Value::Pairs(pairs) => {
+            let mut map = Map::new();
+            for (k, v) in pairs {
+                map.entry((*k).to_owned()).or_insert_with(|| Json::from(*v));
+            }
+            Json::Object(map)
+        }
+    }
+}
+
+/// ECS `event.category` / `event.type` / `event.outcome` for the event names that have them.
+fn classify(event: &AdcEvent<'_>) -> Option<(&'static str, &'static str, Option<&'static str>)> {
+    Some(match event.name()? {
+        "LOGIN" => ("authentication", "start", Some("success")),
+        "LOGOUT" => ("authentication", "end", Some("success")),
+        "LOGIN_FAILED" => ("authentication", "start", Some("failure")),
+        "CMD_EXECUTED" | "ZEBOS_CMD_EXECUTED" => ("configuration", "change", None),
+        "TCPCONNSTAT" | "UDPFLOWSTAT" | "CONN_TERMINATE" | "CONN_DELINK" | "OTHERCONN_DELINK" | "ICAEND_CONNSTAT" => {
+            ("network", "connection", None)
+        }
+        "HTTPREQUEST" => ("web", "access", None),
+        _ => return None,
+    })
+}
+
 /// The enriched-topic document for one event.
-pub fn event_json(event: &AdcEvent<'_>, source: SourceRef<'_>) -> Vec<u8> {
-    let env = &event.envelope;
-    let log = (env.priority.is_some() || env.facility.is_some() || env.hostname.is_some() || env.appname.is_some())
-        .then(|| Log {
-            syslog: Syslog {
-                priority: env.priority,
-                facility: env.facility.map(|code| Code { code, name: syslog::facility_name(code) }),
-                severity: env.severity.map(|code| Code { code, name: syslog::severity_name(code) }),
-                hostname: env.hostname,
-                appname: env.appname,
-                procid: env.procid,
-                msgid: env.msgid,
-                format: env.format.as_str(),
-            },
-        });
-    let doc = Document {
-        timestamp: rfc3339(event.timestamp),
-        ecs: Ecs { version: ECS_VERSION },
-        message: event.header.message,
-        event: Event {
-            kind: "event",
-            module: "citrix_adc",
-            dataset: "citrix_adc.log",
-            action: event.header.name.to_ascii_lowercase().replace(' ', "_"),
-            original: event.original,
-            sequence: event.header.sequence,
-        },
-        observer: Observer { hostname: event.appliance(), vendor: "Citrix", product: "Netscaler", kind: "firewall" },
-        log,
-        citrix_adc: CitrixAdc {
-            log: CitrixLog {
-                feature: event.header.feature,
-                name: event.header.name,
-                sequence: event.header.sequence,
-                ppe: event.header.ppe,
-                partition: event.header.partition,
-                format: match event.header.format {
-                    PayloadFormat::Native => "native",
-                    PayloadFormat::Cef => "cef",
-                },
-                cef_version: event.header.cef_version,
-                cef_severity: event.header.cef_severity,
-                timestamp_source: match event.timestamp_source {
-                    TimestampSource::Header => "header",
-                    TimestampSource::Envelope => "envelope",
-                    TimestampSource::Record => "record",
-                },
-                local_time: event.local_time,
-            },
-        },
-        gatewatch: Gatewatch { source, dlq: None },
+pub fn event_json<'s>(event: &AdcEvent<'_>, source: impl Into<Origin<'s>>) -> Vec<u8> {
+    serde_json::to_vec(&event_value(event, source)).expect("a JSON value always serializes")
+}
+
+/// [`event_json`] as a value, for callers that add to it.
+pub fn event_value<'s>(event: &AdcEvent<'_>, source: impl Into<Origin<'s>>) -> Json {
+    let mut root = Map::new();
+    root.insert("@timestamp".into(), Json::from(rfc3339(event.timestamp)));
+    insert(&mut root, "ecs.version", Json::from(ECS_VERSION));
+    root.insert("message".into(), Json::from(event.message));
+    let module = match event.dataset {
+        Dataset::Honeypot => "citrix_honeypot",
+        _ => "citrix_adc",
     };
-    serde_json::to_vec(&doc).expect("the document has only string keys and serializable values")
+    insert(&mut root, "event.kind", Json::from("event"));
+    insert(&mut root, "event.module", Json::from(module));
+    insert(&mut root, "event.dataset", Json::from(event.dataset.as_str()));
+    if let Some(action) = event.action {
+        insert(&mut root, "event.action", Json::from(action.to_ascii_lowercase().replace(' ', "_")));
+    }
+    insert(&mut root, "event.original", Json::from(event.original));
+    if let Some((category, kind, outcome)) = classify(event) {
+        insert(&mut root, "event.category", json!([category]));
+        insert(&mut root, "event.type", json!([kind]));
+        if let Some(outcome) = outcome {
+            insert(&mut root, "event.outcome", Json::from(outcome));
+        }
+    }
+    if let Some(host) = event.appliance() {
+        insert(&mut root, "observer.hostname", Json::from(host));
+    }
+    insert(&mut root, "observer.vendor", Json::from("Citrix"));
+    insert(&mut root, "observer.product", Json::from("Netscaler"));
+    insert(&mut root, "observer.type", Json::from("firewall"));
+
+    let env = &event.envelope;
+    if let Some(p) = env.priority {
+        insert(&mut root, "log.syslog.priority", Json::from(p));
+    }
+    if let Some(code) = env.facility {
+        insert(&mut root, "log.syslog.facility.code", Json::from(code));
+        if let Some(name) = syslog::facility_name(code) {
+            insert(&mut root, "log.syslog.facility.name", Json::from(name));
+        }
+    }
+    if let Some(code) = env.severity {
+        insert(&mut root, "log.syslog.severity.code", Json::from(code));
+        if let Some(name) = syslog::severity_name(code) {
+            insert(&mut root, "log.syslog.severity.name", Json::from(name));
+        }
+    }
+    for (path, value) in [
+        ("log.syslog.hostname", env.hostname),
+        ("log.syslog.appname", env.appname),
+        ("log.syslog.procid", env.procid),
+        ("log.syslog.msgid", env.msgid),
+        ("log.syslog.format", env.format.as_str()),
+    ] {
+        if let Some(v) = value {
+            insert(&mut root, path, Json::from(v));
+        }
+    }
+    if let Some(h) = &event.header {
+        if let Some(seq) = h.sequence {
+            insert(&mut root, "event.sequence", Json::from(seq));
+            insert(&mut root, "citrix_adc.log.sequence", Json::from(seq));
+        }
+        if let Some(feature) = h.feature {
+            insert(&mut root, "citrix_adc.log.feature", Json::from(feature));
+        }
+        insert(&mut root, "citrix_adc.log.name", Json::from(h.name));
+        for (path, value) in [
+            ("citrix_adc.log.ppe", h.ppe),
+            ("citrix_adc.log.partition", h.partition),
+            ("citrix_adc.log.cef_version", h.cef_version),
+            ("citrix_adc.log.cef_severity", h.cef_severity),
+        ] {
+            if let Some(v) = value {
+                insert(&mut root, path, Json::from(v));
+            }
+        }
+        let format = match h.format {
+            PayloadFormat::Native => "native",
+            PayloadFormat::Cef => "cef",
+        };
+        insert(&mut root, "citrix_adc.log.format", Json::from(format));
+    }
+    for field in &event.fields.0 {
+        insert(&mut root, field.name, field_json(&field.value));
+    }
+    let timestamp_source = match event.timestamp_source {
+        TimestampSource::Header => "header",
+        TimestampSource::Envelope => "envelope",
+        TimestampSource::Record => "record",
+    };
+    insert(&mut root, "gatewatch.timestamp_source", Json::from(timestamp_source));
+    if event.local_time {
+        insert(&mut root, "gatewatch.local_time", Json::from(true));
+    }
+    if event.coverage == Coverage::Unknown {
+        insert(&mut root, "gatewatch.coverage", Json::from("unknown"));
+    }
+    insert(&mut root, "gatewatch.source", serde_json::to_value(source.into()).expect("plain struct"));
+    Json::Object(root)
 }
 
 #[derive(Serialize)]
@@ -224,10 +249,10 @@ struct DeadLetterDetail {
 
 /// The dead-letter envelope for a rejected record: the reason, the coordinates and the original bytes —
 /// as `event.original` when they are UTF-8, else as `gatewatch.dlq.original_base64` — cut to `max_original`.
-pub fn dead_letter_json(
+pub fn dead_letter_json<'s>(
     original: &[u8],
     error: &ParseError,
-    source: SourceRef<'_>,
+    source: impl Into<Origin<'s>>,
     received: DateTime<Utc>,
     max_original: usize,
 ) -> Vec<u8> {
@@ -248,7 +273,7 @@ pub fn dead_letter_json(
         event: DeadLetterEvent { kind: "pipeline_error", original: text },
         error: DeadLetterError { kind: error.code(), message: &message },
         gatewatch: Gatewatch {
-            source,
+            source: source.into(),
             dlq: Some(DeadLetterDetail { original_bytes: original.len(), truncated, original_base64: base64 }),
         },
     };
@@ -258,7 +283,7 @@ pub fn dead_letter_json(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parse::{parse, Limits};
+    use crate::parse::{parse, ParseContext};
     use chrono::TimeZone;
     use serde_json::Value;
 
@@ -272,7 +297,7 @@ mod tests {
     fn event_document_has_ecs_fields_and_source() {
         let line =
             "<134> 09/09/2024:20:46:07 GMT VPX01 0-PPE-1 : default SSLVPN LOGIN 4783495 0 : Context a@b - SessionId: 1";
-        let event = parse(line.as_bytes(), received(), Limits { max_line: 1 << 16 }).unwrap();
+        let event = parse(line.as_bytes(), received(), &ParseContext::default(), None).unwrap();
         let doc: Value = serde_json::from_slice(&event_json(&event, SOURCE)).unwrap();
         assert_eq!(doc["@timestamp"], "2024-09-09T20:46:07.000Z");
         assert_eq!(doc["observer"]["hostname"], "VPX01");
@@ -283,6 +308,9 @@ mod tests {
         assert_eq!(doc["message"], "Context a@b - SessionId: 1");
         assert_eq!(doc["log"]["syslog"]["severity"]["name"], "info");
         assert_eq!(doc["citrix_adc"]["log"]["feature"], "SSLVPN");
+        assert_eq!(doc["citrix_adc"]["log"]["session_id"], "1");
+        assert_eq!(doc["event"]["category"], serde_json::json!(["authentication"]));
+        assert_eq!(doc["event"]["outcome"], "success");
         assert_eq!(doc["gatewatch"]["source"], serde_json::json!({"topic": "adc.raw", "partition": 2, "offset": 41}));
     }
 

@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod config;
 pub mod ecs;
+pub mod inspect;
 pub mod metrics;
 pub mod offsets;
 pub mod parse;

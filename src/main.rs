@@ -32,6 +32,19 @@ enum Command {
     Run,
     /// Validate the configuration without touching the network; non-zero exit names the bad key or file.
     Check,
+    /// Parse log files (or stdin) offline and print one ECS JSON object per record.
+    Parse {
+        /// Files to read; `-` or none reads stdin. Multi-line records (bash commands, honeypot dumps) are joined.
+        #[arg(value_name = "FILE")]
+        files: Vec<String>,
+        /// The dataset of every input (httpaccess, httperror, shell, cron, syslog, log, honeypot);
+        /// default: guessed from each file name.
+        #[arg(long, value_name = "NAME")]
+        dataset: Option<String>,
+        /// Print counts per dataset (parsed, unknown, errors) instead of the events.
+        #[arg(long)]
+        stats: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -55,6 +68,23 @@ fn main() -> ExitCode {
                 settings.output.dlq_topic
             );
             ExitCode::SUCCESS
+        }
+        Command::Parse { files, dataset, stats } => {
+            let hint = match dataset.as_deref().map(|d| (d, gatewatch::parse::Dataset::from_name(d))) {
+                None => None,
+                Some((_, Some(d))) => Some(d),
+                Some((name, None)) => {
+                    eprintln!("gatewatch: --dataset {name:?}: not a dataset (httpaccess, httperror, shell, cron, syslog, log, honeypot)");
+                    return ExitCode::from(2);
+                }
+            };
+            match gatewatch::inspect::run(&files, &settings.parse_context(), hint, stats) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("gatewatch: {error}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Run => {
             init_logging(&settings);

@@ -23,7 +23,7 @@ use crate::config::Settings;
 use crate::ecs::{self, SourceRef};
 use crate::metrics::{Metrics, ReasonLabels};
 use crate::offsets::{Ledger, OffsetStore, Pending, Stop, Submitted};
-use crate::parse::{self, Limits};
+use crate::parse::{self, ParseContext};
 use crate::sink::{OutputKind, Sink};
 use crate::source::{self, Health, InputConsumer, SourceContext};
 
@@ -87,7 +87,8 @@ impl Pipeline {
     /// Polls until stopped. Must run on a thread of its own (it blocks).
     pub fn run(self) -> Result<Outcome, RunError> {
         let store: Arc<dyn OffsetStore> = self.consumer.clone();
-        let limits = Limits { max_line: self.settings.parse.max_line.as_u64() as usize };
+        let ctx: ParseContext = self.settings.parse_context();
+        let hints = self.settings.topic_datasets();
         let dlq_max = self.settings.output.dlq_max_original.as_u64() as usize;
         let poll_interval = Duration::from_millis(100);
         // `records_in` handles per input topic, so counting a record allocates nothing.
@@ -124,7 +125,8 @@ impl Pipeline {
                 .and_then(DateTime::<Utc>::from_timestamp_millis)
                 .unwrap_or_else(Utc::now);
             let source = SourceRef { topic, partition, offset };
-            let published = match parse::parse(payload, received, limits) {
+            let hint = if hints.is_empty() { None } else { hints.get(topic).copied() };
+            let published = match parse::parse(payload, received, &ctx, hint) {
                 Ok(event) => {
                     let json = ecs::event_json(&event, source);
                     let key = event.appliance().map(str::as_bytes);

@@ -1,10 +1,10 @@
-//! Any bytes: `parse` never panics, borrowed fields point into the record, and both output documents
-//! are valid JSON naming the source coordinates.
+//! Any bytes, any dataset hint: `parse` never panics, every borrowed field lies inside the record,
+//! parsing is deterministic, and both output documents are valid JSON naming the source coordinates.
 #![no_main]
 
 use chrono::{TimeZone, Utc};
 use gatewatch::ecs::{dead_letter_json, event_json, SourceRef};
-use gatewatch::parse::{parse, Limits, ParseError};
+use gatewatch::parse::{parse, Dataset, ParseContext, ParseError, Value, INFERRED_NAMES};
 use libfuzzer_sys::fuzz_target;
 
 fn within(outer: &[u8], inner: &str) -> bool {
@@ -12,18 +12,37 @@ fn within(outer: &[u8], inner: &str) -> bool {
     inner.is_empty() || (i >= o && i + inner.len() <= o + outer.len())
 }
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(|input: &[u8]| {
+    let Some((&selector, data)) = input.split_first() else { return };
+    let hint = match selector as usize % (Dataset::ALL.len() + 1) {
+        0 => None,
+        n => Some(Dataset::ALL[n - 1]),
+    };
     let received = Utc.with_ymd_and_hms(2020, 1, 10, 12, 0, 0).unwrap();
     let source = SourceRef { topic: "adc.raw", partition: 1, offset: 7 };
-    match parse(data, received, Limits { max_line: 4096 }) {
+    let ctx = ParseContext { max_line: 4096, ..ParseContext::default() };
+    let first = parse(data, received, &ctx, hint);
+    assert_eq!(first, parse(data, received, &ctx, hint), "parsing is deterministic");
+    match first {
         Ok(event) => {
-            for field in [event.original, event.header.name, event.header.message] {
-                assert!(within(data, field), "field does not borrow from the record");
+            assert!(within(data, event.original) && within(data, event.message));
+            if let Some(h) = &event.header {
+                assert!(within(data, h.name) || INFERRED_NAMES.contains(&h.name), "event name {:?} invented", h.name);
+                for s in [h.message].into_iter().chain(h.hostname).chain(h.feature).chain(h.partition) {
+                    assert!(within(data, s), "header field outside the record: {s:?}");
+                }
             }
-            assert!(!event.header.name.is_empty());
+            for field in &event.fields.0 {
+                match &field.value {
+                    Value::Str(s) => assert!(within(data, s), "{} outside the record", field.name),
+                    Value::List(items) => assert!(items.iter().all(|s| within(data, s))),
+                    Value::Pairs(pairs) => assert!(pairs.iter().all(|(k, v)| within(data, k) && within(data, v))),
+                    _ => {}
+                }
+            }
             let doc: serde_json::Value = serde_json::from_slice(&event_json(&event, source)).expect("valid JSON");
             assert_eq!(doc["gatewatch"]["source"]["offset"], 7);
-            assert_eq!(doc["event"]["original"].as_str(), Some(event.original));
+            assert_eq!(doc["event"]["dataset"], event.dataset.as_str());
         }
         Err(error) => {
             assert!(ParseError::CODES.contains(&error.code()));

@@ -3,25 +3,27 @@
 //! Native: `[date:]time [GMT] [host] [PPE] : [partition] [FEATURE] EVENT [seq [n]] : body`, where every
 //! bracketed part is missing in some firmware or relay; the whole date/host part is missing in
 //! headerless lines (`default CMD_EXECUTED 4123456 0 : ...`, `[289]: AAA Message : ...`).
-//! CEF: `CEF:0|vendor|product|version|class|name|severity|extension`.
-
-use chrono::{DateTime, NaiveTime, TimeZone, Utc};
+//! CEF: `CEF:0|vendor|product|version|class|name|severity|extension`, also without the `CEF:0|vendor|
+//! product` prefix as some relays cut it (`APPFW_COOKIE |1.3|x|y|medium|src=...`).
+//!
+//! The header clock is returned raw ([`Clock`]): the date order and time zone belong to the appliance,
+//! which is only known once the host name is read.
 
 use super::time;
 use super::PayloadFormat;
 
-/// The header's clock.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum HeaderTime {
-    Full(DateTime<Utc>),
-    /// Only a time of day; the date came from the envelope or the record.
-    TimeOfDay(DateTime<Utc>),
+/// The header's date and time tokens, as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Clock<'a> {
+    /// `MM/DD/YYYY`-like; `None` when the header carries only a time of day.
+    pub date: Option<&'a str>,
+    pub time: &'a str,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Payload<'a> {
     pub format: PayloadFormat,
-    pub timestamp: Option<HeaderTime>,
+    pub clock: Option<Clock<'a>>,
     pub gmt: bool,
     pub hostname: Option<&'a str>,
     pub ppe: Option<&'a str>,
@@ -31,14 +33,15 @@ pub struct Payload<'a> {
     pub sequence: Option<u64>,
     pub cef_version: Option<&'a str>,
     pub cef_severity: Option<&'a str>,
+    /// The body after the header (for CEF, the extension).
     pub message: &'a str,
 }
 
 impl<'a> Payload<'a> {
-    fn new(format: PayloadFormat, name: &'a str, message: &'a str) -> Self {
+    pub fn new(format: PayloadFormat, name: &'a str, message: &'a str) -> Self {
         Payload {
             format,
-            timestamp: None,
+            clock: None,
             gmt: false,
             hostname: None,
             ppe: None,
@@ -53,8 +56,8 @@ impl<'a> Payload<'a> {
     }
 }
 
-/// Parses a payload; `date_of` supplies the date for time-of-day-only headers.
-pub fn parse(s: &str, date_of: DateTime<Utc>) -> Option<Payload<'_>> {
+/// Parses a NetScaler payload (native header or CEF), or `None` when `s` is neither.
+pub fn parse(s: &str) -> Option<Payload<'_>> {
     let s = s.trim_start();
     if let Some(cef) = s.strip_prefix("CEF:") {
         return parse_cef(cef);
@@ -62,42 +65,78 @@ pub fn parse(s: &str, date_of: DateTime<Utc>) -> Option<Payload<'_>> {
     let (head, rest) = split_colon(s)?;
     let mut tokens = head.split_ascii_whitespace().peekable();
     let first = *tokens.peek()?;
-    let (timestamp, gmt, hostname, ppe, feature_segment, body) = if time::is_netscaler_time(first) {
-        tokens.next();
-        let timestamp = match time::netscaler_datetime(first) {
-            Some(t) => HeaderTime::Full(Utc.from_utc_datetime(&t)),
-            None => HeaderTime::TimeOfDay(at_time_of(date_of, time::time_of_day(first)?)),
-        };
-        let gmt = tokens.next_if_eq(&"GMT").is_some();
-        let rest_tokens: Vec<&str> = tokens.collect();
-        let (hostname, ppe) = match rest_tokens.as_slice() {
-            [] => (None, None),
-            [one] if is_ppe(one) => (None, Some(*one)),
-            [one] => (Some(*one), None),
-            [host, ppe] => (Some(*host), Some(*ppe)),
-            _ => return None,
-        };
-        let (segment, body) = split_colon(rest)?;
-        (Some(timestamp), gmt, hostname, ppe, segment, body)
-    } else {
+    if !time::is_netscaler_time(first) {
         // Headerless: the first segment is already `[partition] [FEATURE] EVENT [seq [n]]`, possibly
         // behind the `[pid]:` fragment some relays leave.
         let segment = match head.split_once("]:") {
             Some((pid, after)) if pid.starts_with('[') && pid[1..].bytes().all(|b| b.is_ascii_digit()) => after,
             _ => head,
         };
-        (None, false, None, None, segment, rest)
+        return strict_segment(segment, rest);
+    }
+    tokens.next();
+    let clock = match first.split_once(':') {
+        Some((date, time)) if date.contains('/') => Clock { date: Some(date), time },
+        _ => Clock { date: None, time: first },
     };
-    let mut payload = parse_feature_segment(feature_segment, body)?;
-    payload.timestamp = timestamp;
+    let gmt = tokens.next_if_eq(&"GMT").is_some();
+    let rest_tokens: Vec<&str> = tokens.collect();
+    let (hostname, ppe) = match rest_tokens.as_slice() {
+        [] => (None, None),
+        [one] if is_ppe(one) => (None, Some(*one)),
+        [one] => (Some(*one), None),
+        [host, ppe] => (Some(*host), Some(*ppe)),
+        _ => return None,
+    };
+    let mut payload = feature_segment(rest)?;
+    payload.clock = Some(clock);
     payload.gmt = gmt;
     payload.hostname = hostname;
     payload.ppe = ppe;
     Some(payload)
 }
 
-fn at_time_of(date_of: DateTime<Utc>, t: NaiveTime) -> DateTime<Utc> {
-    Utc.from_utc_datetime(&date_of.date_naive().and_time(t))
+/// The part after the host: strictly `segment : body`, else `[partition] FEATURE EVENT [seq] body`
+/// (bodies glued to the event name with `:` or `word:` occur in relayed and generated data).
+fn feature_segment(rest: &str) -> Option<Payload<'_>> {
+    if let Some((segment, body)) = split_colon(rest) {
+        if segment.split_ascii_whitespace().count() <= 6 {
+            if let Some(p) = strict_segment(segment, body) {
+                return Some(p);
+            }
+        }
+    }
+    let words: Vec<&str> = rest.split_ascii_whitespace().take(4).collect();
+    let (partition, feature_at) = match words.as_slice() {
+        [f, ..] if is_feature(f) => (None, 0),
+        [p, f, ..] if is_feature(f) => (Some(*p), 1),
+        _ => return None,
+    };
+    let feature = words[feature_at];
+    let name = *words.get(feature_at + 1)?;
+    let name = name.split(':').next().unwrap_or(name);
+    if name.is_empty() || !is_event_start(name) {
+        return None;
+    }
+    let name_end = offset_in(rest, name) + name.len();
+    let mut body = rest[name_end..].trim_start();
+    let mut sequence = None;
+    if let Some((number, after)) = body.split_once(' ') {
+        if !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()) {
+            sequence = number.parse().ok();
+            body = after.trim_start();
+        }
+    }
+    let body = body.strip_prefix(':').unwrap_or(body).trim_start();
+    let mut payload = Payload::new(PayloadFormat::Native, name, body);
+    payload.partition = partition;
+    payload.feature = Some(feature);
+    payload.sequence = sequence;
+    Some(payload)
+}
+
+fn offset_in(outer: &str, inner: &str) -> usize {
+    inner.as_ptr() as usize - outer.as_ptr() as usize
 }
 
 /// Splits at the first ` : ` (or a trailing ` :`); the body keeps its inner spacing but not the
@@ -118,8 +157,9 @@ fn is_ppe(token: &str) -> bool {
     matches!(tail, Some(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
-fn is_feature(token: &str) -> bool {
-    token.len() <= 24
+pub fn is_feature(token: &str) -> bool {
+    !token.is_empty()
+        && token.len() <= 24
         && token.as_bytes()[0].is_ascii_uppercase()
         && token.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
 }
@@ -130,7 +170,7 @@ fn is_event_start(token: &str) -> bool {
 }
 
 /// `[partition] [FEATURE] EVENT [seq [n]]`, where EVENT may contain spaces (`APPFW_cross-site scripting`).
-fn parse_feature_segment<'a>(segment: &'a str, body: &'a str) -> Option<Payload<'a>> {
+fn strict_segment<'a>(segment: &'a str, body: &'a str) -> Option<Payload<'a>> {
     let mut words: Vec<&'a str> = segment.split_ascii_whitespace().collect();
     let mut numbers = Vec::with_capacity(2);
     while numbers.len() < 2 && words.len() > 1 && words.last()?.bytes().all(|b| b.is_ascii_digit()) {
@@ -149,9 +189,9 @@ fn parse_feature_segment<'a>(segment: &'a str, body: &'a str) -> Option<Payload<
     if event_words.len() > 2 || !is_event_start(event_words[0]) {
         return None;
     }
-    let start = event_words[0].as_ptr() as usize - segment.as_ptr() as usize;
+    let start = offset_in(segment, event_words[0]);
     let last = event_words[event_words.len() - 1];
-    let end = last.as_ptr() as usize - segment.as_ptr() as usize + last.len();
+    let end = offset_in(segment, last) + last.len();
     let mut payload = Payload::new(PayloadFormat::Native, &segment[start..end], body);
     payload.partition = partition;
     payload.feature = feature;
@@ -161,21 +201,7 @@ fn parse_feature_segment<'a>(segment: &'a str, body: &'a str) -> Option<Payload<
 
 /// `0|vendor|product|version|class|name|severity|extension` (after `CEF:`); `\|` escapes a pipe.
 fn parse_cef(s: &str) -> Option<Payload<'_>> {
-    let mut fields: [&str; 7] = [""; 7];
-    let mut rest = s;
-    for field in fields.iter_mut() {
-        let bytes = rest.as_bytes();
-        let mut i = 0;
-        while i < bytes.len() && bytes[i] != b'|' {
-            i += if bytes[i] == b'\\' { 2 } else { 1 };
-        }
-        if i >= bytes.len() {
-            return None;
-        }
-        *field = &rest[..i];
-        rest = &rest[i + 1..];
-    }
-    let [version, _vendor, _product, product_version, class, name, severity] = fields;
+    let ([version, _vendor, _product, product_version, class, name, severity], rest) = super::cef::split_header(s)?;
     if version != "0" && version != "1" || name.is_empty() {
         return None;
     }
@@ -186,17 +212,29 @@ fn parse_cef(s: &str) -> Option<Payload<'_>> {
     Some(payload)
 }
 
+/// CEF with its `CEF:0|vendor|product` prefix cut: `NAME |version|x|y|severity|extension`.
+pub fn parse_cut_cef(s: &str) -> Option<Payload<'_>> {
+    let (name, rest) = s.split_once(" |")?;
+    if !is_feature(name) {
+        return None;
+    }
+    let mut parts = rest.splitn(5, '|');
+    let version = parts.next()?;
+    let (_, _, severity, ext) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    // The class (`APPFW`) was cut with the prefix; the name alone says what it was.
+    let mut payload = Payload::new(PayloadFormat::Cef, name, ext);
+    payload.cef_version = Some(version);
+    payload.cef_severity = Some(severity);
+    Some(payload)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn date_of() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2020, 1, 10, 0, 0, 0).unwrap()
-    }
-
     #[test]
     fn partition_and_event_without_feature() {
-        let p = parse("default CMD_EXECUTED 4123456 0 :  User nsroot", date_of()).unwrap();
+        let p = parse("default CMD_EXECUTED 4123456 0 :  User nsroot").unwrap();
         assert_eq!(
             (p.partition, p.feature, p.name, p.sequence),
             (Some("default"), None, "CMD_EXECUTED", Some(4123456))
@@ -205,28 +243,32 @@ mod tests {
     }
 
     #[test]
-    fn host_without_ppe() {
-        let p = parse("1/29/2016:06:09:59 avolupt : ICA APPLICATION_LAUNCH nnumqua:session_guid x", date_of());
-        // `ICA APPLICATION_LAUNCH nnumqua:session_guid x` has no ` : ` before the body: not a header.
-        assert!(p.is_none());
-        let p = parse("2/12/2016:13:12:33 nulapari : GUI CMD_EXECUTED : User ctetur", date_of()).unwrap();
+    fn host_without_ppe_and_glued_bodies() {
+        let p = parse("2/12/2016:13:12:33 nulapari : GUI CMD_EXECUTED : User ctetur").unwrap();
         assert_eq!((p.hostname, p.ppe, p.feature, p.name), (Some("nulapari"), None, Some("GUI"), "CMD_EXECUTED"));
         assert!(!p.gmt);
+        assert_eq!(p.clock, Some(Clock { date: Some("2/12/2016"), time: "13:12:33" }));
+        let p = parse("4/9/2016:17:22:51 rehe : SSLVPN UDPFLOWSTAT :Context ume - SessionId: x").unwrap();
+        assert_eq!((p.feature, p.name, p.message), (Some("SSLVPN"), "UDPFLOWSTAT", "Context ume - SessionId: x"));
+        let p = parse("1/29/2016:06:09:59 avolupt : ICA APPLICATION_LAUNCH nnumqua:session_guid e - flags t").unwrap();
+        assert_eq!((p.feature, p.name), (Some("ICA"), "APPLICATION_LAUNCH"));
+        assert_eq!(p.message, "nnumqua:session_guid e - flags t");
     }
 
     #[test]
     fn body_keeps_colons() {
         let p =
-            parse("10/08/2024:09:38:41 GMT h 0-PPE-1 : default SSLVPN HTTPREQUEST 5 0 : a : b : GET /x - -", date_of())
-                .unwrap();
+            parse("10/08/2024:09:38:41 GMT h 0-PPE-1 : default SSLVPN HTTPREQUEST 5 0 : a : b : GET /x - -").unwrap();
         assert_eq!(p.message, "a : b : GET /x - -");
     }
 
     #[test]
-    fn cef_with_escaped_pipe() {
-        let p = parse(r"CEF:0|Citrix|NetScaler|NS13.0|APPFW|APPFW_X\|Y|6|src=1.2.3.4", date_of()).unwrap();
+    fn cef_with_escaped_pipe_and_cut_prefix() {
+        let p = parse(r"CEF:0|Citrix|NetScaler|NS13.0|APPFW|APPFW_X\|Y|6|src=1.2.3.4").unwrap();
         assert_eq!(p.name, r"APPFW_X\|Y");
         assert_eq!(p.message, "src=1.2.3.4");
-        assert!(parse("CEF:0|Citrix|NetScaler", date_of()).is_none());
+        assert!(parse("CEF:0|Citrix|NetScaler").is_none());
+        let p = parse_cut_cef("APPFW_COOKIE |1.3626|uaera|sitas|medium|src=10.12.182.150 spt=7788").unwrap();
+        assert_eq!((p.name, p.cef_severity, p.message), ("APPFW_COOKIE", Some("medium"), "src=10.12.182.150 spt=7788"));
     }
 }

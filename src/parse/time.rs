@@ -19,16 +19,28 @@ pub fn time_of_day(s: &str) -> Option<NaiveTime> {
     NaiveTime::from_hms_opt(h, m, sec)
 }
 
-/// A NetScaler date: `M/D/YYYY`, `D/M/YYYY` or `YYYY/M/D`. Month-first unless the first number cannot
-/// be a month (then day-first).
-pub fn netscaler_date(s: &str) -> Option<NaiveDate> {
+/// How an appliance writes the two leading numbers of `NN/NN/YYYY` (its `date_order` setting).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DateOrder {
+    /// Month first (the NetScaler default).
+    #[default]
+    Mdy,
+    /// Day first.
+    Dmy,
+}
+
+/// A NetScaler date: `M/D/YYYY`, `D/M/YYYY` or `YYYY/M/D`. A value only one order can read (a first
+/// number above 12, or a second above 12) is read that way; otherwise `order` decides.
+pub fn netscaler_date(s: &str, order: DateOrder) -> Option<NaiveDate> {
     let mut parts = s.splitn(3, '/');
     let (a, b, c) = (parts.next()?, parts.next()?, parts.next()?);
     if a.len() == 4 {
         return NaiveDate::from_ymd_opt(number(a, 4, 4)? as i32, number(b, 1, 2)?, number(c, 1, 2)?);
     }
     let (a, b, year) = (number(a, 1, 2)?, number(b, 1, 2)?, number(c, 4, 4)? as i32);
-    if a > 12 {
+    let day_first = a > 12 || (b <= 12 && order == DateOrder::Dmy);
+    if day_first {
         NaiveDate::from_ymd_opt(year, b, a)
     } else {
         NaiveDate::from_ymd_opt(year, a, b)
@@ -36,14 +48,14 @@ pub fn netscaler_date(s: &str) -> Option<NaiveDate> {
 }
 
 /// A NetScaler `date:HH:MM:SS` token.
-pub fn netscaler_datetime(s: &str) -> Option<NaiveDateTime> {
+pub fn netscaler_datetime(s: &str, order: DateOrder) -> Option<NaiveDateTime> {
     let (date, time) = s.split_once(':')?;
-    Some(netscaler_date(date)?.and_time(time_of_day(time)?))
+    Some(netscaler_date(date, order)?.and_time(time_of_day(time)?))
 }
 
 /// True when `s` looks like a NetScaler date-time or time-of-day token.
 pub fn is_netscaler_time(s: &str) -> bool {
-    netscaler_datetime(s).is_some() || time_of_day(s).is_some()
+    netscaler_datetime(s, DateOrder::Mdy).is_some() || time_of_day(s).is_some()
 }
 
 const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
@@ -78,12 +90,16 @@ pub fn split_bsd(s: &str, reference: DateTime<Utc>) -> Option<(DateTime<Utc>, &s
     let (day, rest) = rest.split_once(' ')?;
     let day = number(day, 1, 2)?;
     let (time, rest) = rest.split_once(' ').unwrap_or((rest, ""));
-    let time = time_of_day(time)?;
+    // FreeBSD's syslogd on the appliance writes midnight as hour 24 of the previous day.
+    let (time, next_day) = match time.strip_prefix("24:") {
+        Some(ms) => (time_of_day(&format!("00:{ms}"))?, Duration::days(1)),
+        None => (time_of_day(time)?, Duration::zero()),
+    };
     let mut year = reference.year();
-    let mut at = Utc.from_utc_datetime(&NaiveDate::from_ymd_opt(year, month, day)?.and_time(time));
+    let mut at = Utc.from_utc_datetime(&NaiveDate::from_ymd_opt(year, month, day)?.and_time(time)) + next_day;
     if at > reference + Duration::days(1) {
         year -= 1;
-        at = Utc.from_utc_datetime(&NaiveDate::from_ymd_opt(year, month, day)?.and_time(time));
+        at = Utc.from_utc_datetime(&NaiveDate::from_ymd_opt(year, month, day)?.and_time(time)) + next_day;
     }
     Some((at, rest))
 }
@@ -101,18 +117,29 @@ mod tests {
 
     #[test]
     fn date_orders() {
-        assert_eq!(netscaler_date("10/08/2024"), NaiveDate::from_ymd_opt(2024, 10, 8));
-        assert_eq!(netscaler_date("21/08/2024"), NaiveDate::from_ymd_opt(2024, 8, 21));
-        assert_eq!(netscaler_date("2023/08/01"), NaiveDate::from_ymd_opt(2023, 8, 1));
-        assert_eq!(netscaler_date("1/29/2016"), NaiveDate::from_ymd_opt(2016, 1, 29));
-        assert_eq!(netscaler_date("13/13/2016"), None);
+        use DateOrder::*;
+        assert_eq!(netscaler_date("10/08/2024", Mdy), NaiveDate::from_ymd_opt(2024, 10, 8));
+        assert_eq!(netscaler_date("10/08/2024", Dmy), NaiveDate::from_ymd_opt(2024, 8, 10));
+        // Unambiguous values ignore the configured order.
+        assert_eq!(netscaler_date("21/08/2024", Mdy), NaiveDate::from_ymd_opt(2024, 8, 21));
+        assert_eq!(netscaler_date("08/21/2024", Dmy), NaiveDate::from_ymd_opt(2024, 8, 21));
+        assert_eq!(netscaler_date("2023/08/01", Dmy), NaiveDate::from_ymd_opt(2023, 8, 1));
+        assert_eq!(netscaler_date("1/29/2016", Mdy), NaiveDate::from_ymd_opt(2016, 1, 29));
+        assert_eq!(netscaler_date("13/13/2016", Mdy), None);
+    }
+
+    #[test]
+    fn hour_24_is_midnight_of_the_next_day() {
+        let reference = Utc.with_ymd_and_hms(2020, 1, 25, 0, 0, 0).unwrap();
+        let (at, _) = split_bsd("Jan 19 24:23:56 <local7.notice> ns", reference).unwrap();
+        assert_eq!(at, Utc.with_ymd_and_hms(2020, 1, 20, 0, 23, 56).unwrap());
     }
 
     #[test]
     fn invalid_times_are_rejected() {
         assert!(time_of_day("24:23:56").is_none());
         assert!(time_of_day("12:3:56").is_none());
-        assert!(netscaler_datetime("1/29/2016:06:09:59").is_some());
+        assert!(netscaler_datetime("1/29/2016:06:09:59", DateOrder::Mdy).is_some());
     }
 
     #[test]

@@ -1,0 +1,716 @@
+//! NetScaler message bodies → ECS fields.
+//!
+//! Most bodies are `Key value - Key value - ...` with optional quotes; a few families have shapes of
+//! their own (HTTPREQUEST, CMD_EXECUTED, native APPFW, SNMP traps). [`parse`] dispatches on the event
+//! name and falls back to the generic key/value reader, so an unknown event still yields its pairs.
+//! Keys are matched case-insensitively against [`key_field`]; pairs with no ECS home are kept under
+//! `citrix_adc.log.fields` so nothing in the body is lost.
+
+use super::fields::{self, Fields, Value};
+use super::{cef, time};
+
+/// What the body parser made of a body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coverage {
+    /// The event type is known and its body was taken apart.
+    Known,
+    /// The event type is not one gatewatch knows; header fields and the raw body are kept.
+    Unknown,
+}
+
+/// Parses the body of `feature`/`name` into `out`.
+pub fn parse<'a>(feature: Option<&str>, name: &str, body: &'a str, out: &mut Fields<'a>) -> Coverage {
+    let body = body.trim();
+    match name {
+        "CMD_EXECUTED" | "ZEBOS_CMD_EXECUTED" => command(body, out),
+        "HTTPREQUEST" => http_request(body, out),
+        "TRAP_SENT" => snmp_trap(body, out),
+        "LOGIN"
+        | "LOGOUT"
+        | "LOGIN_FAILED"
+        | "TCPCONNSTAT"
+        | "UDPFLOWSTAT"
+        | "TCPCONN_TIMEDOUT"
+        | "ICASTART"
+        | "ICAEND_CONNSTAT"
+        | "REMOVE_SESSION_DEBUG"
+        | "REMOVE_SESSION_INFO"
+        | "REMOVE_SESSION_ERR"
+        | "CLISEC_CHECK"
+        | "CLISEC_EXP_EVAL"
+        | "EXTRACTED_GROUPS"
+        | "AAAEXTRACTED_GROUPS"
+        | "HTTP_RESOURCEACCESS_DENIED"
+        | "NONHTTP_RESOURCEACCESS_DENIED"
+        | "CONN_DELINK"
+        | "CONN_TERMINATE"
+        | "OTHERCONN_DELINK"
+        | "NAT_CONN_DELINK"
+        | "NAT_OTHERCONN_DELINK"
+        | "ACL_PKT_LOG"
+        | "SSL_HANDSHAKE_SUCCESS"
+        | "SSL_HANDSHAKE_FAILURE"
+        | "SSL_HANDSHAKE_ISSUERNAME"
+        | "SSL_HANDSHAKE_SUBJECTNAME"
+        | "MONITORUP"
+        | "MONITORDOWN"
+        | "DEVICEUP"
+        | "DEVICEDOWN"
+        | "STATECHANGE"
+        | "ROUTEUP"
+        | "ROUTEDOWN"
+        | "DEVICEOFS"
+        | "STA_VALIDATE_RESP"
+        | "LICLMT_REACHED" => {
+            key_values(body, out);
+            Coverage::Known
+        }
+        "STARTSAVECONFIG" | "STOPSAVECONFIG" | "SAVECONFIG" | "STARTSYS" | "STOPSYS" | "STARTCPU" | "CONFIGEND"
+        | "ALERTSTARTED" | "ALERTENDED" | "NICRESET" => Coverage::Known,
+        "Message" | "HA_Message" => {
+            message(body, out);
+            Coverage::Known
+        }
+        _ if feature == Some("APPFW") || name.starts_with("APPFW_") => appfw(body, out),
+        _ if name.starts_with("PB_") || name == "PITBOSS" => Coverage::Known,
+        _ => {
+            key_values(body, out);
+            match feature {
+                Some(
+                    "ICA" | "SSLLOG" | "TCP" | "ACL" | "DNS" | "ALG" | "CVPN" | "CI" | "RDP" | "SUBSCRIBER" | "URLFILT"
+                    | "TRANSFORM" | "BOT" | "REWRITE" | "RESPONDER" | "ROUTING" | "EVENT" | "SSLVPN" | "AAA" | "AAATM",
+                ) => Coverage::Known,
+                _ => Coverage::Unknown,
+            }
+        }
+    }
+}
+
+/// The ECS (or `citrix_adc.log.*`) field a body key fills, and how its value is read.
+enum Target {
+    Str(&'static str),
+    Int(&'static str),
+    /// `ip[:port]` into an ip field and a port field.
+    Address(&'static str, &'static str),
+    Time(&'static str),
+    Duration,
+    Context,
+    UserDomain,
+    Groups,
+    TlsVersion,
+    SessionReuse,
+}
+
+fn key_field(key: &str) -> Option<Target> {
+    use Target::*;
+    let key = key.to_ascii_lowercase();
+    Some(match key.as_str() {
+        "context" => Context,
+        "sessionid" | "session_id" | "sessid" => Str("citrix_adc.log.session_id"),
+        "user" | "user name" | "username" | "user_name" => Str("user.name"),
+        "username:domainname" | "username:domain_name" => UserDomain,
+        "client_ip" | "clientip" | "client ip" => Address("client.ip", "client.port"),
+        "clientport" | "client_port" => Int("client.port"),
+        "remote_ip" | "remote ip" => Address("source.ip", "source.port"),
+        "nat_ip" | "natip" => Address("citrix_adc.log.nat.ip", "citrix_adc.log.nat.port"),
+        "vserver" => Address("citrix_adc.log.vserver.ip", "citrix_adc.log.vserver.port"),
+        "vserverserviceip" => Str("citrix_adc.log.vserver.ip"),
+        "vserverserviceport" => Int("citrix_adc.log.vserver.port"),
+        "source" | "source_ip" | "srcip" => Address("source.ip", "source.port"),
+        "source_port" | "srcport" => Int("source.port"),
+        "destination" | "destination_ip" | "dstip" => Address("destination.ip", "destination.port"),
+        "destination_port" | "dstport" => Int("destination.port"),
+        "start_time" | "start time" | "starttime" => Time("citrix_adc.log.start_time"),
+        "end_time" | "end time" | "endtime" => Time("citrix_adc.log.end_time"),
+        "delink time" | "delink_time" => Time("citrix_adc.log.delink_time"),
+        "timestamp" => Time("citrix_adc.log.timestamp"),
+        "duration" => Duration,
+        "total_bytes_send" => Int("citrix_adc.log.total_bytes_send"),
+        "total_bytes_recv" => Int("citrix_adc.log.total_bytes_recv"),
+        "total_compressedbytes_send" => Int("citrix_adc.log.total_compressedbytes_send"),
+        "total_compressedbytes_recv" => Int("citrix_adc.log.total_compressedbytes_recv"),
+        "compression_ratio_send" => Str("citrix_adc.log.compression_ratio_send"),
+        "compression_ratio_recv" => Str("citrix_adc.log.compression_ratio_recv"),
+        "http_resources_accessed" => Int("citrix_adc.log.http_resources_accessed"),
+        "nonhttp_services_accessed" => Int("citrix_adc.log.nonhttp_services_accessed"),
+        "total_tcp_connections" => Int("citrix_adc.log.total_tcp_connections"),
+        "total_udp_flows" => Int("citrix_adc.log.total_udp_flows"),
+        "total_policies_allowed" => Int("citrix_adc.log.total_policies_allowed"),
+        "total_policies_denied" => Int("citrix_adc.log.total_policies_denied"),
+        "logoutmethod" | "logout_method" => Str("citrix_adc.log.logout_method"),
+        "browser_type" | "browser" => Str("user_agent.original"),
+        "sslvpn_client_type" => Str("citrix_adc.log.client_type"),
+        "group(s)" | "groups" | "extracted_groups" => Groups,
+        "failure_reason" => Str("event.reason"),
+        "adm_user" => Str("citrix_adc.log.adm_user"),
+        "status" => Str("citrix_adc.log.status"),
+        "spcbid" => Str("citrix_adc.log.spcb_id"),
+        "clientversion" => TlsVersion,
+        "ciphersuite" => Str("tls.cipher"),
+        "session" => SessionReuse,
+        "issuername" => Str("tls.client.issuer"),
+        "subjectname" => Str("tls.client.subject"),
+        "handshakeerrorcode" => Str("citrix_adc.log.handshake_error_code"),
+        "reason" => Str("event.reason"),
+        "device" => Str("citrix_adc.log.device"),
+        "monitor" => Str("citrix_adc.log.monitor"),
+        "state" => Str("citrix_adc.log.state"),
+        "protocol" => Str("network.transport"),
+        "customername" => Str("citrix_adc.log.customer_name"),
+        "connectionid" => Str("citrix_adc.log.connection_id"),
+        "hit_rule" | "hit rule" => Str("rule.name"),
+        "data_length" | "data length" => Int("citrix_adc.log.data_length"),
+        "data_type" | "data type" => Str("citrix_adc.log.data_type"),
+        "acl_action" => Str("citrix_adc.log.action"),
+        "denied_by_policy" => Str("rule.name"),
+        "backend spcbid" => Str("citrix_adc.log.spcb_id"),
+        "serverip" | "server_ip" => Address("server.ip", "server.port"),
+        "serverport" | "server_port" => Int("server.port"),
+        "protocolversion" => TlsVersion,
+        "issuer name" => Str("tls.client.issuer"),
+        "subject name" => Str("tls.client.subject"),
+        _ => return None,
+    })
+}
+
+/// Known keys of two words (or with an embedded space), checked before the one-word rule.
+const TWO_WORD_KEYS: &[&str] = &[
+    "Start Time",
+    "End Time",
+    "Delink Time",
+    "User Name",
+    "Client ip",
+    "Remote ip",
+    "Hit Rule",
+    "Backend SPCBId",
+    "Issuer Name",
+    "Subject Name",
+];
+
+fn apply<'a>(key: &'a str, value: &'a str, out: &mut Fields<'a>, extra: &mut Vec<(&'a str, &'a str)>) {
+    let value = unquote(value.trim());
+    match key_field(key) {
+        Some(Target::Str(name)) => out.str(name, value),
+        Some(Target::Int(name)) => {
+            if value.trim().parse::<i64>().is_ok() {
+                out.int(name, value);
+            } else {
+                out.str(name, value);
+            }
+        }
+        Some(Target::Address(ip, port)) => {
+            let before = out.0.len();
+            out.address(ip, port, value);
+            if out.0.len() == before && !value.is_empty() {
+                // Not an address (sanitised `a.b.c.d`, `"Mapped Ip"`): keep it, unmapped.
+                extra.push((key, value));
+            }
+        }
+        Some(Target::Time(name)) => match parse_body_time(value) {
+            Some(t) => out.time(name, t),
+            None => extra.push((key, value)),
+        },
+        Some(Target::Duration) => match fields::duration_nanos(value) {
+            Some(n) => {
+                out.number("event.duration", n);
+                out.str("citrix_adc.log.duration", value);
+            }
+            None => extra.push((key, value)),
+        },
+        Some(Target::Context) => {
+            out.str("citrix_adc.log.context", value);
+            if let Some((user, ip)) = value.rsplit_once('@') {
+                out.address("client.ip", "client.port", ip);
+                if !out.has("user.name") {
+                    out.str("user.name", user);
+                }
+            }
+        }
+        Some(Target::UserDomain) => match value.split_once(':') {
+            Some((user, domain)) => {
+                out.str("user.name", user);
+                out.str("user.domain", domain);
+            }
+            None => out.str("user.name", value),
+        },
+        Some(Target::Groups) => {
+            let groups: Vec<&str> = value.split(',').map(str::trim).filter(|g| !g.is_empty() && *g != "N/A").collect();
+            out.list("user.group.name", groups);
+        }
+        Some(Target::TlsVersion) => {
+            out.str("citrix_adc.log.client_version", value);
+            if let Some(v) = value.strip_prefix("TLSv").or_else(|| value.strip_prefix("TLS")) {
+                out.keyword("tls.version_protocol", "tls");
+                out.str("tls.version", v);
+            } else if let Some(v) = value.strip_prefix("SSLv") {
+                out.keyword("tls.version_protocol", "ssl");
+                out.str("tls.version", v);
+            }
+        }
+        Some(Target::SessionReuse) => {
+            out.str("citrix_adc.log.ssl_session", value);
+        }
+        None if value.is_empty() => {}
+        None => extra.push((key, value)),
+    }
+}
+
+fn unquote(s: &str) -> &str {
+    let s = s.trim();
+    if s.len() >= 2 && s.starts_with('"') && s.ends_with('"') {
+        &s[1..s.len() - 1]
+    } else {
+        s
+    }
+}
+
+/// A body time: `MM/DD/YYYY:HH:MM:SS[ GMT]` (also `...:SSGMT`) or RFC 3339, read as UTC.
+fn parse_body_time(value: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let value = value.trim().trim_end_matches("GMT").trim();
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(value) {
+        return Some(t.with_timezone(&chrono::Utc));
+    }
+    let t = time::netscaler_datetime(value, time::DateOrder::Mdy)?;
+    Some(chrono::TimeZone::from_utc_datetime(&chrono::Utc, &t))
+}
+
+/// Splits a body at ` - ` (and ` --> `) outside double quotes.
+fn segments(body: &str) -> Vec<&str> {
+    let bytes = body.as_bytes();
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut quoted = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => quoted = !quoted,
+            b' ' if !quoted => {
+                for sep in [&b" - "[..], &b" --> "[..]] {
+                    if bytes[i..].starts_with(sep) {
+                        out.push(&body[start..i]);
+                        start = i + sep.len();
+                        i = start - 1;
+                        break;
+                    }
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    out.push(&body[start..]);
+    out
+}
+
+/// `[TECHSUPPORT][ENUMERATION] rest` → the tags, and `rest`.
+fn split_tags(s: &str) -> (Vec<&str>, &str) {
+    let mut tags = Vec::new();
+    let mut rest = s.trim_start();
+    while let Some(inner) = rest.strip_prefix('[') {
+        match inner.find(']') {
+            Some(end) if !inner[..end].contains(' ') || inner[..end].contains('=') => {
+                tags.push(&inner[..end]);
+                rest = inner[end + 1..].trim_start();
+            }
+            _ => break,
+        }
+    }
+    (tags, rest)
+}
+
+/// The generic `Key value - Key value` reader.
+pub fn key_values<'a>(body: &'a str, out: &mut Fields<'a>) {
+    let (tags, body) = split_tags(body);
+    out.list("tags", tags);
+    let mut extra: Vec<(&'a str, &'a str)> = Vec::new();
+    let mut queue: Vec<&'a str> = segments(body);
+    queue.reverse();
+    while let Some(segment) = queue.pop() {
+        let segment = segment.trim();
+        if segment.is_empty() || segment == "-" {
+            continue;
+        }
+        let segment = segment.strip_prefix("- ").unwrap_or(segment);
+        let (key, value) = split_key(segment);
+        // `Delink Time 07/07/2024:19:25:29  Total_bytes_send 963`: a time whose ` - ` went missing.
+        let value = match (key_field(key), value.split_once("  ")) {
+            (Some(Target::Time(_)), Some((time, rest)))
+                if !rest.trim().is_empty() && !rest.trim().starts_with("GMT") =>
+            {
+                queue.push(rest);
+                time
+            }
+            _ => value,
+        };
+        // `SessionId: 651173- User x`: a value glued to the next pair by a missing space.
+        let value = match value.split_once("- ") {
+            Some((first, rest)) if !first.contains(' ') && !first.starts_with('"') && !rest.is_empty() => {
+                queue.push(rest);
+                first
+            }
+            _ => value,
+        };
+        apply(key, value, out, &mut extra);
+    }
+    if !extra.is_empty() {
+        out.0.push(fields::Field { name: "citrix_adc.log.fields", value: Value::Pairs(extra) });
+    }
+    if !out.has("source.ip") {
+        if let Some(ip) = out.get_str("client.ip").map(str::to_owned) {
+            out.owned("source.ip", ip);
+        }
+    }
+}
+
+fn split_key(segment: &str) -> (&str, &str) {
+    for key in TWO_WORD_KEYS {
+        if segment.len() > key.len() && segment.as_bytes()[..key.len()].eq_ignore_ascii_case(key.as_bytes()) {
+            let rest = &segment[key.len()..];
+            if rest.starts_with([' ', ':']) {
+                return (&segment[..key.len()], rest.trim_start_matches(':').trim());
+            }
+        }
+    }
+    if let Some((key, value)) = segment.split_once(':') {
+        if !key.is_empty() && !key.contains(' ') && !key.contains('/') && value.starts_with(' ') && key.len() <= 40 {
+            return (key, value.trim());
+        }
+        // `username:domainname value`
+        if let Some((k, v)) = segment.split_once(' ') {
+            if k.contains(':') && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b':' || b == b'_') {
+                return (k, v.trim());
+            }
+        }
+    }
+    match segment.split_once(' ') {
+        Some((key, value)) => (key, value.trim()),
+        None => (segment, ""),
+    }
+}
+
+/// `User u - Remote_ip ip - Command "..." - Status "..."`: the command may contain quotes and ` - `.
+fn command<'a>(body: &'a str, out: &mut Fields<'a>) -> Coverage {
+    let (head, command, status) = match (body.find("Command \""), body.rfind("\" - Status \"")) {
+        (Some(c), Some(s)) if s >= c + 8 => (&body[..c], &body[c + 9..s], Some(&body[s + 12..])),
+        (Some(c), _) => {
+            let value = &body[c + 9..];
+            (&body[..c], value.rfind('"').map(|q| &value[..q]).unwrap_or(value), None)
+        }
+        _ => (body, "", None),
+    };
+    key_values(head.trim().trim_end_matches('-').trim(), out);
+    out.str("citrix_adc.log.command", command);
+    if let Some(status) = status {
+        let status = status.trim_end().trim_end_matches('"');
+        out.str("citrix_adc.log.status", status);
+        let ok = matches!(status, "Success" | "Done" | "SUCCESS");
+        out.keyword("event.outcome", if ok { "success" } else { "failure" });
+    }
+    Coverage::Known
+}
+
+/// `Context c - SessionId: n - host User u : Group(s) g : Vserver ip:port - date GMT [: SSO is ON] : METHOD url - -`
+fn http_request<'a>(body: &'a str, out: &mut Fields<'a>) -> Coverage {
+    let (tags, body) = split_tags(body);
+    out.list("tags", tags);
+    let mut rest = body;
+    if let Some(after) = rest.strip_prefix("Context ") {
+        let (context, after) = after.split_once(" - ").unwrap_or((after, ""));
+        apply("Context", context, out, &mut Vec::new());
+        rest = after;
+    }
+    if let Some(after) = rest.strip_prefix("SessionId:") {
+        let after = after.trim_start();
+        let end = after.find(['-', ' ']).unwrap_or(after.len());
+        out.str("citrix_adc.log.session_id", &after[..end]);
+        rest = after[end..].trim_start_matches([' ', '-']);
+    }
+    if let Some(user_at) = rest.find("User ") {
+        let host = rest[..user_at].trim();
+        if !host.is_empty() {
+            out.str("url.domain", host);
+        }
+        let after = &rest[user_at + 5..];
+        let (user, after) = after.split_once(" : ").unwrap_or((after, ""));
+        out.str("user.name", user);
+        rest = after;
+    }
+    if let Some(after) = rest.strip_prefix("Group(s) ") {
+        let (groups, after) = after.split_once(" : ").unwrap_or((after, ""));
+        apply("Group(s)", groups, out, &mut Vec::new());
+        rest = after;
+    }
+    if let Some(after) = rest.strip_prefix("Vserver ") {
+        let (vserver, after) = after.split_once(" - ").unwrap_or((after, ""));
+        out.address("citrix_adc.log.vserver.ip", "citrix_adc.log.vserver.port", vserver);
+        rest = after;
+    }
+    // What is left: `date GMT [: Message = SSO is ON] [: SSO is ON] : METHOD url - -` (colons optional).
+    let request = rest.rsplit(" : ").next().unwrap_or(rest);
+    for part in rest.split(" : ") {
+        if let Some(sso) =
+            part.trim().strip_prefix("Message = ").or(Some(part.trim())).filter(|p| p.starts_with("SSO is "))
+        {
+            out.str("citrix_adc.log.sso", sso.trim_start_matches("SSO is "));
+        }
+    }
+    let request = request.trim().trim_end_matches("- -").trim();
+    // Older firmware: `03/07/2013:02:00:06 GMT GET/hoho.js` in one part.
+    let request = match request.find(" GMT ") {
+        Some(i) => &request[i + 5..],
+        None => request,
+    };
+    let method_len = request.bytes().take_while(|b| b.is_ascii_uppercase()).count();
+    if (3..=7).contains(&method_len) {
+        let method = &request[..method_len];
+        out.str("http.request.method", method);
+        let url = request[method_len..].trim();
+        if method == "CONNECT" {
+            // `CONNECT host:port`: a tunnel target, not a path.
+            out.str("url.original", url);
+            let (host, port) = fields::split_host_port(url);
+            out.str("destination.domain", host);
+            if let Some(port) = port {
+                out.int("destination.port", port);
+            }
+        } else {
+            url_fields(url, out);
+        }
+    }
+    if !out.has("source.ip") {
+        if let Some(ip) = out.get_str("client.ip").map(str::to_owned) {
+            out.owned("source.ip", ip);
+        }
+    }
+    Coverage::Known
+}
+
+/// `url.original`, and `url.path` / `url.query` split at `?`.
+pub fn url_fields<'a>(url: &'a str, out: &mut Fields<'a>) {
+    if url.is_empty() {
+        return;
+    }
+    out.str("url.original", url);
+    let path_and_query = match url.find("://") {
+        Some(i) => {
+            let after = &url[i + 3..];
+            match after.find('/') {
+                Some(p) => {
+                    out.str("url.domain", &after[..p]);
+                    &after[p..]
+                }
+                None => "",
+            }
+        }
+        None => url,
+    };
+    let (path, query) = match path_and_query.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path_and_query, None),
+    };
+    out.str("url.path", path);
+    if let Some(q) = query {
+        out.str("url.query", q);
+    }
+}
+
+/// Native APPFW: `client-ip txid session profile [url] message <action>`.
+fn appfw<'a>(body: &'a str, out: &mut Fields<'a>) -> Coverage {
+    let body = body.trim();
+    let (body, action) = match body.rfind(" <") {
+        Some(i) if body.ends_with('>') => (&body[..i], Some(&body[i + 2..body.len() - 1])),
+        _ => (body, None),
+    };
+    if let Some(action) = action {
+        out.str("citrix_adc.log.appfw_action", action);
+    }
+    let mut words = body.splitn(5, ' ');
+    let first = words.next().unwrap_or("");
+    if !fields::is_ip(first) {
+        out.str("citrix_adc.log.message", body);
+        return Coverage::Known;
+    }
+    out.str("source.ip", first);
+    out.str("citrix_adc.log.transaction_id", words.next().unwrap_or(""));
+    out.str("citrix_adc.log.session_id", words.next().unwrap_or(""));
+    out.str("citrix_adc.log.profile_name", words.next().unwrap_or(""));
+    let rest = words.next().unwrap_or("").trim();
+    let (url, message) = if rest.starts_with("http://") || rest.starts_with("https://") {
+        rest.split_once(' ').unwrap_or((rest, ""))
+    } else {
+        match rest.find("http://").or_else(|| rest.find("https://")) {
+            Some(i) => {
+                let url_end = rest[i..].find(' ').map(|e| i + e).unwrap_or(rest.len());
+                (&rest[i..url_end], rest)
+            }
+            None => ("", rest),
+        }
+    };
+    url_fields(url, out);
+    out.str("citrix_adc.log.message", message);
+    Coverage::Known
+}
+
+/// `trapName (varbind = value, varbind = "value", ...)`; a CEF varbind is taken apart too, and CPU /
+/// memory utilisation alarms become `system.*.pct` fractions.
+fn snmp_trap<'a>(body: &'a str, out: &mut Fields<'a>) -> Coverage {
+    let body = body.trim();
+    let (trap, varbinds) = match body.find('(') {
+        Some(i) => (body[..i].trim(), body[i + 1..].trim_end().trim_end_matches(')')),
+        None => (body, ""),
+    };
+    out.str("citrix_adc.log.snmp.trap", trap);
+    let mut pairs = Vec::new();
+    for item in split_varbinds(varbinds) {
+        let Some((k, v)) = item.split_once(" = ").or_else(|| item.split_once('=')) else { continue };
+        let (k, v) = (k.trim(), v.trim().trim_matches('"'));
+        if v.starts_with("CEF:") {
+            cef::embedded(v, out);
+        }
+        pairs.push((k, v));
+        let lower = k.to_ascii_lowercase();
+        let value = v.trim_end_matches('%').parse::<f64>().ok();
+        match (lower.as_str(), value) {
+            (_, Some(pct)) if lower.contains("cpuusage") || (trap == "cpuUtilization" && lower.starts_with("res")) => {
+                out.float("system.cpu.total.pct", pct / 100.0)
+            }
+            (_, Some(pct))
+                if lower.contains("memusage") || (trap == "memoryUtilization" && lower.starts_with("res")) =>
+            {
+                out.float("system.memory.used.pct", pct / 100.0)
+            }
+            ("sysipaddress", _) => out.str("host.ip", v),
+            _ => {}
+        }
+    }
+    if !pairs.is_empty() {
+        out.0.push(fields::Field { name: "citrix_adc.log.snmp.varbinds", value: Value::Pairs(pairs) });
+    }
+    Coverage::Known
+}
+
+/// Splits `a = 1, b = "x, y", c = 2` at commas outside quotes.
+fn split_varbinds(s: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut quoted = false;
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        match b {
+            b'"' => quoted = !quoted,
+            b',' if !quoted => {
+                out.push(s[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(s[start..].trim());
+    out.retain(|p| !p.is_empty());
+    out
+}
+
+/// Free-text `Message` bodies: kept whole; `Remote ip = a:b` / `user x` hints are lifted.
+fn message<'a>(body: &'a str, out: &mut Fields<'a>) {
+    let text = unquote(body);
+    out.str("citrix_adc.log.message", text);
+    if let Some(i) = text.find("Remote ip = ") {
+        let rest = &text[i + 12..];
+        let end = rest.find([']', ' ', ',']).unwrap_or(rest.len());
+        out.address("source.ip", "source.port", &rest[..end]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(feature: &str, name: &str, body: &str) -> (Coverage, Fields<'static>) {
+        let body: &'static str = Box::leak(body.to_owned().into_boxed_str());
+        let mut out = Fields::default();
+        let coverage = parse(Some(feature), name, body, &mut out);
+        (coverage, out)
+    }
+
+    #[test]
+    fn sslvpn_login() {
+        let (c, f) = parsed(
+            "SSLVPN",
+            "LOGIN",
+            r#"Context user@example.com@10.1.2.3 - SessionId: 34921 - User user@example.com - Client_ip 10.1.2.3 - Nat_ip "Mapped Ip" - Vserver 10.9.9.9:443 - Browser_type "Mozilla/5.0 (Windows NT 10.0; Win64; x64)" - SSLVPN_client_type ICA - Group(s) "PORTAL""#,
+        );
+        assert_eq!(c, Coverage::Known);
+        assert_eq!(f.get_str("citrix_adc.log.session_id"), Some("34921"));
+        assert_eq!(f.get_str("user.name"), Some("user@example.com"));
+        assert_eq!(f.get_str("client.ip"), Some("10.1.2.3"));
+        assert_eq!(f.get_str("source.ip"), Some("10.1.2.3"));
+        assert_eq!(f.get_str("citrix_adc.log.vserver.ip"), Some("10.9.9.9"));
+        assert_eq!(f.get_int("citrix_adc.log.vserver.port"), Some(443));
+        assert_eq!(f.get_str("user_agent.original"), Some("Mozilla/5.0 (Windows NT 10.0; Win64; x64)"));
+        assert_eq!(f.get("user.group.name"), Some(&Value::List(vec!["PORTAL"])));
+    }
+
+    #[test]
+    fn glued_session_id() {
+        let (_, f) = parsed("SSLVPN", "TCPCONNSTAT", "Context u@1.2.3.4 - SessionId: 651173- User u - Client_ip 1.2.3.4 - Duration 00:01:02  - Total_bytes_send 5");
+        assert_eq!(f.get_str("citrix_adc.log.session_id"), Some("651173"));
+        assert_eq!(f.get_str("user.name"), Some("u"));
+        assert_eq!(f.get_int("event.duration"), Some(62_000_000_000));
+        assert_eq!(f.get_int("citrix_adc.log.total_bytes_send"), Some(5));
+    }
+
+    #[test]
+    fn command_with_quotes_and_status() {
+        let (_, f) = parsed(
+            "CLI",
+            "CMD_EXECUTED",
+            r#"User nsroot - Remote_ip 10.0.0.1 - Command "set x -comment "a - b"" - Status "ERROR: bad""#,
+        );
+        assert_eq!(f.get_str("citrix_adc.log.command"), Some(r#"set x -comment "a - b""#));
+        assert_eq!(f.get_str("source.ip"), Some("10.0.0.1"));
+        assert_eq!(f.get_str("citrix_adc.log.status"), Some("ERROR: bad"));
+        assert_eq!(f.get_str("event.outcome"), Some("failure"));
+    }
+
+    #[test]
+    fn http_request_fields() {
+        let (_, f) = parsed("SSLVPN", "HTTPREQUEST", "Context TestUser@10.0.0.1 - SessionId: 220403 - 10.0.0.1 User TestUser : Group(s) EA-ALL : Vserver 10.0.0.2:443 - 06/04/2023:10:47:40 GMT : SSO is ON : POST /api2/swis/query?x=1 - -");
+        assert_eq!(f.get_str("http.request.method"), Some("POST"));
+        assert_eq!(f.get_str("url.path"), Some("/api2/swis/query"));
+        assert_eq!(f.get_str("url.query"), Some("x=1"));
+        assert_eq!(f.get_str("user.name"), Some("TestUser"));
+        assert_eq!(f.get_str("citrix_adc.log.session_id"), Some("220403"));
+        assert_eq!(f.get_str("citrix_adc.log.sso"), Some("ON"));
+    }
+
+    #[test]
+    fn snmp_cpu_alarm() {
+        let (_, f) = parsed(
+            "SNMP",
+            "TRAP_SENT",
+            "cpuUtilization (resCpuUsage = 96, sysHighThresholdValue = 95, sysIpAddress = 10.0.0.1)",
+        );
+        assert_eq!(f.get_str("citrix_adc.log.snmp.trap"), Some("cpuUtilization"));
+        assert_eq!(f.get("system.cpu.total.pct"), Some(&Value::Float(0.96)));
+        assert_eq!(f.get_str("host.ip"), Some("10.0.0.1"));
+    }
+
+    #[test]
+    fn appfw_native() {
+        let (_, f) = parsed(
+            "APPFW",
+            "APPFW_STARTURL",
+            "10.160.44.137 392811-PPE0 - test_profile Disallow Illegal URL: http://10.160.0.10/0bef <not blocked>",
+        );
+        assert_eq!(f.get_str("source.ip"), Some("10.160.44.137"));
+        assert_eq!(f.get_str("citrix_adc.log.profile_name"), Some("test_profile"));
+        assert_eq!(f.get_str("url.original"), Some("http://10.160.0.10/0bef"));
+        assert_eq!(f.get_str("citrix_adc.log.appfw_action"), Some("not blocked"));
+    }
+
+    #[test]
+    fn unknown_event_keeps_pairs() {
+        let (c, f) = parsed("FOO", "BAR", "Alpha 1 - Beta two");
+        assert_eq!(c, Coverage::Unknown);
+        assert_eq!(f.get("citrix_adc.log.fields"), Some(&Value::Pairs(vec![("Alpha", "1"), ("Beta", "two")])));
+    }
+}

@@ -1,0 +1,157 @@
+//! The parser against real data: every line of the public-sample fixtures parses, and golden records
+//! pin the key fields of one line per event type.
+//!
+//! Golden expectations live in `tests/fixtures/golden/events.jsonl`. After a deliberate change to the
+//! output, regenerate them with `GATEWATCH_BLESS=1 cargo test --test parse_fixtures` and review the diff.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{TimeZone, Utc};
+use gatewatch::ecs::{event_value, Origin};
+use gatewatch::parse::{parse, reader, Dataset, ParseContext};
+use serde_json::{Map, Value};
+
+fn received() -> chrono::DateTime<Utc> {
+    Utc.with_ymd_and_hms(2024, 8, 10, 12, 0, 0).unwrap()
+}
+
+fn sample_dirs() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut dirs = vec![root.join("tests/fixtures/public-samples")];
+    // The shared fixture set (beside the checkout in this workplace and in CI) includes files whose
+    // licence keeps them out of the repository.
+    let shared = root.join("../shared/fixtures/public-samples");
+    if shared.is_dir() {
+        dirs.push(shared);
+    }
+    dirs
+}
+
+/// Blocks of consecutive non-comment lines, with the dataset a `# --- path` marker names.
+fn blocks(text: &str) -> Vec<(Option<Dataset>, usize, String)> {
+    let mut out = Vec::new();
+    let mut hint = None;
+    let mut current = String::new();
+    let mut start = 1;
+    for (i, line) in text.split('\n').enumerate() {
+        if line.starts_with('#') {
+            if !current.trim().is_empty() {
+                out.push((hint, start, std::mem::take(&mut current)));
+            }
+            current.clear();
+            if let Some(path) = line.strip_prefix("# --- ") {
+                hint = path.split_whitespace().next().and_then(Dataset::from_path);
+            }
+            start = i + 2;
+        } else {
+            current.push_str(line);
+            current.push('\n');
+        }
+    }
+    if !current.trim().is_empty() {
+        out.push((hint, start, current));
+    }
+    out
+}
+
+#[test]
+fn every_public_sample_line_parses() {
+    let ctx = ParseContext::default();
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    for dir in sample_dirs() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "log") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for (hint, first_line, block) in blocks(&text) {
+                for record in reader::records(&block) {
+                    checked += 1;
+                    if let Err(e) = parse(record.text.as_bytes(), received(), &ctx, hint) {
+                        failures.push(format!(
+                            "{}:{}: {e}: {}",
+                            path.display(),
+                            first_line + record.line - 1,
+                            record.text
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    assert!(checked > 400, "only {checked} records read");
+    assert!(failures.is_empty(), "{} of {checked} records failed:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// Dotted paths → values, for the fields golden records compare.
+fn flatten(prefix: &str, value: &Value, out: &mut Map<String, Value>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                flatten(&path, v, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_owned(), other.clone());
+        }
+    }
+}
+
+/// Fields every event has, or that repeat the input: not worth pinning per line.
+const BOILERPLATE: &[&str] = &[
+    "ecs.version",
+    "event.original",
+    "event.kind",
+    "observer.vendor",
+    "observer.product",
+    "observer.type",
+    "gatewatch.source.file",
+    "gatewatch.source.line",
+];
+
+#[test]
+fn golden_key_fields_per_event_type() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden/events.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let bless = std::env::var_os("GATEWATCH_BLESS").is_some();
+    let ctx = ParseContext::default();
+    let mut blessed = Vec::new();
+    let mut mismatches = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let mut case: Map<String, Value> = serde_json::from_str(line).unwrap();
+        let record = case["line"].as_str().unwrap().to_owned();
+        let hint = case.get("dataset").and_then(Value::as_str).and_then(Dataset::from_name);
+        let event = parse(record.as_bytes(), received(), &ctx, hint)
+            .unwrap_or_else(|e| panic!("line {}: {e}: {record}", n + 1));
+        let mut actual = Map::new();
+        flatten("", &event_value(&event, Origin::File { file: "golden", line: n + 1 }), &mut actual);
+        for key in BOILERPLATE {
+            actual.remove(*key);
+        }
+        if bless {
+            case.insert("expect".into(), Value::Object(actual));
+            blessed.push(serde_json::to_string(&case).unwrap());
+            continue;
+        }
+        let expect =
+            case.get("expect").and_then(Value::as_object).unwrap_or_else(|| panic!("line {}: no expectations", n + 1));
+        assert!(expect.len() >= 3, "line {}: too few expectations", n + 1);
+        for (key, want) in expect {
+            let got = actual.get(key).unwrap_or(&Value::Null);
+            if got != want {
+                mismatches.push(format!("line {} ({}): {key}: expected {want}, got {got}", n + 1, case["source"]));
+            }
+        }
+        for key in actual.keys().filter(|k| !expect.contains_key(*k)) {
+            mismatches.push(format!("line {}: unexpected new field {key} = {}", n + 1, actual[key]));
+        }
+    }
+    if bless {
+        std::fs::write(&path, blessed.join("\n") + "\n").unwrap();
+        return;
+    }
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}
