@@ -219,11 +219,8 @@ fn apply<'a>(key: &'a str, value: &'a str, out: &mut Fields<'a>, extra: &mut Vec
         },
         Some(Target::Context) => {
             out.str("citrix_adc.log.context", value);
-            if let Some((user, ip)) = value.rsplit_once('@') {
+            if let Some((_, ip)) = value.rsplit_once('@') {
                 out.address("client.ip", "client.port", ip);
-                if !out.has("user.name") {
-                    out.str("user.name", user);
-                }
             }
         }
         Some(Target::UserDomain) => match value.split_once(':') {
@@ -355,9 +352,31 @@ pub fn key_values<'a>(body: &'a str, out: &mut Fields<'a>) {
     if !extra.is_empty() {
         out.0.push(fields::Field { name: "citrix_adc.log.fields", value: Value::Pairs(extra) });
     }
+    fill_defaults(out);
+}
+
+/// Fields implied by others when the body did not name them: the user of `Context user@ip`, and the
+/// client address as `source.ip` (so rules on `source.ip` see SSLVPN logins too).
+fn fill_defaults<'a>(out: &mut Fields<'a>) {
+    if !out.has("user.name") {
+        let user: Option<&'a str> = out.0.iter().find_map(|f| match (f.name, &f.value) {
+            ("citrix_adc.log.context", Value::Str(c)) => {
+                let c: &'a str = c;
+                c.rsplit_once('@').map(|(user, _)| user)
+            }
+            _ => None,
+        });
+        if let Some(user) = user {
+            out.str("user.name", user);
+        }
+    }
     if !out.has("source.ip") {
-        if let Some(ip) = out.get_str("client.ip").map(str::to_owned) {
-            out.owned("source.ip", ip);
+        let client: Option<&'a str> = out.0.iter().find_map(|f| match (f.name, &f.value) {
+            ("client.ip", Value::Str(ip)) => Some(*ip),
+            _ => None,
+        });
+        if let Some(ip) = client {
+            out.str("source.ip", ip);
         }
     }
 }
@@ -477,11 +496,7 @@ fn http_request<'a>(body: &'a str, out: &mut Fields<'a>) -> Coverage {
             url_fields(url, out);
         }
     }
-    if !out.has("source.ip") {
-        if let Some(ip) = out.get_str("client.ip").map(str::to_owned) {
-            out.owned("source.ip", ip);
-        }
-    }
+    fill_defaults(out);
     Coverage::Known
 }
 

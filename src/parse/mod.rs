@@ -597,6 +597,62 @@ mod tests {
     }
 
     #[test]
+    fn per_device_date_order_and_time_zone() {
+        let mut ctx = ctx();
+        ctx.devices.insert("vpx-eu".into(), Device { date_order: DateOrder::Dmy, timezone: chrono_tz::Europe::Berlin });
+        let line = "03/04/2020:10:00:00 VPX-EU 0-PPE-0 : default SSLVPN LOGIN 1 0 : User a";
+        let e = parse(line.as_bytes(), received(), &ctx, None).unwrap();
+        // Day first, Berlin summer time (UTC+2) on 3 April 2020.
+        assert_eq!(e.timestamp, Utc.with_ymd_and_hms(2020, 4, 3, 8, 0, 0).unwrap());
+        assert!(e.local_time);
+        // The same line from an appliance without settings: month first, UTC.
+        let other = line.replace("VPX-EU", "vpx-us");
+        let e = parse(other.as_bytes(), received(), &ctx, None).unwrap();
+        assert_eq!(e.timestamp, Utc.with_ymd_and_hms(2020, 3, 4, 10, 0, 0).unwrap());
+        // GMT wins over the appliance's zone; an unambiguous date over its order.
+        let gmt = "21/04/2020:10:00:00 GMT vpx-eu 0-PPE-0 : default SSLVPN LOGIN 1 0 : User a";
+        let e = parse(gmt.as_bytes(), received(), &ctx, None).unwrap();
+        assert_eq!(e.timestamp, Utc.with_ymd_and_hms(2020, 4, 21, 10, 0, 0).unwrap());
+        assert!(!e.local_time);
+    }
+
+    #[test]
+    fn appliance_files_use_the_appliance_time_zone() {
+        let mut ctx = ctx();
+        ctx.devices.insert("ns".into(), Device { date_order: DateOrder::Mdy, timezone: chrono_tz::America::New_York });
+        let line = "Jan 19 23:00:06 <cron.info> ns /usr/sbin/cron[1]: (nobody) CMD (ls /)";
+        let e = parse(line.as_bytes(), received(), &ctx, None).unwrap();
+        assert_eq!(e.timestamp, Utc.with_ymd_and_hms(2024, 1, 20, 4, 0, 6).unwrap());
+    }
+
+    #[test]
+    fn lines_of_64_kib_parse_and_longer_ones_are_refused() {
+        let head = "<134> 09/09/2024:20:46:07 GMT VPX01 0-PPE-1 : default SSLVPN Message 1 0 : ";
+        let mut line = head.as_bytes().to_vec();
+        line.resize(64 * 1024, b'x');
+        let e = parse(&line, received(), &ctx(), None).unwrap();
+        assert_eq!(e.message.len(), 64 * 1024 - head.len());
+        line.push(b'x');
+        assert_eq!(parse(&line, received(), &ctx(), None), Err(ParseError::TooLong { len: 65537, max: 65536 }));
+    }
+
+    #[test]
+    fn truncated_lines_never_panic_and_keep_what_they_have() {
+        let line = "<134> 09/09/2024:20:46:07 GMT PRODSY3VPX01 0-PPE-1 : default SSLVPN UDPFLOWSTAT 4783495 0 : Context a@b - SessionId: 1234 - User u - Client_ip 1.2.3.4";
+        for cut in 0..=line.len() {
+            let _ = parse(&line.as_bytes()[..cut], received(), &ctx(), None);
+        }
+        let e = ok(&line[..line.find("Client_ip").unwrap() + 9]);
+        assert_eq!(e.fields.get_str("user.name"), Some("u"));
+        let e = ok(&line[..line.find("UDPFLOW").unwrap() + 7]);
+        assert_eq!((e.feature(), e.name()), (Some("SSLVPN"), Some("UDPFLOW")));
+        // Cut inside a multi-byte character: the invalid tail is reported, not parsed.
+        let utf8 = "<134> 09/09/2024:20:46:07 GMT h 0-PPE-1 : default AAA Message 1 0 : Benutzer Jörg";
+        let cut = &utf8.as_bytes()[..utf8.find('ö').unwrap() + 1];
+        assert!(matches!(parse(cut, received(), &ctx(), None), Err(ParseError::NotUtf8 { .. })));
+    }
+
+    #[test]
     fn body_only_lines_get_an_inferred_event_name() {
         let e = ok("User nisiu - Remote_ip 10.101.178.146 - Command \"ptatem\" - Status \"unknown\"");
         assert_eq!(e.name(), Some("CMD_EXECUTED"));
