@@ -23,6 +23,13 @@ pub struct PartitionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DatasetLabels {
+    pub dataset: &'static str,
+    /// `parsed` (a known event type) or `unknown` (header and raw body only).
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
     pub reason: &'static str,
 }
@@ -34,6 +41,7 @@ pub struct Metrics {
     pub records_in: Family<TopicLabels, Counter>,
     pub records_out: Family<TopicLabels, Counter>,
     pub parse_errors: Family<ReasonLabels, Counter>,
+    pub parse_results: Family<DatasetLabels, Counter>,
     pub dlq_records: Family<ReasonLabels, Counter>,
     pub delivery_failures: Family<TopicLabels, Counter>,
     pub consumer_lag: Family<PartitionLabels, Gauge>,
@@ -55,6 +63,7 @@ impl Metrics {
         let records_in = Family::<TopicLabels, Counter>::default();
         let records_out = Family::<TopicLabels, Counter>::default();
         let parse_errors = Family::<ReasonLabels, Counter>::default();
+        let parse_results = Family::<DatasetLabels, Counter>::default();
         let dlq_records = Family::<ReasonLabels, Counter>::default();
         let delivery_failures = Family::<TopicLabels, Counter>::default();
         let consumer_lag = Family::<PartitionLabels, Gauge>::default();
@@ -65,6 +74,7 @@ impl Metrics {
         registry.register("records_in", "Input records consumed, per topic", records_in.clone());
         registry.register("records_out", "Output records acknowledged by the broker, per topic", records_out.clone());
         registry.register("parse_errors", "Input records that could not be parsed, per reason", parse_errors.clone());
+        registry.register("parse_results", "Parsed input records, per dataset and result", parse_results.clone());
         registry.register(
             "dlq_records",
             "Dead-letter records acknowledged by the broker, per reason",
@@ -101,6 +111,7 @@ impl Metrics {
             records_in,
             records_out,
             parse_errors,
+            parse_results,
             dlq_records,
             delivery_failures,
             consumer_lag,

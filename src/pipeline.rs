@@ -21,9 +21,9 @@ use rdkafka::Message;
 
 use crate::config::Settings;
 use crate::ecs::{self, SourceRef};
-use crate::metrics::{Metrics, ReasonLabels};
+use crate::metrics::{DatasetLabels, Metrics, ReasonLabels};
 use crate::offsets::{Ledger, OffsetStore, Pending, Stop, Submitted};
-use crate::parse::{self, ParseContext};
+use crate::parse::{self, Coverage, Dataset, ParseContext};
 use crate::sink::{OutputKind, Sink};
 use crate::source::{self, Health, InputConsumer, SourceContext};
 
@@ -89,6 +89,17 @@ impl Pipeline {
         let store: Arc<dyn OffsetStore> = self.consumer.clone();
         let ctx: ParseContext = self.settings.parse_context();
         let hints = self.settings.topic_datasets();
+        // `parse_results` handles per (dataset, result), so counting allocates nothing.
+        let parse_results: Vec<[Counter; 2]> = Dataset::ALL
+            .iter()
+            .map(|d| {
+                let counter = |result| {
+                    let labels = DatasetLabels { dataset: d.as_str(), result };
+                    self.metrics.parse_results.get_or_create(&labels).clone()
+                };
+                [counter("parsed"), counter("unknown")]
+            })
+            .collect();
         let dlq_max = self.settings.output.dlq_max_original.as_u64() as usize;
         let poll_interval = Duration::from_millis(100);
         // `records_in` handles per input topic, so counting a record allocates nothing.
@@ -128,6 +139,8 @@ impl Pipeline {
             let hint = if hints.is_empty() { None } else { hints.get(topic).copied() };
             let published = match parse::parse(payload, received, &ctx, hint) {
                 Ok(event) => {
+                    let dataset = Dataset::ALL.iter().position(|d| *d == event.dataset).unwrap_or(0);
+                    parse_results[dataset][usize::from(event.coverage == Coverage::Unknown)].inc();
                     let json = ecs::event_json(&event, source);
                     let key = event.appliance().map(str::as_bytes);
                     self.sink.publish(OutputKind::Enriched, key, &json)

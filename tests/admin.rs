@@ -57,6 +57,11 @@ fn metrics_count_what_the_test_sent() {
     assert_eq!(value("gatewatch_parse_errors_total{reason=\"empty\"}".into()), 5.0, "{body}");
     assert_eq!(value("gatewatch_parse_errors_total{reason=\"unrecognised\"}".into()), 3.0, "{body}");
     assert_eq!(value("gatewatch_dlq_records_total{reason=\"empty\"}".into()), 5.0, "{body}");
+    assert_eq!(
+        value("gatewatch_parse_results_total{dataset=\"citrix_adc.log\",result=\"parsed\"}".into()),
+        37.0,
+        "{body}"
+    );
     assert_eq!(value(format!("gatewatch_delivery_failures_total{{topic=\"{}\"}}", topics.enriched)), 0.0);
     // Consumer lag per partition comes from librdkafka statistics (1 s in tests) and drains to zero.
     let deadline = Instant::now() + Duration::from_secs(20);
