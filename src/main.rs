@@ -10,7 +10,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use gatewatch::config::{LogFormat, Settings};
-use gatewatch::metrics::Metrics;
+use gatewatch::enrich::{Enricher, ReloadEvent};
+use gatewatch::metrics::{Metrics, ReloadLabels};
 use gatewatch::offsets::Stop;
 use gatewatch::pipeline::{Outcome, Pipeline};
 use gatewatch::source::Health;
@@ -58,6 +59,20 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Check => {
+            let (enricher, _) = match gatewatch::enrich::Enricher::load(&settings, true) {
+                Ok(loaded) => loaded,
+                Err(error) => {
+                    eprintln!("gatewatch: {error}");
+                    return ExitCode::from(2);
+                }
+            };
+            println!(
+                "enrichment ok: city db {:?}, asn db {:?}, {} feeds, {} indicators",
+                settings.enrich.geoip.city_db,
+                settings.enrich.geoip.asn_db,
+                settings.enrich.ioc.feeds.len(),
+                enricher.indicator_count()
+            );
             println!(
                 "configuration ok: brokers {}, group {}, input {:?} → {}, {}, {}",
                 settings.kafka.brokers,
@@ -129,8 +144,27 @@ fn run(settings: Settings) -> anyhow::Result<Outcome> {
     let admin = runtime
         .block_on(gatewatch::admin::serve(settings.admin.listen, metrics.clone(), health.clone(), admin_stop.clone()))
         .with_context(|| format!("admin.listen = \"{}\": cannot listen", settings.admin.listen))?;
-    let pipeline = Pipeline::start(settings, runtime.handle().clone(), metrics, health.clone(), stop.clone())
-        .context("connecting to Kafka")?;
+    let (enricher, events) = Enricher::load(&settings, false).context("loading enrichment databases")?;
+    let enricher = Arc::new(enricher);
+    report_reloads(&metrics, events);
+    metrics.ioc_indicators.set(enricher.indicator_count() as i64);
+    let reload_interval = settings.enrich.reload_interval;
+    let (reloader, reload_metrics, reload_stop) = (enricher.clone(), metrics.clone(), stop.clone());
+    std::thread::Builder::new().name("gatewatch-reload".into()).spawn(move || {
+        let mut waited = Duration::ZERO;
+        while !reload_stop.is_stopping() {
+            std::thread::sleep(Duration::from_millis(200));
+            waited += Duration::from_millis(200);
+            if waited >= reload_interval {
+                waited = Duration::ZERO;
+                report_reloads(&reload_metrics, reloader.reload());
+                reload_metrics.ioc_indicators.set(reloader.indicator_count() as i64);
+            }
+        }
+    })?;
+    let pipeline =
+        Pipeline::start(settings, enricher, runtime.handle().clone(), metrics.clone(), health.clone(), stop.clone())
+            .context("connecting to Kafka")?;
 
     // Readiness: does the producer reach a broker? Probed off the runtime (the call blocks).
     let sink = pipeline.sink();
@@ -166,6 +200,18 @@ fn run(settings: Settings) -> anyhow::Result<Outcome> {
     let _ = runtime.block_on(admin);
     runtime.shutdown_timeout(Duration::from_secs(1));
     Ok(outcome?)
+}
+
+/// Logs and counts what a (re)load did.
+fn report_reloads(metrics: &Metrics, events: Vec<ReloadEvent>) {
+    for event in events {
+        let outcome = if event.outcome.is_ok() { "ok" } else { "error" };
+        metrics.reloads.get_or_create(&ReloadLabels { component: event.component.clone(), outcome }).inc();
+        match event.outcome {
+            Ok(detail) => tracing::info!(component = %event.component, %detail, "loaded"),
+            Err(error) => tracing::error!(component = %event.component, %error, "load failed"),
+        }
+    }
 }
 
 async fn wait_for_signal() {

@@ -30,6 +30,13 @@ pub struct DatasetLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    /// `geoip-city`, `geoip-asn`, `feed:<name>` (names come from the configuration), `ioc-index`.
+    pub component: String,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
     pub reason: &'static str,
 }
@@ -48,6 +55,9 @@ pub struct Metrics {
     pub committed_offset: Family<PartitionLabels, Gauge>,
     pub stored_offset: Family<PartitionLabels, Gauge>,
     pub assigned_partitions: Gauge,
+    pub ioc_hits: Counter,
+    pub ioc_indicators: Gauge,
+    pub reloads: Family<ReloadLabels, Counter>,
     pub rebalances: Counter,
 }
 
@@ -71,6 +81,12 @@ impl Metrics {
         let stored_offset = Family::<PartitionLabels, Gauge>::default();
         let assigned_partitions = Gauge::default();
         let rebalances = Counter::default();
+        let ioc_hits = Counter::default();
+        let ioc_indicators = Gauge::default();
+        let reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register("ioc_hits", "Indicator matches added to events", ioc_hits.clone());
+        registry.register("ioc_indicators", "Indicators loaded from all feeds", ioc_indicators.clone());
+        registry.register("reloads", "Database and feed reloads, per component and outcome", reloads.clone());
         registry.register("records_in", "Input records consumed, per topic", records_in.clone());
         registry.register("records_out", "Output records acknowledged by the broker, per topic", records_out.clone());
         registry.register("parse_errors", "Input records that could not be parsed, per reason", parse_errors.clone());
@@ -119,6 +135,9 @@ impl Metrics {
             stored_offset,
             assigned_partitions,
             rebalances,
+            ioc_hits,
+            ioc_indicators,
+            reloads,
         }
     }
 

@@ -1,7 +1,7 @@
 //! Pipeline: `source → parse → ecs → sink`, with `offsets` closing the loop back to the source.
 //!
 //! ```text
-//!  adc.raw ──poll──▶ parse ──ok──▶ ecs::event_json ───────▶ adc.enriched ─┐
+//!  adc.raw ──poll──▶ parse ──ok──▶ ecs ──▶ enrich ─────────▶ adc.enriched ─┐
 //!                        └─err─▶ ecs::dead_letter_json ──▶ adc.dlq ──────┤ delivery reports
 //!                                                                        ▼
 //!             commit ◀── store offset+1 ◀── offsets (per-partition acker, in offset order)
@@ -21,6 +21,7 @@ use rdkafka::Message;
 
 use crate::config::Settings;
 use crate::ecs::{self, SourceRef};
+use crate::enrich::Enricher;
 use crate::metrics::{DatasetLabels, Metrics, ReasonLabels};
 use crate::offsets::{Ledger, OffsetStore, Pending, Stop, Submitted};
 use crate::parse::{self, Coverage, Dataset, ParseContext};
@@ -47,6 +48,7 @@ pub enum RunError {
 /// Everything the polling thread needs, built once before the first message.
 pub struct Pipeline {
     settings: Settings,
+    enricher: Arc<Enricher>,
     consumer: Arc<InputConsumer>,
     sink: Arc<Sink>,
     metrics: Metrics,
@@ -58,6 +60,7 @@ impl Pipeline {
     /// Creates the producer and the subscribed consumer. `runtime` runs the ackers.
     pub fn start(
         settings: Settings,
+        enricher: Arc<Enricher>,
         runtime: tokio::runtime::Handle,
         metrics: Metrics,
         health: Arc<Health>,
@@ -77,7 +80,7 @@ impl Pipeline {
             drain_timeout: settings.pipeline.shutdown_timeout,
         };
         let consumer = Arc::new(source::subscribe(&settings, context)?);
-        Ok(Pipeline { settings, consumer, sink, metrics, health, stop })
+        Ok(Pipeline { settings, enricher, consumer, sink, metrics, health, stop })
     }
 
     pub fn sink(&self) -> Arc<Sink> {
@@ -141,7 +144,10 @@ impl Pipeline {
                 Ok(event) => {
                     let dataset = Dataset::ALL.iter().position(|d| *d == event.dataset).unwrap_or(0);
                     parse_results[dataset][usize::from(event.coverage == Coverage::Unknown)].inc();
-                    let json = ecs::event_json(&event, source);
+                    let mut doc = ecs::event_map(&event, source);
+                    let hits = self.enricher.enrich(&event, &mut doc, Utc::now());
+                    self.metrics.ioc_hits.inc_by(hits as u64);
+                    let json = serde_json::to_vec(&doc).expect("a JSON map always serializes");
                     let key = event.appliance().map(str::as_bytes);
                     self.sink.publish(OutputKind::Enriched, key, &json)
                 }

@@ -169,3 +169,40 @@ fn a_second_instance_joining_mid_stream_loses_nothing_across_the_rebalance() {
     let b_in: f64 = b.metric(&format!("gatewatch_records_in_total{{topic=\"{}\"}}", topics.input));
     assert!(b_in > 0.0, "the second instance consumed nothing");
 }
+
+#[test]
+fn an_event_from_a_listed_ip_comes_out_enriched_with_its_indicator() {
+    let broker = Broker::start();
+    let topics = Topics::new("enrich-e2e");
+    topics.create(&broker, 1);
+    let geoip = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/geoip");
+    let feeds = tempfile::tempdir().unwrap();
+    let feed = feeds.path().join("cert.csv");
+    std::fs::write(&feed, "type,value,source,confidence\nipv4,8.8.4.4,CERT-Test,high\n").unwrap();
+    let config = format!(
+        "[enrich.geoip]\ncity_db = {:?}\nasn_db = {:?}\n[[enrich.ioc.feeds]]\nname = \"cert\"\npath = {:?}\nformat = \"csv\"\n",
+        geoip.join("GeoLite2-City.mmdb"),
+        geoip.join("GeoLite2-ASN.mmdb"),
+        feed
+    );
+    let listed = b"<134> 01/10/2020:08:57:43 GMT vpx01 0-PPE-0 : default AAA LOGIN_FAILED 1 0 : User nsroot - Client_ip 8.8.4.4 - Failure_reason \"bad\"".to_vec();
+    let clean = b"<134> 01/10/2020:08:57:44 GMT vpx01 0-PPE-0 : default AAA LOGIN_FAILED 2 0 : User nsroot - Client_ip 1.1.1.1 - Failure_reason \"bad\"".to_vec();
+    broker.produce(&topics.input, &[(Some(0), None, listed), (Some(0), None, clean)]);
+    let gw = Gatewatch::spawn_with_config(&broker, &topics, &[], Some(&config));
+    let out = broker.read(&topics.enriched, 2, Duration::from_secs(60));
+    assert_eq!(out.len(), 2, "log:\n{}", gw.log_text());
+    let docs: Vec<serde_json::Value> = out.iter().map(Record::json).collect();
+    let hit = docs.iter().find(|d| d["source"]["ip"] == "8.8.4.4").unwrap();
+    let enrichment = &hit["threat"]["enrichments"][0];
+    assert_eq!(enrichment["indicator"]["ip"], "8.8.4.4");
+    assert_eq!(enrichment["indicator"]["provider"], "CERT-Test");
+    assert_eq!(enrichment["feed"]["name"], "cert");
+    assert_eq!(enrichment["matched"]["field"], "source.ip");
+    assert_eq!(hit["source"]["as"]["number"], 15169);
+    assert_eq!(hit["source"]["geo"]["country_iso_code"], "US");
+    let clean = docs.iter().find(|d| d["source"]["ip"] == "1.1.1.1").unwrap();
+    assert!(clean.get("threat").is_none());
+    assert_eq!(clean["source"]["as"]["number"], 13335);
+    assert!(gw.metric("gatewatch_ioc_hits_total") >= 2.0);
+    assert_eq!(gw.metric("gatewatch_ioc_indicators"), 1.0);
+}

@@ -1,0 +1,343 @@
+//! Feeds: indicator files → [`Indicator`]s. CSV (`type,value[,source,confidence,first_seen,last_seen,
+//! expires,tags]`), STIX 2.1 bundles (indicator objects with simple comparison patterns) and MISP JSON
+//! event exports (attributes, also inside objects).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::ioc::{Indicator, Kind};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Csv,
+    Stix,
+    Misp,
+}
+
+/// What loading a feed produced: the indicators, and what was skipped (with reasons, counted).
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub indicators: Vec<Indicator>,
+    pub skipped: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FeedError {
+    #[error("feed {feed:?} ({path}): {reason}")]
+    Broken { feed: String, path: String, reason: String },
+}
+
+fn broken(feed: &str, path: &Path, reason: impl ToString) -> FeedError {
+    FeedError::Broken { feed: feed.to_owned(), path: path.display().to_string(), reason: reason.to_string() }
+}
+
+/// Reads and parses one feed file.
+pub fn load(name: &str, path: &Path, format: Format) -> Result<Loaded, FeedError> {
+    let bytes = std::fs::read(path).map_err(|e| broken(name, path, e))?;
+    let feed: Arc<str> = name.into();
+    match format {
+        Format::Csv => csv(&feed, &bytes).map_err(|e| broken(name, path, e)),
+        Format::Stix => stix(&feed, &bytes).map_err(|e| broken(name, path, e)),
+        Format::Misp => misp(&feed, &bytes).map_err(|e| broken(name, path, e)),
+    }
+}
+
+fn indicator(feed: &Arc<str>, kind: Kind, value: &str) -> Indicator {
+    Indicator {
+        kind,
+        value: value.trim().to_owned(),
+        feed: feed.clone(),
+        provider: None,
+        confidence: None,
+        first_seen: None,
+        last_seen: None,
+        expires: None,
+        tags: Vec::new(),
+        description: None,
+    }
+}
+
+/// RFC 3339, or a bare date (midnight UTC).
+fn parse_time(value: &str) -> Option<DateTime<Utc>> {
+    let value = value.trim();
+    if value.is_empty() {
+        return None;
+    }
+    DateTime::parse_from_rfc3339(value)
+        .map(|t| t.with_timezone(&Utc))
+        .ok()
+        .or_else(|| NaiveDate::parse_from_str(value, "%Y-%m-%d").ok().map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc()))
+}
+
+/// `ip` (either family), and a CIDR written as a plain IP type.
+fn kind_for(kind: Kind, value: &str) -> Kind {
+    match kind {
+        Kind::Ipv4 | Kind::Ipv6 if value.contains('/') => Kind::Cidr,
+        other => other,
+    }
+}
+
+fn csv(feed: &Arc<str>, bytes: &[u8]) -> Result<Loaded, String> {
+    let mut reader = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).comment(Some(b'#')).from_reader(bytes);
+    let headers: Vec<String> =
+        reader.headers().map_err(|e| e.to_string())?.iter().map(|h| h.to_ascii_lowercase()).collect();
+    let col = |name: &str| headers.iter().position(|h| h == name);
+    let (Some(type_col), Some(value_col)) = (col("type"), col("value")) else {
+        return Err(format!("header must name at least `type` and `value` columns, found {headers:?}"));
+    };
+    let (source, confidence, first_seen, last_seen, expires, tags) =
+        (col("source"), col("confidence"), col("first_seen"), col("last_seen"), col("expires"), col("tags"));
+    let mut loaded = Loaded::default();
+    for (n, record) in reader.records().enumerate() {
+        let record = record.map_err(|e| format!("row {}: {e}", n + 2))?;
+        let get = |c: Option<usize>| c.and_then(|c| record.get(c)).filter(|v| !v.is_empty());
+        let (Some(kind), Some(value)) = (get(Some(type_col)), get(Some(value_col))) else {
+            loaded.skipped.push(format!("row {}: empty type or value", n + 2));
+            continue;
+        };
+        let Some(kind) = Kind::from_name(kind).or_else(|| (kind == "ip").then_some(Kind::Ipv4)) else {
+            loaded.skipped.push(format!("row {}: unknown type {kind:?}", n + 2));
+            continue;
+        };
+        let kind = if kind == Kind::Ipv4 && value.contains(':') { Kind::Ipv6 } else { kind };
+        let mut ind = indicator(feed, kind_for(kind, value), value);
+        ind.provider = get(source).map(str::to_owned);
+        ind.confidence = get(confidence).map(str::to_owned);
+        ind.first_seen = get(first_seen).map(str::to_owned);
+        ind.last_seen = get(last_seen).map(str::to_owned);
+        if let Some(e) = get(expires) {
+            match parse_time(e) {
+                Some(t) => ind.expires = Some(t),
+                None => {
+                    loaded.skipped.push(format!("row {}: expires {e:?} is not a date", n + 2));
+                    continue;
+                }
+            }
+        }
+        ind.tags = get(tags).map(|t| t.split(['|', ';']).map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect()).unwrap_or_default();
+        loaded.indicators.push(ind);
+    }
+    Ok(loaded)
+}
+
+/// One `object:path = 'value'` comparison of a STIX pattern.
+fn stix_comparison(comparison: &str) -> Result<(Kind, String), String> {
+    let (lhs, rhs) = comparison.split_once('=').ok_or_else(|| format!("not an equality: {comparison:?}"))?;
+    let (lhs, rhs) = (lhs.trim(), rhs.trim());
+    if lhs.ends_with(['!', '<', '>']) {
+        return Err(format!("operator other than '=' in {comparison:?}"));
+    }
+    let value = rhs
+        .strip_prefix('\'')
+        .and_then(|v| v.strip_suffix('\''))
+        .ok_or_else(|| format!("value is not a quoted string: {rhs:?}"))?
+        .replace("\\'", "'")
+        .replace("\\\\", "\\");
+    let kind = match lhs {
+        "ipv4-addr:value" => Kind::Ipv4,
+        "ipv6-addr:value" => Kind::Ipv6,
+        "domain-name:value" => Kind::Domain,
+        "url:value" => Kind::Url,
+        "file:name" => Kind::FileName,
+        "file:parent_directory_ref.path" | "directory:path" => Kind::FilePath,
+        "file:hashes.'SHA-256'" | "file:hashes.SHA256" | "file:hashes.'SHA256'" => Kind::Sha256,
+        "file:hashes.'SHA-1'" | "file:hashes.SHA1" | "file:hashes.'SHA1'" => Kind::Sha1,
+        "file:hashes.MD5" | "file:hashes.'MD5'" => Kind::Md5,
+        "network-traffic:extensions.'http-request-ext'.request_header.'User-Agent'" => Kind::UserAgent,
+        other => return Err(format!("unsupported object path {other:?}")),
+    };
+    Ok((kind_for(kind, &value), value))
+}
+
+/// `[a = 'x']` or `[a = 'x' OR b = 'y']`; anything else (AND, several observations, qualifiers) is
+/// not a simple indicator.
+fn stix_pattern(pattern: &str) -> Result<Vec<(Kind, String)>, String> {
+    let inner = pattern
+        .trim()
+        .strip_prefix('[')
+        .and_then(|p| p.strip_suffix(']'))
+        .ok_or_else(|| "not a single [observation]".to_owned())?;
+    if inner.contains(" AND ") || inner.contains("] ") || inner.contains(" FOLLOWEDBY ") {
+        return Err("compound pattern".into());
+    }
+    inner.split(" OR ").map(stix_comparison).collect()
+}
+
+fn stix(feed: &Arc<str>, bytes: &[u8]) -> Result<Loaded, String> {
+    let doc: Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
+    let objects = match (&doc["type"], &doc["objects"]) {
+        (Value::String(t), Value::Array(objects)) if t == "bundle" => objects,
+        _ => return Err("not a STIX bundle (type \"bundle\" with \"objects\")".into()),
+    };
+    let mut loaded = Loaded::default();
+    for object in objects.iter().filter(|o| o["type"] == "indicator") {
+        let id = object["id"].as_str().unwrap_or("?");
+        if object["pattern_type"].as_str().is_some_and(|t| t != "stix") {
+            loaded.skipped.push(format!("{id}: pattern_type {} is not stix", object["pattern_type"]));
+            continue;
+        }
+        let Some(pattern) = object["pattern"].as_str() else {
+            loaded.skipped.push(format!("{id}: no pattern"));
+            continue;
+        };
+        match stix_pattern(pattern) {
+            Ok(comparisons) => {
+                for (kind, value) in comparisons {
+                    let mut ind = indicator(feed, kind, &value);
+                    ind.provider = object["created_by_ref"].as_str().map(str::to_owned);
+                    ind.confidence = object["confidence"].as_i64().map(|c| c.to_string());
+                    ind.first_seen = object["valid_from"].as_str().map(str::to_owned);
+                    ind.expires = object["valid_until"].as_str().and_then(parse_time);
+                    ind.description = object["name"].as_str().or(object["description"].as_str()).map(str::to_owned);
+                    ind.tags = object["labels"]
+                        .as_array()
+                        .map(|l| l.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect())
+                        .unwrap_or_default();
+                    loaded.indicators.push(ind);
+                }
+            }
+            Err(reason) => loaded.skipped.push(format!("{id}: {reason}: {pattern}")),
+        }
+    }
+    Ok(loaded)
+}
+
+/// A MISP attribute type → indicator kinds of its `|`-separated parts (`None` part: ignored).
+fn misp_kinds(kind: &str) -> Option<Vec<Option<Kind>>> {
+    let one = |k: Kind| Some(vec![Some(k)]);
+    match kind {
+        "ip-src" | "ip-dst" => one(Kind::Ipv4),
+        "ip-src|port" | "ip-dst|port" => Some(vec![Some(Kind::Ipv4), None]),
+        "domain" | "hostname" => one(Kind::Domain),
+        "domain|ip" => Some(vec![Some(Kind::Domain), Some(Kind::Ipv4)]),
+        "hostname|port" => Some(vec![Some(Kind::Domain), None]),
+        "url" | "uri" | "link" => one(Kind::Url),
+        "user-agent" => one(Kind::UserAgent),
+        "md5" => one(Kind::Md5),
+        "sha1" => one(Kind::Sha1),
+        "sha256" => one(Kind::Sha256),
+        "filename" => one(Kind::FileName),
+        "filename|md5" => Some(vec![Some(Kind::FileName), Some(Kind::Md5)]),
+        "filename|sha1" => Some(vec![Some(Kind::FileName), Some(Kind::Sha1)]),
+        "filename|sha256" => Some(vec![Some(Kind::FileName), Some(Kind::Sha256)]),
+        _ => None,
+    }
+}
+
+fn misp(feed: &Arc<str>, bytes: &[u8]) -> Result<Loaded, String> {
+    let doc: Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
+    // `{"Event": ...}`, `{"response": [{"Event": ...}]}` or `[{"Event": ...}]`.
+    let events: Vec<&Value> = match &doc {
+        Value::Object(o) if o.contains_key("Event") => vec![&doc["Event"]],
+        Value::Object(o) if o.contains_key("response") => {
+            doc["response"].as_array().map(|a| a.iter().map(|e| &e["Event"]).collect()).unwrap_or_default()
+        }
+        Value::Array(a) => a.iter().map(|e| &e["Event"]).collect(),
+        _ => return Err("not a MISP event export (no \"Event\")".into()),
+    };
+    let mut loaded = Loaded::default();
+    for event in events {
+        let info = event["info"].as_str();
+        let provider = event["Orgc"]["name"].as_str().or(event["Org"]["name"].as_str());
+        let mut attributes: Vec<&Value> = event["Attribute"].as_array().map(|a| a.iter().collect()).unwrap_or_default();
+        for object in event["Object"].as_array().into_iter().flatten() {
+            attributes.extend(object["Attribute"].as_array().into_iter().flatten());
+        }
+        for attribute in attributes {
+            let (Some(kind), Some(value)) = (attribute["type"].as_str(), attribute["value"].as_str()) else { continue };
+            let Some(kinds) = misp_kinds(kind) else {
+                loaded.skipped.push(format!("attribute type {kind:?} is not an indicator type"));
+                continue;
+            };
+            let parts: Vec<&str> = if kinds.len() > 1 { value.split('|').collect() } else { vec![value] };
+            for (kind, part) in kinds.iter().zip(parts) {
+                let Some(kind) = kind else { continue };
+                let kind = if *kind == Kind::Ipv4 && part.contains(':') { Kind::Ipv6 } else { *kind };
+                let mut ind = indicator(feed, kind_for(kind, part), part);
+                ind.provider = provider.map(str::to_owned);
+                ind.description = info.map(str::to_owned);
+                ind.first_seen = attribute["first_seen"].as_str().map(str::to_owned);
+                ind.last_seen = attribute["last_seen"].as_str().map(str::to_owned);
+                ind.tags = attribute["Tag"]
+                    .as_array()
+                    .map(|t| t.iter().filter_map(|t| t["name"].as_str().map(str::to_owned)).collect())
+                    .unwrap_or_default();
+                loaded.indicators.push(ind);
+            }
+        }
+    }
+    Ok(loaded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed() -> Arc<str> {
+        "test".into()
+    }
+
+    #[test]
+    fn csv_columns_and_expiry() {
+        let text = "type,value,source,confidence,first_seen,last_seen,expires,tags\n\
+                    ipv4,185.178.45.221,CERT-X,high,2020-01-10,,2020-06-01,cve-2019-19781|miner\n\
+                    ip,10.0.0.0/8,,,,,,\n\
+                    sha256,ABCD,,,,,,\n\
+                    weird,x,,,,,,\n\
+                    url,http://x/ci.sh,,,,,not-a-date,\n";
+        let loaded = csv(&feed(), text.as_bytes()).unwrap();
+        assert_eq!(loaded.indicators.len(), 3);
+        let first = &loaded.indicators[0];
+        assert_eq!((first.kind, first.provider.as_deref(), first.confidence.as_deref()), (Kind::Ipv4, Some("CERT-X"), Some("high")));
+        assert_eq!(first.expires, Some("2020-06-01T00:00:00Z".parse().unwrap()));
+        assert_eq!(first.tags, ["cve-2019-19781", "miner"]);
+        assert_eq!(loaded.indicators[1].kind, Kind::Cidr);
+        assert_eq!(loaded.skipped.len(), 2, "{:?}", loaded.skipped);
+        assert!(csv(&feed(), b"indicator,kind\nx,y\n").unwrap_err().contains("type"));
+    }
+
+    #[test]
+    fn stix_patterns() {
+        let bundle = r#"{"type":"bundle","id":"bundle--1","objects":[
+            {"type":"indicator","id":"indicator--1","pattern_type":"stix","pattern":"[ipv4-addr:value = '62.113.112.33']","valid_from":"2020-01-10T00:00:00Z","valid_until":"2021-01-01T00:00:00Z","confidence":80,"labels":["malicious-activity"]},
+            {"type":"indicator","id":"indicator--2","pattern":"[url:value = 'http://185.178.45.221/ci.sh' OR domain-name:value = 'evil.example']"},
+            {"type":"indicator","id":"indicator--3","pattern":"[file:hashes.'SHA-256' = 'aec070645fe53ee3b3763059376134f058cc337247c978add178b6ccdfb0019f']"},
+            {"type":"indicator","id":"indicator--4","pattern":"[ipv4-addr:value = '1.2.3.4'] AND [domain-name:value = 'x']"},
+            {"type":"indicator","id":"indicator--5","pattern":"[process:name = 'x']"},
+            {"type":"malware","id":"malware--1","name":"NOTROBIN"}]}"#;
+        let loaded = stix(&feed(), bundle.as_bytes()).unwrap();
+        let kinds: Vec<Kind> = loaded.indicators.iter().map(|i| i.kind).collect();
+        assert_eq!(kinds, [Kind::Ipv4, Kind::Url, Kind::Domain, Kind::Sha256]);
+        assert_eq!(loaded.indicators[0].confidence.as_deref(), Some("80"));
+        assert_eq!(loaded.indicators[0].expires, Some("2021-01-01T00:00:00Z".parse().unwrap()));
+        assert_eq!(loaded.skipped.len(), 2, "{:?}", loaded.skipped);
+        assert!(stix(&feed(), b"{\"type\":\"x\"}").is_err());
+    }
+
+    #[test]
+    fn misp_attributes_and_objects() {
+        let export = r#"{"Event":{"info":"CVE-2019-19781 exploitation","Orgc":{"name":"CIRCL"},
+            "Attribute":[{"type":"ip-dst","value":"95.179.163.186"},{"type":"ip-dst|port","value":"45.76.99.1|443"},
+                         {"type":"comment","value":"x"},{"type":"hostname","value":"evil.example"}],
+            "Object":[{"name":"file","Attribute":[{"type":"filename|md5","value":"httpd|64d4c2d3ee56af4f4ca8171556d50faa"}]}]}}"#;
+        let loaded = misp(&feed(), export.as_bytes()).unwrap();
+        let got: Vec<(Kind, &str)> = loaded.indicators.iter().map(|i| (i.kind, i.value.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                (Kind::Ipv4, "95.179.163.186"),
+                (Kind::Ipv4, "45.76.99.1"),
+                (Kind::Domain, "evil.example"),
+                (Kind::FileName, "httpd"),
+                (Kind::Md5, "64d4c2d3ee56af4f4ca8171556d50faa")
+            ]
+        );
+        assert_eq!(loaded.indicators[0].provider.as_deref(), Some("CIRCL"));
+        assert_eq!(loaded.skipped.len(), 1);
+    }
+}

@@ -1,0 +1,518 @@
+//! Indicators of compromise: the index built from every feed, and the look-ups an event makes.
+//!
+//! Look-up cost does not grow with the number of indicators: addresses and CIDRs sit in one hash map
+//! per prefix length (at most 33 / 129 probes, longest prefix first), domains, URLs, hashes and file
+//! names in hash maps, user-agent substrings in one Aho-Corasick automaton, and every regex of a kind
+//! in one `RegexSet`. The index is immutable; `enrich` swaps a new one in when a feed changes.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use aho_corasick::AhoCorasick;
+use chrono::{DateTime, Utc};
+use regex::RegexSet;
+
+/// What an indicator matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Ipv4,
+    Ipv6,
+    Cidr,
+    Domain,
+    Url,
+    UrlPattern,
+    UserAgent,
+    UserAgentPattern,
+    Md5,
+    Sha1,
+    Sha256,
+    FilePath,
+    FileName,
+}
+
+impl Kind {
+    /// The name used in CSV feeds and in output (`threat.enrichments.indicator.type` carries the ECS one).
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Ipv4 => "ipv4",
+            Kind::Ipv6 => "ipv6",
+            Kind::Cidr => "cidr",
+            Kind::Domain => "domain",
+            Kind::Url => "url",
+            Kind::UrlPattern => "url_pattern",
+            Kind::UserAgent => "user_agent",
+            Kind::UserAgentPattern => "user_agent_pattern",
+            Kind::Md5 => "md5",
+            Kind::Sha1 => "sha1",
+            Kind::Sha256 => "sha256",
+            Kind::FilePath => "file_path",
+            Kind::FileName => "file_name",
+        }
+    }
+
+    /// ECS `threat.indicator.type`.
+    pub fn ecs_type(self) -> &'static str {
+        match self {
+            Kind::Ipv4 => "ipv4-addr",
+            Kind::Ipv6 => "ipv6-addr",
+            Kind::Cidr => "ipv4-addr",
+            Kind::Domain => "domain-name",
+            Kind::Url | Kind::UrlPattern => "url",
+            Kind::UserAgent | Kind::UserAgentPattern => "software",
+            Kind::Md5 | Kind::Sha1 | Kind::Sha256 | Kind::FilePath | Kind::FileName => "file",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Kind> {
+        Some(match name.trim().to_ascii_lowercase().as_str() {
+            "ipv4" | "ipv4-addr" => Kind::Ipv4,
+            "ipv6" | "ipv6-addr" => Kind::Ipv6,
+            "cidr" | "ip-range" | "network" => Kind::Cidr,
+            "domain" | "domain-name" | "hostname" | "fqdn" => Kind::Domain,
+            "url" | "uri" => Kind::Url,
+            "url_pattern" | "url-pattern" | "url_regex" | "path_regex" => Kind::UrlPattern,
+            "user_agent" | "user-agent" | "useragent" => Kind::UserAgent,
+            "user_agent_pattern" | "user_agent_regex" | "user-agent-regex" => Kind::UserAgentPattern,
+            "md5" => Kind::Md5,
+            "sha1" => Kind::Sha1,
+            "sha256" => Kind::Sha256,
+            "file_path" | "filepath" | "file-path" => Kind::FilePath,
+            "file_name" | "filename" | "file-name" => Kind::FileName,
+            _ => return None,
+        })
+    }
+}
+
+/// One indicator as a feed states it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Indicator {
+    pub kind: Kind,
+    /// As written in the feed.
+    pub value: String,
+    pub feed: Arc<str>,
+    pub provider: Option<String>,
+    pub confidence: Option<String>,
+    pub first_seen: Option<String>,
+    pub last_seen: Option<String>,
+    pub expires: Option<DateTime<Utc>>,
+    pub tags: Vec<String>,
+    pub description: Option<String>,
+}
+
+/// Why an indicator could not be indexed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum IndicatorError {
+    #[error("{kind} indicator {value:?} is not valid: {reason}")]
+    Invalid { kind: &'static str, value: String, reason: String },
+}
+
+fn invalid(kind: Kind, value: &str, reason: impl ToString) -> IndicatorError {
+    IndicatorError::Invalid { kind: kind.name(), value: value.to_owned(), reason: reason.to_string() }
+}
+
+/// A URL in the form indicators and events are compared in: scheme and host lower-cased, default
+/// ports and a trailing `/` on an empty path dropped, fragment dropped.
+pub fn normalize_url(url: &str) -> String {
+    let url = url.trim();
+    let url = url.split('#').next().unwrap_or(url);
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let scheme = scheme.to_ascii_lowercase();
+    let (authority, path) = match rest.find(['/', '?']) {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    let mut host = authority.rsplit('@').next().unwrap_or(authority).to_ascii_lowercase();
+    for (s, port) in [("http", ":80"), ("https", ":443"), ("ftp", ":21")] {
+        if scheme == s && host.ends_with(port) {
+            host.truncate(host.len() - port.len());
+        }
+    }
+    let path = if path == "/" { "" } else { path };
+    format!("{scheme}://{host}{path}")
+}
+
+fn parse_cidr(value: &str) -> Option<(IpAddr, u8)> {
+    let (ip, len) = match value.split_once('/') {
+        Some((ip, len)) => (ip.parse::<IpAddr>().ok()?, len.parse::<u8>().ok()?),
+        None => {
+            let ip: IpAddr = value.parse().ok()?;
+            (ip, if ip.is_ipv4() { 32 } else { 128 })
+        }
+    };
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    (len <= max).then_some((ip, len))
+}
+
+fn mask_v4(ip: u32, len: u8) -> u32 {
+    if len == 0 {
+        0
+    } else {
+        ip & (u32::MAX << (32 - u32::from(len)))
+    }
+}
+
+fn mask_v6(ip: u128, len: u8) -> u128 {
+    if len == 0 {
+        0
+    } else {
+        ip & (u128::MAX << (128 - u32::from(len)))
+    }
+}
+
+/// The immutable look-up structure over every loaded indicator.
+#[derive(Default)]
+pub struct IocIndex {
+    indicators: Vec<Indicator>,
+    /// (prefix length, masked address → indicator ids), longest prefix first.
+    v4: Vec<(u8, HashMap<u32, Vec<u32>>)>,
+    v6: Vec<(u8, HashMap<u128, Vec<u32>>)>,
+    domains: HashMap<String, Vec<u32>>,
+    urls: HashMap<String, Vec<u32>>,
+    hashes: HashMap<String, Vec<u32>>,
+    file_paths: HashMap<String, Vec<u32>>,
+    file_names: HashMap<String, Vec<u32>>,
+    url_patterns: Option<(RegexSet, Vec<u32>)>,
+    agent_patterns: Option<(RegexSet, Vec<u32>)>,
+    agent_substrings: Option<(AhoCorasick, Vec<u32>)>,
+}
+
+/// One indicator hit on one event field.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit<'i> {
+    pub indicator: &'i Indicator,
+    pub field: &'static str,
+    /// The event's value that matched.
+    pub atomic: String,
+}
+
+impl IocIndex {
+    /// Builds the index. Invalid indicators are returned, not indexed; the rest still are.
+    pub fn build(indicators: Vec<Indicator>) -> (IocIndex, Vec<IndicatorError>) {
+        let mut index = IocIndex::default();
+        let mut errors = Vec::new();
+        let mut v4: HashMap<u8, HashMap<u32, Vec<u32>>> = HashMap::new();
+        let mut v6: HashMap<u8, HashMap<u128, Vec<u32>>> = HashMap::new();
+        let mut url_patterns = (Vec::new(), Vec::new());
+        let mut agent_patterns = (Vec::new(), Vec::new());
+        let mut agent_substrings = (Vec::new(), Vec::new());
+        for indicator in indicators {
+            let id = index.indicators.len() as u32;
+            let value = indicator.value.trim();
+            let kind = indicator.kind;
+            let ok = match kind {
+                Kind::Ipv4 | Kind::Ipv6 | Kind::Cidr => match parse_cidr(value) {
+                    Some((IpAddr::V4(ip), len)) => {
+                        v4.entry(len).or_default().entry(mask_v4(u32::from(ip), len)).or_default().push(id);
+                        Ok(())
+                    }
+                    Some((IpAddr::V6(ip), len)) => {
+                        v6.entry(len).or_default().entry(mask_v6(u128::from(ip), len)).or_default().push(id);
+                        Ok(())
+                    }
+                    None => Err(invalid(kind, value, "not an address or CIDR")),
+                },
+                Kind::Domain => {
+                    let domain = value.trim_end_matches('.').to_ascii_lowercase();
+                    if domain.is_empty() || domain.contains(['/', ' ']) {
+                        Err(invalid(kind, value, "not a domain name"))
+                    } else {
+                        index.domains.entry(domain).or_default().push(id);
+                        Ok(())
+                    }
+                }
+                Kind::Url => {
+                    index.urls.entry(normalize_url(value)).or_default().push(id);
+                    Ok(())
+                }
+                Kind::Md5 | Kind::Sha1 | Kind::Sha256 => {
+                    let want = match kind {
+                        Kind::Md5 => 32,
+                        Kind::Sha1 => 40,
+                        _ => 64,
+                    };
+                    if value.len() == want && value.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        index.hashes.entry(value.to_ascii_lowercase()).or_default().push(id);
+                        Ok(())
+                    } else {
+                        Err(invalid(kind, value, format!("expected {want} hex digits")))
+                    }
+                }
+                Kind::FilePath => {
+                    index.file_paths.entry(value.to_owned()).or_default().push(id);
+                    Ok(())
+                }
+                Kind::FileName => {
+                    index.file_names.entry(value.to_owned()).or_default().push(id);
+                    Ok(())
+                }
+                Kind::UrlPattern | Kind::UserAgentPattern => match regex::Regex::new(value) {
+                    Ok(_) => {
+                        let target = if kind == Kind::UrlPattern { &mut url_patterns } else { &mut agent_patterns };
+                        target.0.push(value.to_owned());
+                        target.1.push(id);
+                        Ok(())
+                    }
+                    Err(e) => Err(invalid(kind, value, e)),
+                },
+                Kind::UserAgent => {
+                    if value.is_empty() {
+                        Err(invalid(kind, value, "empty"))
+                    } else {
+                        agent_substrings.0.push(value.to_owned());
+                        agent_substrings.1.push(id);
+                        Ok(())
+                    }
+                }
+            };
+            match ok {
+                Ok(()) => index.indicators.push(indicator),
+                Err(e) => errors.push(e),
+            }
+        }
+        index.v4 = v4.into_iter().collect();
+        index.v4.sort_by(|a, b| b.0.cmp(&a.0));
+        index.v6 = v6.into_iter().collect();
+        index.v6.sort_by(|a, b| b.0.cmp(&a.0));
+        if !url_patterns.0.is_empty() {
+            let set = RegexSet::new(&url_patterns.0).expect("each pattern compiled on its own above");
+            index.url_patterns = Some((set, url_patterns.1));
+        }
+        if !agent_patterns.0.is_empty() {
+            let set = RegexSet::new(&agent_patterns.0).expect("each pattern compiled on its own above");
+            index.agent_patterns = Some((set, agent_patterns.1));
+        }
+        if !agent_substrings.0.is_empty() {
+            let automaton = AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .build(&agent_substrings.0)
+                .expect("non-empty literal patterns always build");
+            index.agent_substrings = Some((automaton, agent_substrings.1));
+        }
+        (index, errors)
+    }
+
+    pub fn len(&self) -> usize {
+        self.indicators.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.indicators.is_empty()
+    }
+
+    fn push<'i>(&'i self, ids: &[u32], field: &'static str, atomic: &str, now: DateTime<Utc>, out: &mut Vec<Hit<'i>>) {
+        for id in ids {
+            let indicator = &self.indicators[*id as usize];
+            if indicator.expires.is_some_and(|e| e <= now) {
+                continue;
+            }
+            if out.iter().any(|h| std::ptr::eq(h.indicator, indicator) && h.field == field) {
+                continue;
+            }
+            out.push(Hit { indicator, field, atomic: atomic.to_owned() });
+        }
+    }
+
+    /// The most specific address or network indicators containing `ip`.
+    pub fn match_ip<'i>(&'i self, ip: IpAddr, field: &'static str, now: DateTime<Utc>, out: &mut Vec<Hit<'i>>) {
+        let atomic = ip.to_string();
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match ip {
+            IpAddr::V4(v4) => {
+                let n = u32::from(v4);
+                for (len, map) in &self.v4 {
+                    if let Some(ids) = map.get(&mask_v4(n, *len)) {
+                        self.push(ids, field, &atomic, now, out);
+                        return;
+                    }
+                }
+            }
+            IpAddr::V6(v6) => {
+                let n = u128::from(v6);
+                for (len, map) in &self.v6 {
+                    if let Some(ids) = map.get(&mask_v6(n, *len)) {
+                        self.push(ids, field, &atomic, now, out);
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// `evil.example` matches `evil.example` and every sub-domain of it.
+    pub fn match_domain<'i>(&'i self, domain: &str, field: &'static str, now: DateTime<Utc>, out: &mut Vec<Hit<'i>>) {
+        if self.domains.is_empty() {
+            return;
+        }
+        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+        let mut rest = domain.as_str();
+        loop {
+            if let Some(ids) = self.domains.get(rest) {
+                self.push(ids, field, &domain, now, out);
+            }
+            match rest.split_once('.') {
+                Some((_, parent)) if parent.contains('.') || !parent.is_empty() => rest = parent,
+                _ => break,
+            }
+        }
+    }
+
+    pub fn match_url<'i>(&'i self, url: &str, field: &'static str, now: DateTime<Utc>, out: &mut Vec<Hit<'i>>) {
+        if let Some(ids) = self.urls.get(&normalize_url(url)) {
+            self.push(ids, field, url, now, out);
+        }
+    }
+
+    /// URL path regexes, on a raw or normalised path.
+    pub fn match_url_path<'i>(&'i self, path: &str, field: &'static str, now: DateTime<Utc>, out: &mut Vec<Hit<'i>>) {
+        if let Some((set, ids)) = &self.url_patterns {
+            for i in set.matches(path).iter() {
+                self.push(&ids[i..=i], field, path, now, out);
+            }
+        }
+    }
+
+    pub fn match_user_agent<'i>(&'i self, agent: &str, field: &'static str, now: DateTime<Utc>, out: &mut Vec<Hit<'i>>) {
+        if let Some((automaton, ids)) = &self.agent_substrings {
+            for m in automaton.find_overlapping_iter(agent) {
+                let i = m.pattern().as_usize();
+                self.push(&ids[i..=i], field, agent, now, out);
+            }
+        }
+        if let Some((set, ids)) = &self.agent_patterns {
+            for i in set.matches(agent).iter() {
+                self.push(&ids[i..=i], field, agent, now, out);
+            }
+        }
+    }
+
+    pub fn match_hash<'i>(&'i self, hash: &str, field: &'static str, now: DateTime<Utc>, out: &mut Vec<Hit<'i>>) {
+        if let Some(ids) = self.hashes.get(&hash.to_ascii_lowercase()) {
+            self.push(ids, field, hash, now, out);
+        }
+    }
+
+    /// A full path matches path indicators; its last component matches file-name indicators.
+    pub fn match_file<'i>(&'i self, path: &str, field: &'static str, now: DateTime<Utc>, out: &mut Vec<Hit<'i>>) {
+        if let Some(ids) = self.file_paths.get(path) {
+            self.push(ids, field, path, now, out);
+        }
+        let name = path.rsplit('/').next().unwrap_or(path);
+        if let Some(ids) = self.file_names.get(name) {
+            self.push(ids, field, name, now, out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ind(kind: Kind, value: &str, feed: &str) -> Indicator {
+        Indicator {
+            kind,
+            value: value.into(),
+            feed: feed.into(),
+            provider: None,
+            confidence: None,
+            first_seen: None,
+            last_seen: None,
+            expires: None,
+            tags: vec![],
+            description: None,
+        }
+    }
+
+    fn now() -> DateTime<Utc> {
+        "2020-01-15T00:00:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn longest_prefix_wins_and_duplicates_report_both_feeds() {
+        let (index, errors) = IocIndex::build(vec![
+            ind(Kind::Cidr, "185.178.0.0/16", "a"),
+            ind(Kind::Cidr, "185.178.45.0/24", "a"),
+            ind(Kind::Ipv4, "185.178.45.221", "a"),
+            ind(Kind::Ipv4, "185.178.45.221", "b"),
+            ind(Kind::Cidr, "2001:db8::/32", "c"),
+        ]);
+        assert!(errors.is_empty());
+        let mut hits = Vec::new();
+        index.match_ip("185.178.45.221".parse().unwrap(), "source.ip", now(), &mut hits);
+        let feeds: Vec<&str> = hits.iter().map(|h| &*h.indicator.feed).collect();
+        assert_eq!(feeds, ["a", "b"]);
+        assert!(hits.iter().all(|h| h.indicator.value == "185.178.45.221"));
+        hits.clear();
+        index.match_ip("185.178.45.1".parse().unwrap(), "source.ip", now(), &mut hits);
+        assert_eq!(hits[0].indicator.value, "185.178.45.0/24");
+        hits.clear();
+        index.match_ip("2001:db8::5".parse().unwrap(), "source.ip", now(), &mut hits);
+        assert_eq!(hits.len(), 1);
+        hits.clear();
+        index.match_ip("8.8.8.8".parse().unwrap(), "source.ip", now(), &mut hits);
+        assert!(hits.is_empty());
+    }
+
+    #[test]
+    fn domains_urls_agents_hashes_files() {
+        let (index, errors) = IocIndex::build(vec![
+            ind(Kind::Domain, "Evil.example", "f"),
+            ind(Kind::Url, "HTTP://Evil.example:80/ci.sh", "f"),
+            ind(Kind::UrlPattern, r"/vpns?/\.\./vpns/", "f"),
+            ind(Kind::UserAgent, "python-requests", "f"),
+            ind(Kind::UserAgentPattern, r"^curl/7\.6\d", "f"),
+            ind(Kind::Md5, "64D4C2D3EE56AF4F4CA8171556D50FAA", "f"),
+            ind(Kind::FilePath, "/tmp/.init/httpd", "f"),
+            ind(Kind::FileName, "netscalerd", "f"),
+            ind(Kind::Sha256, "abc", "f"),
+            ind(Kind::UrlPattern, "(", "f"),
+        ]);
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        let mut hits = Vec::new();
+        index.match_domain("a.b.EVIL.example.", "url.domain", now(), &mut hits);
+        index.match_domain("notevil.example", "url.domain", now(), &mut hits);
+        assert_eq!(hits.len(), 1);
+        index.match_url("http://evil.example/ci.sh", "url.original", now(), &mut hits);
+        index.match_url_path("/vpn/../vpns/portal/scripts/newbm.pl", "url.path", now(), &mut hits);
+        index.match_user_agent("Python-Requests/2.18.4", "user_agent.original", now(), &mut hits);
+        index.match_user_agent("curl/7.67.0", "user_agent.original", now(), &mut hits);
+        index.match_hash("64d4c2d3ee56af4f4ca8171556d50faa", "file.hash.md5", now(), &mut hits);
+        index.match_file("/tmp/.init/httpd", "process.executable", now(), &mut hits);
+        index.match_file("/var/tmp/netscalerd", "process.executable", now(), &mut hits);
+        let kinds: Vec<Kind> = hits.iter().map(|h| h.indicator.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                Kind::Domain,
+                Kind::Url,
+                Kind::UrlPattern,
+                Kind::UserAgent,
+                Kind::UserAgentPattern,
+                Kind::Md5,
+                Kind::FilePath,
+                Kind::FileName
+            ]
+        );
+    }
+
+    #[test]
+    fn expired_indicators_do_not_match() {
+        let mut expired = ind(Kind::Ipv4, "1.2.3.4", "f");
+        expired.expires = Some("2020-01-01T00:00:00Z".parse().unwrap());
+        let (index, _) = IocIndex::build(vec![expired]);
+        let mut hits = Vec::new();
+        index.match_ip("1.2.3.4".parse().unwrap(), "source.ip", now(), &mut hits);
+        assert!(hits.is_empty());
+        index.match_ip("1.2.3.4".parse().unwrap(), "source.ip", "2019-12-31T00:00:00Z".parse().unwrap(), &mut hits);
+        assert_eq!(hits.len(), 1);
+    }
+
+    #[test]
+    fn url_normalisation() {
+        assert_eq!(normalize_url("HTTPS://Host.Example:443/A?b=1#frag"), "https://host.example/A?b=1");
+        assert_eq!(normalize_url("http://user@h:8080/"), "http://h:8080");
+    }
+}

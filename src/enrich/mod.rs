@@ -1,0 +1,327 @@
+//! Enrich: a parsed event's ECS document gains GeoIP city and ASN data for each IP role and
+//! `threat.enrichments` for every indicator it matches.
+//!
+//! Built once from the settings ([`Enricher::load`]); databases and feeds are shared read-only
+//! snapshots behind `arc-swap`, so a reload never blocks the stream. [`Enricher::reload`] (run by a
+//! background thread every `enrich.reload_interval`) re-reads whatever file changed: a good file is
+//! swapped in atomically, a broken one is reported and the previous version stays in use.
+
+pub mod feeds;
+pub mod geoip;
+pub mod ioc;
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+use chrono::{DateTime, Utc};
+use serde_json::{json, Map, Value as Json};
+
+use crate::config::Settings;
+use crate::parse::AdcEvent;
+use feeds::Format;
+use geoip::{DbKind, GeoDb};
+use ioc::{Hit, Indicator, IocIndex, Kind};
+
+/// A file's identity for change detection: modification time, size and inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FileStamp(Option<(SystemTime, u64, u64)>);
+
+impl FileStamp {
+    pub fn of(path: &Path) -> FileStamp {
+        use std::os::unix::fs::MetadataExt;
+        FileStamp(std::fs::metadata(path).ok().map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len(), m.ino())))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EnrichError {
+    #[error(transparent)]
+    Geo(#[from] geoip::GeoError),
+    #[error(transparent)]
+    Feed(#[from] feeds::FeedError),
+    #[error("config key {key} = {value:?}: {reason}")]
+    Config { key: String, value: String, reason: String },
+}
+
+/// The IP roles enrichment looks at, with their ECS field names.
+const ROLES: [(&str, &str); 5] = [
+    ("source", "source.ip"),
+    ("client", "client.ip"),
+    ("destination", "destination.ip"),
+    ("server", "server.ip"),
+    ("host", "host.ip"),
+];
+
+struct Feed {
+    name: String,
+    path: PathBuf,
+    format: Format,
+    stamp: FileStamp,
+    /// The last version that loaded.
+    indicators: Arc<Vec<Indicator>>,
+}
+
+/// What one reload pass did to one file.
+#[derive(Debug)]
+pub struct ReloadEvent {
+    pub component: String,
+    pub outcome: Result<String, String>,
+}
+
+pub struct Enricher {
+    city: Option<GeoDb>,
+    asn: Option<GeoDb>,
+    roles: Vec<(&'static str, &'static str)>,
+    feeds: Mutex<Vec<Feed>>,
+    index: ArcSwap<IocIndex>,
+}
+
+impl Enricher {
+    /// Opens every database and feed. `strict` (for `gatewatch check`) fails on a broken feed; otherwise
+    /// the feed is left out, reported in the returned events, and picked up once it is fixed.
+    pub fn load(settings: &Settings, strict: bool) -> Result<(Enricher, Vec<ReloadEvent>), EnrichError> {
+        let e = &settings.enrich;
+        let db = |kind: DbKind, path: &str| -> Result<Option<GeoDb>, EnrichError> {
+            if path.is_empty() {
+                return Ok(None);
+            }
+            Ok(Some(GeoDb::open(kind, Path::new(path))?))
+        };
+        let city = db(DbKind::City, &e.geoip.city_db)?;
+        let asn = db(DbKind::Asn, &e.geoip.asn_db)?;
+        let mut roles = Vec::new();
+        for role in &e.geoip.roles {
+            match ROLES.iter().find(|(name, _)| name == role) {
+                Some(r) => roles.push(*r),
+                None => {
+                    return Err(EnrichError::Config {
+                        key: "enrich.geoip.roles".into(),
+                        value: role.clone(),
+                        reason: "is not one of source, client, destination, server, host".into(),
+                    })
+                }
+            }
+        }
+        let mut events = Vec::new();
+        let mut loaded_feeds = Vec::new();
+        for feed in &e.ioc.feeds {
+            let path = PathBuf::from(&feed.path);
+            let stamp = FileStamp::of(&path);
+            let indicators = match feeds::load(&feed.name, &path, feed.format) {
+                Ok(loaded) => {
+                    events.push(ReloadEvent {
+                        component: format!("feed:{}", feed.name),
+                        outcome: Ok(format!("{} indicators, {} skipped", loaded.indicators.len(), loaded.skipped.len())),
+                    });
+                    loaded.indicators
+                }
+                Err(error) if strict => return Err(error.into()),
+                Err(error) => {
+                    events.push(ReloadEvent { component: format!("feed:{}", feed.name), outcome: Err(error.to_string()) });
+                    Vec::new()
+                }
+            };
+            loaded_feeds.push(Feed {
+                name: feed.name.clone(),
+                path,
+                format: feed.format,
+                stamp,
+                indicators: Arc::new(indicators),
+            });
+        }
+        let (index, invalid) = IocIndex::build(loaded_feeds.iter().flat_map(|f| f.indicators.iter().cloned()).collect());
+        if strict {
+            if let Some(first) = invalid.first() {
+                return Err(EnrichError::Config {
+                    key: "enrich.ioc.feeds".into(),
+                    value: first.to_string(),
+                    reason: format!("{} invalid indicators", invalid.len()),
+                });
+            }
+        }
+        for error in invalid {
+            events.push(ReloadEvent { component: "ioc-index".into(), outcome: Err(error.to_string()) });
+        }
+        let enricher = Enricher { city, asn, roles, feeds: Mutex::new(loaded_feeds), index: ArcSwap::from_pointee(index) };
+        Ok((enricher, events))
+    }
+
+    pub fn indicator_count(&self) -> usize {
+        self.index.load().len()
+    }
+
+    /// Re-reads every changed database and feed; see the module docs.
+    pub fn reload(&self) -> Vec<ReloadEvent> {
+        let mut events = Vec::new();
+        for db in [&self.city, &self.asn].into_iter().flatten() {
+            if let Some(result) = db.reload_if_changed() {
+                let outcome = result.map(|()| db.database_type()).map_err(|e| format!("{e}; keeping the previous database"));
+                events.push(ReloadEvent { component: db.kind.name().into(), outcome });
+            }
+        }
+        let mut feeds = self.feeds.lock().expect("only the reloader locks the feeds");
+        let mut changed = false;
+        for feed in feeds.iter_mut() {
+            let stamp = FileStamp::of(&feed.path);
+            if stamp == feed.stamp {
+                continue;
+            }
+            feed.stamp = stamp;
+            let component = format!("feed:{}", feed.name);
+            match feeds::load(&feed.name, &feed.path, feed.format) {
+                Ok(loaded) => {
+                    let outcome = Ok(format!("{} indicators, {} skipped", loaded.indicators.len(), loaded.skipped.len()));
+                    feed.indicators = Arc::new(loaded.indicators);
+                    changed = true;
+                    events.push(ReloadEvent { component, outcome });
+                }
+                Err(error) => events.push(ReloadEvent {
+                    component,
+                    outcome: Err(format!("{error}; keeping the previous {} indicators", feed.indicators.len())),
+                }),
+            }
+        }
+        if changed {
+            let all: Vec<Indicator> = feeds.iter().flat_map(|f| f.indicators.iter().cloned()).collect();
+            let (index, invalid) = IocIndex::build(all);
+            for error in invalid {
+                events.push(ReloadEvent { component: "ioc-index".into(), outcome: Err(error.to_string()) });
+            }
+            self.index.store(Arc::new(index));
+        }
+        events
+    }
+
+    /// Adds GeoIP and indicator matches to `doc` (the event's ECS document). Returns the number of
+    /// indicator hits.
+    pub fn enrich(&self, event: &AdcEvent<'_>, doc: &mut Map<String, Json>, now: DateTime<Utc>) -> usize {
+        let index = self.index.load();
+        let mut hits: Vec<Hit<'_>> = Vec::new();
+        for (role, field) in &self.roles {
+            let Some(ip) = event.fields.get_str(field).and_then(|s| s.parse::<IpAddr>().ok()) else { continue };
+            self.geo(role, ip, doc);
+            if !index.is_empty() {
+                index.match_ip(ip, field, now, &mut hits);
+            }
+        }
+        if !index.is_empty() {
+            self.match_fields(&index, event, now, &mut hits);
+        }
+        if !hits.is_empty() {
+            let enrichments: Vec<Json> = hits.iter().map(enrichment).collect();
+            crate::ecs::insert(doc, "threat.enrichments", Json::Array(enrichments));
+        }
+        hits.len()
+    }
+
+    fn geo(&self, role: &str, ip: IpAddr, doc: &mut Map<String, Json>) {
+        let object = doc.entry(role.to_owned()).or_insert_with(|| Json::Object(Map::new()));
+        let Json::Object(object) = object else { return };
+        if let Some(special) = geoip::special_range(ip) {
+            object.insert("geo".into(), json!({ "name": special }));
+            return;
+        }
+        if let Some(city) = self.city.as_ref().and_then(|db| db.city(ip)) {
+            object.insert("geo".into(), Json::Object(city));
+        }
+        if let Some(asn) = self.asn.as_ref().and_then(|db| db.asn(ip)) {
+            object.insert("as".into(), asn);
+        }
+    }
+
+    fn match_fields<'i>(&self, index: &'i IocIndex, event: &AdcEvent<'_>, now: DateTime<Utc>, hits: &mut Vec<Hit<'i>>) {
+        let f = &event.fields;
+        for field in ["url.domain", "destination.domain"] {
+            if let Some(domain) = f.get_str(field) {
+                index.match_domain(domain, field, now, hits);
+            }
+        }
+        if let Some(url) = f.get_str("url.original") {
+            index.match_url(url, "url.original", now, hits);
+        }
+        for field in ["url.path", "gatewatch.url.normalized_path"] {
+            if let Some(path) = f.get_str(field) {
+                index.match_url_path(path, field, now, hits);
+            }
+        }
+        if let Some(agent) = f.get_str("user_agent.original") {
+            index.match_user_agent(agent, "user_agent.original", now, hits);
+        }
+        for field in ["file.hash.md5", "file.hash.sha1", "file.hash.sha256"] {
+            if let Some(hash) = f.get_str(field) {
+                index.match_hash(hash, field, now, hits);
+            }
+        }
+        for field in ["process.executable", "file.path"] {
+            if let Some(path) = f.get_str(field) {
+                index.match_file(path, field, now, hits);
+            }
+        }
+        // Attacker infrastructure named inside commands and captured stderr (`curl http://x/ci.sh | sh`).
+        for field in ["process.command_line", "citrix_adc.httperror.message"] {
+            if let Some(text) = f.get_str(field) {
+                scan_text(index, text, field, now, hits);
+            }
+        }
+    }
+}
+
+/// Addresses, URLs (and their hosts) and absolute paths mentioned in free text.
+fn scan_text<'i>(index: &'i IocIndex, text: &str, field: &'static str, now: DateTime<Utc>, hits: &mut Vec<Hit<'i>>) {
+    for token in text.split(|c: char| c.is_whitespace() || "\"'`;|&()<>,".contains(c)) {
+        if token.is_empty() {
+            continue;
+        }
+        if let Ok(ip) = token.parse::<IpAddr>() {
+            index.match_ip(ip, field, now, hits);
+        } else if let Some((_, rest)) = token.split_once("://") {
+            index.match_url(token, field, now, hits);
+            let host = rest.split(['/', '?', ':']).next().unwrap_or("");
+            match host.parse::<IpAddr>() {
+                Ok(ip) => index.match_ip(ip, field, now, hits),
+                Err(_) if !host.is_empty() => index.match_domain(host, field, now, hits),
+                Err(_) => {}
+            }
+        } else if token.starts_with('/') {
+            index.match_file(token, field, now, hits);
+        }
+    }
+}
+
+/// One ECS `threat.enrichments` entry.
+fn enrichment(hit: &Hit<'_>) -> Json {
+    let i = hit.indicator;
+    let mut indicator = json!({ "type": i.kind.ecs_type(), "name": i.value });
+    let value = Json::from(i.value.as_str());
+    match i.kind {
+        Kind::Ipv4 | Kind::Ipv6 => indicator["ip"] = value,
+        Kind::Cidr => indicator["gatewatch"] = json!({ "cidr": i.value }),
+        Kind::Domain => indicator["url"] = json!({ "domain": i.value }),
+        Kind::Url => indicator["url"] = json!({ "original": i.value }),
+        Kind::UrlPattern => indicator["gatewatch"] = json!({ "url_pattern": i.value }),
+        Kind::UserAgent | Kind::UserAgentPattern => indicator["gatewatch"] = json!({ "user_agent": i.value }),
+        Kind::Md5 => indicator["file"] = json!({ "hash": { "md5": i.value } }),
+        Kind::Sha1 => indicator["file"] = json!({ "hash": { "sha1": i.value } }),
+        Kind::Sha256 => indicator["file"] = json!({ "hash": { "sha256": i.value } }),
+        Kind::FilePath => indicator["file"] = json!({ "path": i.value }),
+        Kind::FileName => indicator["file"] = json!({ "name": i.value }),
+    }
+    indicator["provider"] = Json::from(i.provider.as_deref().unwrap_or(&i.feed));
+    for (key, value) in [("confidence", &i.confidence), ("first_seen", &i.first_seen), ("last_seen", &i.last_seen), ("description", &i.description)] {
+        if let Some(v) = value {
+            indicator[key] = Json::from(v.as_str());
+        }
+    }
+    if !i.tags.is_empty() {
+        indicator["tags"] = json!(i.tags);
+    }
+    json!({
+        "indicator": indicator,
+        "matched": { "atomic": hit.atomic, "field": hit.field, "type": "indicator_match_rule" },
+        "feed": { "name": &*i.feed },
+        "gatewatch": { "indicator_kind": i.kind.name() }
+    })
+}
