@@ -21,8 +21,12 @@ fn corpus() -> Vec<Vec<u8>> {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "log") && !path.to_string_lossy().contains("generated") {
-            let text: String =
-                std::fs::read_to_string(&path).unwrap().lines().filter(|l| !l.starts_with('#')).collect::<Vec<_>>().join("\n");
+            let text: String = std::fs::read_to_string(&path)
+                .unwrap()
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .collect::<Vec<_>>()
+                .join("\n");
             records.extend(reader::records(&text).iter().map(|r| r.text.as_bytes().to_vec()));
         }
     }
@@ -44,7 +48,8 @@ fn bench(c: &mut Criterion) {
         std::fs::write(&path, ioc_gen::csv_feed(n)).unwrap();
         let mut settings = Settings::default();
         settings.enrich.geoip.roles = vec!["source".into(), "client".into(), "destination".into(), "server".into()];
-        settings.enrich.ioc.feeds = vec![FeedSettings { name: "gen".into(), path: path.display().to_string(), format: Format::Csv }];
+        settings.enrich.ioc.feeds =
+            vec![FeedSettings { name: "gen".into(), path: path.display().to_string(), format: Format::Csv }];
         let (enricher, _) = Enricher::load(&settings, true).unwrap();
         group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
             b.iter(|| {

@@ -29,7 +29,9 @@ pub fn csv_feed(n: usize) -> String {
             9 => writeln!(out, "cidr,{a}.{b}.{c}.0/24,gen,medium"),
             10..=13 => writeln!(out, "domain,h{r:x}.example-{}.net,gen,medium", i % 997),
             14..=16 => writeln!(out, "url,http://{a}.{b}.{c}.{d}/p/{r:x}.sh,gen,high"),
-            17 | 18 => writeln!(out, "sha256,{:016x}{:016x}{:016x}{:016x},gen,high", r, rng.next(), rng.next(), rng.next()),
+            17 | 18 => {
+                writeln!(out, "sha256,{:016x}{:016x}{:016x}{:016x},gen,high", r, rng.next(), rng.next(), rng.next())
+            }
             _ => writeln!(out, "md5,{:016x}{:016x},gen,high", r, rng.next()),
         }
         .expect("writing to a String cannot fail");
@@ -38,7 +40,8 @@ pub fn csv_feed(n: usize) -> String {
         writeln!(out, "user_agent,EvilBot-{i}/,gen,low").expect("writing to a String cannot fail");
     }
     for i in 0..50 {
-        writeln!(out, "url_pattern,^/vpns/portal/scripts/x{i}[a-z]+\\.pl$,gen,low").expect("writing to a String cannot fail");
+        writeln!(out, "url_pattern,^/vpns/portal/scripts/x{i}[a-z]+\\.pl$,gen,low")
+            .expect("writing to a String cannot fail");
     }
     out
 }

@@ -93,7 +93,11 @@ pub struct EnrichSettings {
 
 impl Default for EnrichSettings {
     fn default() -> Self {
-        EnrichSettings { reload_interval: Duration::from_secs(10), geoip: GeoipSettings::default(), ioc: IocSettings::default() }
+        EnrichSettings {
+            reload_interval: Duration::from_secs(10),
+            geoip: GeoipSettings::default(),
+            ioc: IocSettings::default(),
+        }
     }
 }
 
@@ -371,7 +375,11 @@ impl Settings {
         let mut names = std::collections::HashSet::new();
         for (i, feed) in self.enrich.ioc.feeds.iter().enumerate() {
             if feed.name.trim().is_empty() || !names.insert(feed.name.as_str()) {
-                return Err(invalid(format!("enrich.ioc.feeds[{i}].name"), format!("{:?}", feed.name), "must be non-empty and unique"));
+                return Err(invalid(
+                    format!("enrich.ioc.feeds[{i}].name"),
+                    format!("{:?}", feed.name),
+                    "must be non-empty and unique",
+                ));
             }
             if feed.path.trim().is_empty() {
                 return Err(invalid(format!("enrich.ioc.feeds[{i}].path"), "\"\"", "must name a file"));

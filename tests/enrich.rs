@@ -45,7 +45,8 @@ fn geo_settings(city: &Path, asn: &Path) -> Settings {
 #[test]
 fn real_geolite2_city_and_asn_for_well_known_addresses() {
     let dir = geoip_dir();
-    let (enricher, _) = Enricher::load(&geo_settings(&dir.join("GeoLite2-City.mmdb"), &dir.join("GeoLite2-ASN.mmdb")), true).unwrap();
+    let (enricher, _) =
+        Enricher::load(&geo_settings(&dir.join("GeoLite2-City.mmdb"), &dir.join("GeoLite2-ASN.mmdb")), true).unwrap();
     let doc = enriched(&enricher, &login_from("8.8.8.8"), None);
     assert_eq!(doc["source"]["geo"]["country_iso_code"], "US", "{doc:?}");
     assert_eq!(doc["source"]["as"]["number"], 15169);
@@ -72,7 +73,8 @@ fn real_geolite2_city_and_asn_for_well_known_addresses() {
 fn a_wrong_type_or_corrupt_database_is_rejected_by_name() {
     let dir = geoip_dir();
     // The ASN file given as the City database.
-    let err = Enricher::load(&geo_settings(&dir.join("GeoLite2-ASN.mmdb"), Path::new("")), true).err().unwrap().to_string();
+    let err =
+        Enricher::load(&geo_settings(&dir.join("GeoLite2-ASN.mmdb"), Path::new("")), true).err().unwrap().to_string();
     assert!(err.contains("GeoLite2-ASN.mmdb") && err.contains("geoip-city"), "{err}");
     let tmp = tempfile::tempdir().unwrap();
     let junk = tmp.path().join("junk.mmdb");
@@ -116,7 +118,10 @@ fn replacing_a_database_changes_results_without_a_restart_and_a_broken_one_is_re
     std::fs::write(&junk, vec![0u8; 4096]).unwrap();
     replace(&live, &junk);
     let events = enricher.reload();
-    assert!(events.iter().any(|e| e.component == "geoip-city" && e.outcome.as_ref().is_err_and(|m| m.contains("keeping"))), "{events:?}");
+    assert!(
+        events.iter().any(|e| e.component == "geoip-city" && e.outcome.as_ref().is_err_and(|m| m.contains("keeping"))),
+        "{events:?}"
+    );
     replace(&live, &geoip_dir().join("GeoLite2-ASN.mmdb"));
     let events = enricher.reload();
     assert!(events.iter().any(|e| e.outcome.as_ref().is_err_and(|m| m.contains("GeoLite2-ASN"))), "{events:?}");
@@ -211,7 +216,10 @@ fn every_indicator_type_from_all_three_formats_matches_and_duplicates_name_both_
     // httpaccess: URL path pattern (raw traversal) and user agents.
     let access = r#"127.0.0.2 - - [13/Jan/2020:08:16:30 +0000] "POST /vpn/../vpns/portal/scripts/newbm.pl HTTP/1.1" 200 135 "-" "curl/7.67.0""#;
     let kinds: Vec<String> = matched(&enriched(&enricher, access, None)).into_iter().map(|m| m.1).collect();
-    assert!(kinds.contains(&"url_pattern".to_string()) && kinds.contains(&"user_agent_pattern".to_string()), "{kinds:?}");
+    assert!(
+        kinds.contains(&"url_pattern".to_string()) && kinds.contains(&"user_agent_pattern".to_string()),
+        "{kinds:?}"
+    );
     let access = r#"127.0.0.1 - - [18/Jan/2020:00:15:29 +0000] "GET /vpn/../vpns/portal/1.xml HTTP/1.1" 200 71875 "-" "python-requests/2.18.4""#;
     assert!(matched(&enriched(&enricher, access, None)).iter().any(|m| m.1 == "user_agent"));
 
@@ -225,7 +233,8 @@ fn every_indicator_type_from_all_three_formats_matches_and_duplicates_name_both_
         assert!(got.iter().any(|m| m.0 == feed && m.1 == kind), "{feed} {kind}: {got:?}");
     }
     // file names and hashes on process/file fields.
-    let shell = "Jan 19 24:26:52 <local7.notice> ns bash[1297]: root on /dev/pts/0 shell_command=\"/var/tmp/netscalerd -d\"";
+    let shell =
+        "Jan 19 24:26:52 <local7.notice> ns bash[1297]: root on /dev/pts/0 shell_command=\"/var/tmp/netscalerd -d\"";
     assert!(matched(&enriched(&enricher, shell, None)).iter().any(|m| m.1 == "file_name"));
     // A clean event carries no threat fields.
     assert!(enriched(&enricher, &login_from("8.8.8.8"), None).get("threat").is_none());
@@ -233,24 +242,13 @@ fn every_indicator_type_from_all_three_formats_matches_and_duplicates_name_both_
 
 #[test]
 fn hashes_match_on_file_hash_fields() {
-    use gatewatch::enrich::ioc::{Indicator, IocIndex, Kind};
-    let hashes = [(Kind::Md5, "64d4c2d3ee56af4f4ca8171556d50faa"), (Kind::Sha1, "da39a3ee5e6b4b0d3255bfef95601890afd80709")];
-    let indicators: Vec<Indicator> = hashes
-        .iter()
-        .map(|(kind, value)| Indicator {
-            kind: *kind,
-            value: value.to_string(),
-            feed: "f".into(),
-            provider: None,
-            confidence: None,
-            first_seen: None,
-            last_seen: None,
-            expires: None,
-            tags: vec![],
-            description: None,
-        })
-        .collect();
-    let (index, errors) = IocIndex::build(indicators);
+    use gatewatch::enrich::ioc::{FeedIndicators, Indicator, IocIndex, Kind};
+    let hashes =
+        [(Kind::Md5, "64d4c2d3ee56af4f4ca8171556d50faa"), (Kind::Sha1, "da39a3ee5e6b4b0d3255bfef95601890afd80709")];
+    let indicators: Vec<Indicator> =
+        hashes.iter().map(|(kind, value)| Indicator::new(*kind, value, Default::default())).collect();
+    let feed = std::sync::Arc::new(FeedIndicators { name: "f".into(), indicators });
+    let (index, errors) = IocIndex::build(vec![feed]);
     assert!(errors.is_empty());
     let mut hits = Vec::new();
     index.match_hash("64D4C2D3EE56AF4F4CA8171556D50FAA", "file.hash.md5", now(), &mut hits);

@@ -9,7 +9,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::ioc::{Indicator, Kind};
+use super::ioc::{Indicator, Kind, Meta};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -39,27 +39,43 @@ fn broken(feed: &str, path: &Path, reason: impl ToString) -> FeedError {
 /// Reads and parses one feed file.
 pub fn load(name: &str, path: &Path, format: Format) -> Result<Loaded, FeedError> {
     let bytes = std::fs::read(path).map_err(|e| broken(name, path, e))?;
-    let feed: Arc<str> = name.into();
-    match format {
-        Format::Csv => csv(&feed, &bytes).map_err(|e| broken(name, path, e)),
-        Format::Stix => stix(&feed, &bytes).map_err(|e| broken(name, path, e)),
-        Format::Misp => misp(&feed, &bytes).map_err(|e| broken(name, path, e)),
+    let mut sink = Sink::default();
+    let result = match format {
+        Format::Csv => csv(&mut sink, &bytes),
+        Format::Stix => stix(&mut sink, &bytes),
+        Format::Misp => misp(&mut sink, &bytes),
+    };
+    result.map_err(|e| broken(name, path, e))?;
+    Ok(sink.loaded)
+}
+
+/// Collects indicators, sharing one `Meta` among all rows that describe themselves alike.
+#[derive(Default)]
+struct Sink {
+    loaded: Loaded,
+    metas: std::collections::HashMap<Arc<Meta>, ()>,
+}
+
+impl Sink {
+    fn push(&mut self, kind: Kind, value: &str, meta: Meta) {
+        let meta = Arc::new(meta);
+        let meta = match self.metas.get_key_value(&meta) {
+            Some((shared, _)) => shared.clone(),
+            None => {
+                self.metas.insert(meta.clone(), ());
+                meta
+            }
+        };
+        self.loaded.indicators.push(Indicator::new(kind, value, meta));
+    }
+
+    fn skip(&mut self, why: String) {
+        self.loaded.skipped.push(why);
     }
 }
 
-fn indicator(feed: &Arc<str>, kind: Kind, value: &str) -> Indicator {
-    Indicator {
-        kind,
-        value: value.trim().to_owned(),
-        feed: feed.clone(),
-        provider: None,
-        confidence: None,
-        first_seen: None,
-        last_seen: None,
-        expires: None,
-        tags: Vec::new(),
-        description: None,
-    }
+fn boxed(value: Option<&str>) -> Option<Box<str>> {
+    value.map(|v| v.trim()).filter(|v| !v.is_empty()).map(Box::from)
 }
 
 /// RFC 3339, or a bare date (midnight UTC).
@@ -68,10 +84,9 @@ fn parse_time(value: &str) -> Option<DateTime<Utc>> {
     if value.is_empty() {
         return None;
     }
-    DateTime::parse_from_rfc3339(value)
-        .map(|t| t.with_timezone(&Utc))
-        .ok()
-        .or_else(|| NaiveDate::parse_from_str(value, "%Y-%m-%d").ok().map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc()))
+    DateTime::parse_from_rfc3339(value).map(|t| t.with_timezone(&Utc)).ok().or_else(|| {
+        NaiveDate::parse_from_str(value, "%Y-%m-%d").ok().map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc())
+    })
 }
 
 /// `ip` (either family), and a CIDR written as a plain IP type.
@@ -82,8 +97,9 @@ fn kind_for(kind: Kind, value: &str) -> Kind {
     }
 }
 
-fn csv(feed: &Arc<str>, bytes: &[u8]) -> Result<Loaded, String> {
-    let mut reader = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).comment(Some(b'#')).from_reader(bytes);
+fn csv(sink: &mut Sink, bytes: &[u8]) -> Result<(), String> {
+    let mut reader =
+        csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).comment(Some(b'#')).from_reader(bytes);
     let headers: Vec<String> =
         reader.headers().map_err(|e| e.to_string())?.iter().map(|h| h.to_ascii_lowercase()).collect();
     let col = |name: &str| headers.iter().position(|h| h == name);
@@ -92,37 +108,42 @@ fn csv(feed: &Arc<str>, bytes: &[u8]) -> Result<Loaded, String> {
     };
     let (source, confidence, first_seen, last_seen, expires, tags) =
         (col("source"), col("confidence"), col("first_seen"), col("last_seen"), col("expires"), col("tags"));
-    let mut loaded = Loaded::default();
-    for (n, record) in reader.records().enumerate() {
-        let record = record.map_err(|e| format!("row {}: {e}", n + 2))?;
+    let mut record = csv::StringRecord::new();
+    let mut row = 1;
+    while reader.read_record(&mut record).map_err(|e| format!("row {}: {e}", row + 1))? {
+        row += 1;
         let get = |c: Option<usize>| c.and_then(|c| record.get(c)).filter(|v| !v.is_empty());
         let (Some(kind), Some(value)) = (get(Some(type_col)), get(Some(value_col))) else {
-            loaded.skipped.push(format!("row {}: empty type or value", n + 2));
+            sink.skip(format!("row {row}: empty type or value"));
             continue;
         };
         let Some(kind) = Kind::from_name(kind).or_else(|| (kind == "ip").then_some(Kind::Ipv4)) else {
-            loaded.skipped.push(format!("row {}: unknown type {kind:?}", n + 2));
+            sink.skip(format!("row {row}: unknown type {kind:?}"));
             continue;
         };
         let kind = if kind == Kind::Ipv4 && value.contains(':') { Kind::Ipv6 } else { kind };
-        let mut ind = indicator(feed, kind_for(kind, value), value);
-        ind.provider = get(source).map(str::to_owned);
-        ind.confidence = get(confidence).map(str::to_owned);
-        ind.first_seen = get(first_seen).map(str::to_owned);
-        ind.last_seen = get(last_seen).map(str::to_owned);
+        let mut meta = Meta {
+            provider: boxed(get(source)),
+            confidence: boxed(get(confidence)),
+            first_seen: boxed(get(first_seen)),
+            last_seen: boxed(get(last_seen)),
+            ..Meta::default()
+        };
         if let Some(e) = get(expires) {
             match parse_time(e) {
-                Some(t) => ind.expires = Some(t),
+                Some(t) => meta.expires = Some(t),
                 None => {
-                    loaded.skipped.push(format!("row {}: expires {e:?} is not a date", n + 2));
+                    sink.skip(format!("row {row}: expires {e:?} is not a date"));
                     continue;
                 }
             }
         }
-        ind.tags = get(tags).map(|t| t.split(['|', ';']).map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect()).unwrap_or_default();
-        loaded.indicators.push(ind);
+        meta.tags = get(tags)
+            .map(|t| t.split(['|', ';']).map(str::trim).filter(|s| !s.is_empty()).map(Box::from).collect())
+            .unwrap_or_default();
+        sink.push(kind_for(kind, value), value, meta);
     }
-    Ok(loaded)
+    Ok(())
 }
 
 /// One `object:path = 'value'` comparison of a STIX pattern.
@@ -168,43 +189,44 @@ fn stix_pattern(pattern: &str) -> Result<Vec<(Kind, String)>, String> {
     inner.split(" OR ").map(stix_comparison).collect()
 }
 
-fn stix(feed: &Arc<str>, bytes: &[u8]) -> Result<Loaded, String> {
+fn stix(sink: &mut Sink, bytes: &[u8]) -> Result<(), String> {
     let doc: Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
     let objects = match (&doc["type"], &doc["objects"]) {
         (Value::String(t), Value::Array(objects)) if t == "bundle" => objects,
         _ => return Err("not a STIX bundle (type \"bundle\" with \"objects\")".into()),
     };
-    let mut loaded = Loaded::default();
     for object in objects.iter().filter(|o| o["type"] == "indicator") {
         let id = object["id"].as_str().unwrap_or("?");
         if object["pattern_type"].as_str().is_some_and(|t| t != "stix") {
-            loaded.skipped.push(format!("{id}: pattern_type {} is not stix", object["pattern_type"]));
+            sink.skip(format!("{id}: pattern_type {} is not stix", object["pattern_type"]));
             continue;
         }
         let Some(pattern) = object["pattern"].as_str() else {
-            loaded.skipped.push(format!("{id}: no pattern"));
+            sink.skip(format!("{id}: no pattern"));
             continue;
         };
         match stix_pattern(pattern) {
             Ok(comparisons) => {
                 for (kind, value) in comparisons {
-                    let mut ind = indicator(feed, kind, &value);
-                    ind.provider = object["created_by_ref"].as_str().map(str::to_owned);
-                    ind.confidence = object["confidence"].as_i64().map(|c| c.to_string());
-                    ind.first_seen = object["valid_from"].as_str().map(str::to_owned);
-                    ind.expires = object["valid_until"].as_str().and_then(parse_time);
-                    ind.description = object["name"].as_str().or(object["description"].as_str()).map(str::to_owned);
-                    ind.tags = object["labels"]
-                        .as_array()
-                        .map(|l| l.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect())
-                        .unwrap_or_default();
-                    loaded.indicators.push(ind);
+                    let meta = Meta {
+                        provider: boxed(object["created_by_ref"].as_str()),
+                        confidence: object["confidence"].as_i64().map(|c| c.to_string().into()),
+                        first_seen: boxed(object["valid_from"].as_str()),
+                        last_seen: None,
+                        expires: object["valid_until"].as_str().and_then(parse_time),
+                        description: boxed(object["name"].as_str().or(object["description"].as_str())),
+                        tags: object["labels"]
+                            .as_array()
+                            .map(|l| l.iter().filter_map(|t| t.as_str().map(Box::from)).collect())
+                            .unwrap_or_default(),
+                    };
+                    sink.push(kind, &value, meta);
                 }
             }
-            Err(reason) => loaded.skipped.push(format!("{id}: {reason}: {pattern}")),
+            Err(reason) => sink.skip(format!("{id}: {reason}: {pattern}")),
         }
     }
-    Ok(loaded)
+    Ok(())
 }
 
 /// A MISP attribute type → indicator kinds of its `|`-separated parts (`None` part: ignored).
@@ -229,7 +251,7 @@ fn misp_kinds(kind: &str) -> Option<Vec<Option<Kind>>> {
     }
 }
 
-fn misp(feed: &Arc<str>, bytes: &[u8]) -> Result<Loaded, String> {
+fn misp(sink: &mut Sink, bytes: &[u8]) -> Result<(), String> {
     let doc: Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
     // `{"Event": ...}`, `{"response": [{"Event": ...}]}` or `[{"Event": ...}]`.
     let events: Vec<&Value> = match &doc {
@@ -240,7 +262,6 @@ fn misp(feed: &Arc<str>, bytes: &[u8]) -> Result<Loaded, String> {
         Value::Array(a) => a.iter().map(|e| &e["Event"]).collect(),
         _ => return Err("not a MISP event export (no \"Event\")".into()),
     };
-    let mut loaded = Loaded::default();
     for event in events {
         let info = event["info"].as_str();
         let provider = event["Orgc"]["name"].as_str().or(event["Org"]["name"].as_str());
@@ -251,35 +272,39 @@ fn misp(feed: &Arc<str>, bytes: &[u8]) -> Result<Loaded, String> {
         for attribute in attributes {
             let (Some(kind), Some(value)) = (attribute["type"].as_str(), attribute["value"].as_str()) else { continue };
             let Some(kinds) = misp_kinds(kind) else {
-                loaded.skipped.push(format!("attribute type {kind:?} is not an indicator type"));
+                sink.skip(format!("attribute type {kind:?} is not an indicator type"));
                 continue;
             };
             let parts: Vec<&str> = if kinds.len() > 1 { value.split('|').collect() } else { vec![value] };
             for (kind, part) in kinds.iter().zip(parts) {
                 let Some(kind) = kind else { continue };
                 let kind = if *kind == Kind::Ipv4 && part.contains(':') { Kind::Ipv6 } else { *kind };
-                let mut ind = indicator(feed, kind_for(kind, part), part);
-                ind.provider = provider.map(str::to_owned);
-                ind.description = info.map(str::to_owned);
-                ind.first_seen = attribute["first_seen"].as_str().map(str::to_owned);
-                ind.last_seen = attribute["last_seen"].as_str().map(str::to_owned);
-                ind.tags = attribute["Tag"]
-                    .as_array()
-                    .map(|t| t.iter().filter_map(|t| t["name"].as_str().map(str::to_owned)).collect())
-                    .unwrap_or_default();
-                loaded.indicators.push(ind);
+                let meta = Meta {
+                    provider: boxed(provider),
+                    description: boxed(info),
+                    first_seen: boxed(attribute["first_seen"].as_str()),
+                    last_seen: boxed(attribute["last_seen"].as_str()),
+                    tags: attribute["Tag"]
+                        .as_array()
+                        .map(|t| t.iter().filter_map(|t| t["name"].as_str().map(Box::from)).collect())
+                        .unwrap_or_default(),
+                    ..Meta::default()
+                };
+                sink.push(kind_for(kind, part), part, meta);
             }
         }
     }
-    Ok(loaded)
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn feed() -> Arc<str> {
-        "test".into()
+    fn run(f: fn(&mut Sink, &[u8]) -> Result<(), String>, bytes: &[u8]) -> Result<Loaded, String> {
+        let mut sink = Sink::default();
+        f(&mut sink, bytes)?;
+        Ok(sink.loaded)
     }
 
     #[test]
@@ -290,15 +315,18 @@ mod tests {
                     sha256,ABCD,,,,,,\n\
                     weird,x,,,,,,\n\
                     url,http://x/ci.sh,,,,,not-a-date,\n";
-        let loaded = csv(&feed(), text.as_bytes()).unwrap();
+        let loaded = run(csv, text.as_bytes()).unwrap();
         assert_eq!(loaded.indicators.len(), 3);
         let first = &loaded.indicators[0];
-        assert_eq!((first.kind, first.provider.as_deref(), first.confidence.as_deref()), (Kind::Ipv4, Some("CERT-X"), Some("high")));
-        assert_eq!(first.expires, Some("2020-06-01T00:00:00Z".parse().unwrap()));
-        assert_eq!(first.tags, ["cve-2019-19781", "miner"]);
+        assert_eq!(
+            (first.kind, first.meta.provider.as_deref(), first.meta.confidence.as_deref()),
+            (Kind::Ipv4, Some("CERT-X"), Some("high"))
+        );
+        assert_eq!(first.meta.expires, Some("2020-06-01T00:00:00Z".parse().unwrap()));
+        assert_eq!(&*first.meta.tags, [Box::from("cve-2019-19781"), Box::from("miner")]);
         assert_eq!(loaded.indicators[1].kind, Kind::Cidr);
         assert_eq!(loaded.skipped.len(), 2, "{:?}", loaded.skipped);
-        assert!(csv(&feed(), b"indicator,kind\nx,y\n").unwrap_err().contains("type"));
+        assert!(run(csv, b"indicator,kind\nx,y\n").unwrap_err().contains("type"));
     }
 
     #[test]
@@ -310,13 +338,13 @@ mod tests {
             {"type":"indicator","id":"indicator--4","pattern":"[ipv4-addr:value = '1.2.3.4'] AND [domain-name:value = 'x']"},
             {"type":"indicator","id":"indicator--5","pattern":"[process:name = 'x']"},
             {"type":"malware","id":"malware--1","name":"NOTROBIN"}]}"#;
-        let loaded = stix(&feed(), bundle.as_bytes()).unwrap();
+        let loaded = run(stix, bundle.as_bytes()).unwrap();
         let kinds: Vec<Kind> = loaded.indicators.iter().map(|i| i.kind).collect();
         assert_eq!(kinds, [Kind::Ipv4, Kind::Url, Kind::Domain, Kind::Sha256]);
-        assert_eq!(loaded.indicators[0].confidence.as_deref(), Some("80"));
-        assert_eq!(loaded.indicators[0].expires, Some("2021-01-01T00:00:00Z".parse().unwrap()));
+        assert_eq!(loaded.indicators[0].meta.confidence.as_deref(), Some("80"));
+        assert_eq!(loaded.indicators[0].meta.expires, Some("2021-01-01T00:00:00Z".parse().unwrap()));
         assert_eq!(loaded.skipped.len(), 2, "{:?}", loaded.skipped);
-        assert!(stix(&feed(), b"{\"type\":\"x\"}").is_err());
+        assert!(run(stix, b"{\"type\":\"x\"}").is_err());
     }
 
     #[test]
@@ -325,8 +353,8 @@ mod tests {
             "Attribute":[{"type":"ip-dst","value":"95.179.163.186"},{"type":"ip-dst|port","value":"45.76.99.1|443"},
                          {"type":"comment","value":"x"},{"type":"hostname","value":"evil.example"}],
             "Object":[{"name":"file","Attribute":[{"type":"filename|md5","value":"httpd|64d4c2d3ee56af4f4ca8171556d50faa"}]}]}}"#;
-        let loaded = misp(&feed(), export.as_bytes()).unwrap();
-        let got: Vec<(Kind, &str)> = loaded.indicators.iter().map(|i| (i.kind, i.value.as_str())).collect();
+        let loaded = run(misp, export.as_bytes()).unwrap();
+        let got: Vec<(Kind, &str)> = loaded.indicators.iter().map(|i| (i.kind, &*i.value)).collect();
         assert_eq!(
             got,
             [
@@ -337,7 +365,9 @@ mod tests {
                 (Kind::Md5, "64d4c2d3ee56af4f4ca8171556d50faa")
             ]
         );
-        assert_eq!(loaded.indicators[0].provider.as_deref(), Some("CIRCL"));
+        assert_eq!(loaded.indicators[0].meta.provider.as_deref(), Some("CIRCL"));
+        // Attributes described alike share one description.
+        assert!(Arc::ptr_eq(&loaded.indicators[0].meta, &loaded.indicators[1].meta));
         assert_eq!(loaded.skipped.len(), 1);
     }
 }

@@ -64,7 +64,12 @@ impl GeoDb {
     pub fn open(kind: DbKind, path: &Path) -> Result<GeoDb, GeoError> {
         let stamp = FileStamp::of(path);
         let reader = open(kind, path)?;
-        Ok(GeoDb { kind, path: path.to_owned(), reader: ArcSwap::from_pointee(reader), stamp: std::sync::Mutex::new(stamp) })
+        Ok(GeoDb {
+            kind,
+            path: path.to_owned(),
+            reader: ArcSwap::from_pointee(reader),
+            stamp: std::sync::Mutex::new(stamp),
+        })
     }
 
     /// Re-opens the file if it changed; a broken replacement leaves the current reader in place.
@@ -98,7 +103,10 @@ impl GeoDb {
         put("country_iso_code", city.country.iso_code.map(Json::from));
         put("country_name", city.country.names.english.map(Json::from));
         if let Some(region) = city.subdivisions.first() {
-            put("region_iso_code", region.iso_code.map(|r| Json::from(format!("{}-{r}", city.country.iso_code.unwrap_or("")))));
+            put(
+                "region_iso_code",
+                region.iso_code.map(|r| Json::from(format!("{}-{r}", city.country.iso_code.unwrap_or("")))),
+            );
             put("region_name", region.names.english.map(Json::from));
         }
         put("city_name", city.city.names.english.map(Json::from));

@@ -84,20 +84,39 @@ impl Kind {
     }
 }
 
+/// What a feed says about an indicator besides its value. Rows of a feed usually share it (same
+/// source, confidence, tags), so loaders intern it: one allocation per distinct description.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Meta {
+    pub provider: Option<Box<str>>,
+    pub confidence: Option<Box<str>>,
+    pub first_seen: Option<Box<str>>,
+    pub last_seen: Option<Box<str>>,
+    pub expires: Option<DateTime<Utc>>,
+    pub tags: Box<[Box<str>]>,
+    pub description: Option<Box<str>>,
+}
+
 /// One indicator as a feed states it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Indicator {
     pub kind: Kind,
     /// As written in the feed.
-    pub value: String,
-    pub feed: Arc<str>,
-    pub provider: Option<String>,
-    pub confidence: Option<String>,
-    pub first_seen: Option<String>,
-    pub last_seen: Option<String>,
-    pub expires: Option<DateTime<Utc>>,
-    pub tags: Vec<String>,
-    pub description: Option<String>,
+    pub value: Box<str>,
+    pub meta: Arc<Meta>,
+}
+
+impl Indicator {
+    pub fn new(kind: Kind, value: &str, meta: Arc<Meta>) -> Indicator {
+        Indicator { kind, value: value.trim().into(), meta }
+    }
+}
+
+/// The indicators of one feed, as last loaded.
+#[derive(Debug, Default)]
+pub struct FeedIndicators {
+    pub name: Arc<str>,
+    pub indicators: Vec<Indicator>,
 }
 
 /// Why an indicator could not be indexed.
@@ -132,6 +151,10 @@ pub fn normalize_url(url: &str) -> String {
     format!("{scheme}://{host}{path}")
 }
 
+fn normalize_domain(domain: &str) -> String {
+    domain.trim().trim_end_matches('.').to_ascii_lowercase()
+}
+
 fn parse_cidr(value: &str) -> Option<(IpAddr, u8)> {
     let (ip, len) = match value.split_once('/') {
         Some((ip, len)) => (ip.parse::<IpAddr>().ok()?, len.parse::<u8>().ok()?),
@@ -160,120 +183,150 @@ fn mask_v6(ip: u128, len: u8) -> u128 {
     }
 }
 
+/// No further indicator under the same key.
+const END: u32 = u32::MAX;
+
+fn key_hash(s: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    s.hash(&mut h);
+    h.finish()
+}
+
 /// The immutable look-up structure over every loaded indicator.
+///
+/// Indicators are numbered densely across feeds; each map holds the first id under a key and
+/// `next[id]` chains the others (the same value in several feeds), so a key costs no allocation.
+/// String keys are 64-bit hashes of the normalised value; a hit is confirmed against the value.
 #[derive(Default)]
 pub struct IocIndex {
-    indicators: Vec<Indicator>,
-    /// (prefix length, masked address → indicator ids), longest prefix first.
-    v4: Vec<(u8, HashMap<u32, Vec<u32>>)>,
-    v6: Vec<(u8, HashMap<u128, Vec<u32>>)>,
-    domains: HashMap<String, Vec<u32>>,
-    urls: HashMap<String, Vec<u32>>,
-    hashes: HashMap<String, Vec<u32>>,
-    file_paths: HashMap<String, Vec<u32>>,
-    file_names: HashMap<String, Vec<u32>>,
+    feeds: Vec<Arc<FeedIndicators>>,
+    /// First global id of each feed.
+    offsets: Vec<u32>,
+    next: Vec<u32>,
+    /// (prefix length, masked address → first id), longest prefix first.
+    v4: Vec<(u8, HashMap<u32, u32>)>,
+    v6: Vec<(u8, HashMap<u128, u32>)>,
+    domains: HashMap<u64, u32>,
+    urls: HashMap<u64, u32>,
+    hashes: HashMap<u64, u32>,
+    file_paths: HashMap<u64, u32>,
+    file_names: HashMap<u64, u32>,
     url_patterns: Option<(RegexSet, Vec<u32>)>,
     agent_patterns: Option<(RegexSet, Vec<u32>)>,
     agent_substrings: Option<(AhoCorasick, Vec<u32>)>,
+}
+
+fn chain<K: std::hash::Hash + Eq>(map: &mut HashMap<K, u32>, next: &mut [u32], key: K, id: u32) {
+    let first = map.entry(key).or_insert(END);
+    next[id as usize] = *first;
+    *first = id;
 }
 
 /// One indicator hit on one event field.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hit<'i> {
     pub indicator: &'i Indicator,
+    pub feed: &'i str,
     pub field: &'static str,
     /// The event's value that matched.
     pub atomic: String,
 }
 
 impl IocIndex {
-    /// Builds the index. Invalid indicators are returned, not indexed; the rest still are.
-    pub fn build(indicators: Vec<Indicator>) -> (IocIndex, Vec<IndicatorError>) {
-        let mut index = IocIndex::default();
+    /// Builds the index over the feeds. Invalid indicators are returned and never match; the rest do.
+    pub fn build(feeds: Vec<Arc<FeedIndicators>>) -> (IocIndex, Vec<IndicatorError>) {
+        let total: usize = feeds.iter().map(|f| f.indicators.len()).sum();
+        let mut index = IocIndex { next: vec![END; total], ..IocIndex::default() };
         let mut errors = Vec::new();
-        let mut v4: HashMap<u8, HashMap<u32, Vec<u32>>> = HashMap::new();
-        let mut v6: HashMap<u8, HashMap<u128, Vec<u32>>> = HashMap::new();
+        let mut v4: HashMap<u8, HashMap<u32, u32>> = HashMap::new();
+        let mut v6: HashMap<u8, HashMap<u128, u32>> = HashMap::new();
         let mut url_patterns = (Vec::new(), Vec::new());
         let mut agent_patterns = (Vec::new(), Vec::new());
         let mut agent_substrings = (Vec::new(), Vec::new());
-        for indicator in indicators {
-            let id = index.indicators.len() as u32;
-            let value = indicator.value.trim();
-            let kind = indicator.kind;
-            let ok = match kind {
-                Kind::Ipv4 | Kind::Ipv6 | Kind::Cidr => match parse_cidr(value) {
-                    Some((IpAddr::V4(ip), len)) => {
-                        v4.entry(len).or_default().entry(mask_v4(u32::from(ip), len)).or_default().push(id);
+        let mut id = 0u32;
+        for feed in &feeds {
+            index.offsets.push(id);
+            for indicator in &feed.indicators {
+                let value = &*indicator.value;
+                let kind = indicator.kind;
+                let next = &mut index.next;
+                let ok = match kind {
+                    Kind::Ipv4 | Kind::Ipv6 | Kind::Cidr => match parse_cidr(value) {
+                        Some((IpAddr::V4(ip), len)) => {
+                            chain(v4.entry(len).or_default(), next, mask_v4(u32::from(ip), len), id);
+                            Ok(())
+                        }
+                        Some((IpAddr::V6(ip), len)) => {
+                            chain(v6.entry(len).or_default(), next, mask_v6(u128::from(ip), len), id);
+                            Ok(())
+                        }
+                        None => Err(invalid(kind, value, "not an address or CIDR")),
+                    },
+                    Kind::Domain => {
+                        let domain = normalize_domain(value);
+                        if domain.is_empty() || domain.contains(['/', ' ']) {
+                            Err(invalid(kind, value, "not a domain name"))
+                        } else {
+                            chain(&mut index.domains, next, key_hash(&domain), id);
+                            Ok(())
+                        }
+                    }
+                    Kind::Url => {
+                        chain(&mut index.urls, next, key_hash(&normalize_url(value)), id);
                         Ok(())
                     }
-                    Some((IpAddr::V6(ip), len)) => {
-                        v6.entry(len).or_default().entry(mask_v6(u128::from(ip), len)).or_default().push(id);
+                    Kind::Md5 | Kind::Sha1 | Kind::Sha256 => {
+                        let want = match kind {
+                            Kind::Md5 => 32,
+                            Kind::Sha1 => 40,
+                            _ => 64,
+                        };
+                        if value.len() == want && value.bytes().all(|b| b.is_ascii_hexdigit()) {
+                            chain(&mut index.hashes, next, key_hash(&value.to_ascii_lowercase()), id);
+                            Ok(())
+                        } else {
+                            Err(invalid(kind, value, format!("expected {want} hex digits")))
+                        }
+                    }
+                    Kind::FilePath => {
+                        chain(&mut index.file_paths, next, key_hash(value), id);
                         Ok(())
                     }
-                    None => Err(invalid(kind, value, "not an address or CIDR")),
-                },
-                Kind::Domain => {
-                    let domain = value.trim_end_matches('.').to_ascii_lowercase();
-                    if domain.is_empty() || domain.contains(['/', ' ']) {
-                        Err(invalid(kind, value, "not a domain name"))
-                    } else {
-                        index.domains.entry(domain).or_default().push(id);
+                    Kind::FileName => {
+                        chain(&mut index.file_names, next, key_hash(value), id);
                         Ok(())
                     }
-                }
-                Kind::Url => {
-                    index.urls.entry(normalize_url(value)).or_default().push(id);
-                    Ok(())
-                }
-                Kind::Md5 | Kind::Sha1 | Kind::Sha256 => {
-                    let want = match kind {
-                        Kind::Md5 => 32,
-                        Kind::Sha1 => 40,
-                        _ => 64,
-                    };
-                    if value.len() == want && value.bytes().all(|b| b.is_ascii_hexdigit()) {
-                        index.hashes.entry(value.to_ascii_lowercase()).or_default().push(id);
-                        Ok(())
-                    } else {
-                        Err(invalid(kind, value, format!("expected {want} hex digits")))
+                    Kind::UrlPattern | Kind::UserAgentPattern => match regex::Regex::new(value) {
+                        Ok(_) => {
+                            let target = if kind == Kind::UrlPattern { &mut url_patterns } else { &mut agent_patterns };
+                            target.0.push(value.to_owned());
+                            target.1.push(id);
+                            Ok(())
+                        }
+                        Err(e) => Err(invalid(kind, value, e)),
+                    },
+                    Kind::UserAgent => {
+                        if value.is_empty() {
+                            Err(invalid(kind, value, "empty"))
+                        } else {
+                            agent_substrings.0.push(value.to_owned());
+                            agent_substrings.1.push(id);
+                            Ok(())
+                        }
                     }
+                };
+                if let Err(e) = ok {
+                    errors.push(e);
                 }
-                Kind::FilePath => {
-                    index.file_paths.entry(value.to_owned()).or_default().push(id);
-                    Ok(())
-                }
-                Kind::FileName => {
-                    index.file_names.entry(value.to_owned()).or_default().push(id);
-                    Ok(())
-                }
-                Kind::UrlPattern | Kind::UserAgentPattern => match regex::Regex::new(value) {
-                    Ok(_) => {
-                        let target = if kind == Kind::UrlPattern { &mut url_patterns } else { &mut agent_patterns };
-                        target.0.push(value.to_owned());
-                        target.1.push(id);
-                        Ok(())
-                    }
-                    Err(e) => Err(invalid(kind, value, e)),
-                },
-                Kind::UserAgent => {
-                    if value.is_empty() {
-                        Err(invalid(kind, value, "empty"))
-                    } else {
-                        agent_substrings.0.push(value.to_owned());
-                        agent_substrings.1.push(id);
-                        Ok(())
-                    }
-                }
-            };
-            match ok {
-                Ok(()) => index.indicators.push(indicator),
-                Err(e) => errors.push(e),
+                id += 1;
             }
         }
+        index.feeds = feeds;
         index.v4 = v4.into_iter().collect();
-        index.v4.sort_by(|a, b| b.0.cmp(&a.0));
+        index.v4.sort_by_key(|(len, _)| std::cmp::Reverse(*len));
         index.v6 = v6.into_iter().collect();
-        index.v6.sort_by(|a, b| b.0.cmp(&a.0));
+        index.v6.sort_by_key(|(len, _)| std::cmp::Reverse(*len));
         if !url_patterns.0.is_empty() {
             let set = RegexSet::new(&url_patterns.0).expect("each pattern compiled on its own above");
             index.url_patterns = Some((set, url_patterns.1));
@@ -292,24 +345,60 @@ impl IocIndex {
         (index, errors)
     }
 
+    /// The feed and indicator behind a global id.
+    fn get(&self, id: u32) -> (&str, &Indicator) {
+        let feed = self.offsets.partition_point(|o| *o <= id) - 1;
+        let f = &self.feeds[feed];
+        (&f.name, &f.indicators[(id - self.offsets[feed]) as usize])
+    }
+
     pub fn len(&self) -> usize {
-        self.indicators.len()
+        self.next.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.indicators.is_empty()
+        self.next.is_empty()
     }
 
-    fn push<'i>(&'i self, ids: &[u32], field: &'static str, atomic: &str, now: DateTime<Utc>, out: &mut Vec<Hit<'i>>) {
-        for id in ids {
-            let indicator = &self.indicators[*id as usize];
-            if indicator.expires.is_some_and(|e| e <= now) {
+    /// Reports `id` and every id chained after it, if `confirm` accepts the indicator's value.
+    fn push_chain<'i>(
+        &'i self,
+        first: u32,
+        field: &'static str,
+        atomic: &str,
+        now: DateTime<Utc>,
+        confirm: impl Fn(&Indicator) -> bool,
+        out: &mut Vec<Hit<'i>>,
+    ) {
+        // Chains are built newest-first; report in feed order.
+        let mut ids = Vec::with_capacity(2);
+        let mut id = first;
+        while id != END {
+            ids.push(id);
+            id = self.next[id as usize];
+        }
+        for id in ids.into_iter().rev() {
+            let (feed, indicator) = self.get(id);
+            if !confirm(indicator) || indicator.meta.expires.is_some_and(|e| e <= now) {
                 continue;
             }
             if out.iter().any(|h| std::ptr::eq(h.indicator, indicator) && h.field == field) {
                 continue;
             }
-            out.push(Hit { indicator, field, atomic: atomic.to_owned() });
+            out.push(Hit { indicator, feed, field, atomic: atomic.to_owned() });
+        }
+    }
+
+    fn push<'i>(&'i self, ids: &[u32], field: &'static str, atomic: &str, now: DateTime<Utc>, out: &mut Vec<Hit<'i>>) {
+        for id in ids {
+            let (feed, indicator) = self.get(*id);
+            if indicator.meta.expires.is_some_and(|e| e <= now) {
+                continue;
+            }
+            if out.iter().any(|h| std::ptr::eq(h.indicator, indicator) && h.field == field) {
+                continue;
+            }
+            out.push(Hit { indicator, feed, field, atomic: atomic.to_owned() });
         }
     }
 
@@ -324,8 +413,8 @@ impl IocIndex {
             IpAddr::V4(v4) => {
                 let n = u32::from(v4);
                 for (len, map) in &self.v4 {
-                    if let Some(ids) = map.get(&mask_v4(n, *len)) {
-                        self.push(ids, field, &atomic, now, out);
+                    if let Some(first) = map.get(&mask_v4(n, *len)) {
+                        self.push_chain(*first, field, &atomic, now, |_| true, out);
                         return;
                     }
                 }
@@ -333,8 +422,8 @@ impl IocIndex {
             IpAddr::V6(v6) => {
                 let n = u128::from(v6);
                 for (len, map) in &self.v6 {
-                    if let Some(ids) = map.get(&mask_v6(n, *len)) {
-                        self.push(ids, field, &atomic, now, out);
+                    if let Some(first) = map.get(&mask_v6(n, *len)) {
+                        self.push_chain(*first, field, &atomic, now, |_| true, out);
                         return;
                     }
                 }
@@ -347,22 +436,23 @@ impl IocIndex {
         if self.domains.is_empty() {
             return;
         }
-        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+        let domain = normalize_domain(domain);
         let mut rest = domain.as_str();
         loop {
-            if let Some(ids) = self.domains.get(rest) {
-                self.push(ids, field, &domain, now, out);
+            if let Some(first) = self.domains.get(&key_hash(rest)) {
+                self.push_chain(*first, field, &domain, now, |i| normalize_domain(&i.value) == rest, out);
             }
             match rest.split_once('.') {
-                Some((_, parent)) if parent.contains('.') || !parent.is_empty() => rest = parent,
+                Some((_, parent)) if !parent.is_empty() => rest = parent,
                 _ => break,
             }
         }
     }
 
     pub fn match_url<'i>(&'i self, url: &str, field: &'static str, now: DateTime<Utc>, out: &mut Vec<Hit<'i>>) {
-        if let Some(ids) = self.urls.get(&normalize_url(url)) {
-            self.push(ids, field, url, now, out);
+        let normalized = normalize_url(url);
+        if let Some(first) = self.urls.get(&key_hash(&normalized)) {
+            self.push_chain(*first, field, url, now, |i| normalize_url(&i.value) == normalized, out);
         }
     }
 
@@ -375,7 +465,13 @@ impl IocIndex {
         }
     }
 
-    pub fn match_user_agent<'i>(&'i self, agent: &str, field: &'static str, now: DateTime<Utc>, out: &mut Vec<Hit<'i>>) {
+    pub fn match_user_agent<'i>(
+        &'i self,
+        agent: &str,
+        field: &'static str,
+        now: DateTime<Utc>,
+        out: &mut Vec<Hit<'i>>,
+    ) {
         if let Some((automaton, ids)) = &self.agent_substrings {
             for m in automaton.find_overlapping_iter(agent) {
                 let i = m.pattern().as_usize();
@@ -390,19 +486,19 @@ impl IocIndex {
     }
 
     pub fn match_hash<'i>(&'i self, hash: &str, field: &'static str, now: DateTime<Utc>, out: &mut Vec<Hit<'i>>) {
-        if let Some(ids) = self.hashes.get(&hash.to_ascii_lowercase()) {
-            self.push(ids, field, hash, now, out);
+        if let Some(first) = self.hashes.get(&key_hash(&hash.to_ascii_lowercase())) {
+            self.push_chain(*first, field, hash, now, |i| i.value.eq_ignore_ascii_case(hash), out);
         }
     }
 
     /// A full path matches path indicators; its last component matches file-name indicators.
     pub fn match_file<'i>(&'i self, path: &str, field: &'static str, now: DateTime<Utc>, out: &mut Vec<Hit<'i>>) {
-        if let Some(ids) = self.file_paths.get(path) {
-            self.push(ids, field, path, now, out);
+        if let Some(first) = self.file_paths.get(&key_hash(path)) {
+            self.push_chain(*first, field, path, now, |i| &*i.value == path, out);
         }
         let name = path.rsplit('/').next().unwrap_or(path);
-        if let Some(ids) = self.file_names.get(name) {
-            self.push(ids, field, name, now, out);
+        if let Some(first) = self.file_names.get(&key_hash(name)) {
+            self.push_chain(*first, field, name, now, |i| &*i.value == name, out);
         }
     }
 }
@@ -411,19 +507,15 @@ impl IocIndex {
 mod tests {
     use super::*;
 
-    fn ind(kind: Kind, value: &str, feed: &str) -> Indicator {
-        Indicator {
-            kind,
-            value: value.into(),
-            feed: feed.into(),
-            provider: None,
-            confidence: None,
-            first_seen: None,
-            last_seen: None,
-            expires: None,
-            tags: vec![],
-            description: None,
+    fn feeds(items: &[(Kind, &str, &str)]) -> Vec<Arc<FeedIndicators>> {
+        let mut out: Vec<FeedIndicators> = Vec::new();
+        for (kind, value, feed) in items {
+            if out.last().is_none_or(|f| &*f.name != *feed) {
+                out.push(FeedIndicators { name: (*feed).into(), indicators: vec![] });
+            }
+            out.last_mut().unwrap().indicators.push(Indicator::new(*kind, value, Arc::default()));
         }
+        out.into_iter().map(Arc::new).collect()
     }
 
     fn now() -> DateTime<Utc> {
@@ -432,22 +524,23 @@ mod tests {
 
     #[test]
     fn longest_prefix_wins_and_duplicates_report_both_feeds() {
-        let (index, errors) = IocIndex::build(vec![
-            ind(Kind::Cidr, "185.178.0.0/16", "a"),
-            ind(Kind::Cidr, "185.178.45.0/24", "a"),
-            ind(Kind::Ipv4, "185.178.45.221", "a"),
-            ind(Kind::Ipv4, "185.178.45.221", "b"),
-            ind(Kind::Cidr, "2001:db8::/32", "c"),
-        ]);
+        let (index, errors) = IocIndex::build(feeds(&[
+            (Kind::Cidr, "185.178.0.0/16", "a"),
+            (Kind::Cidr, "185.178.45.0/24", "a"),
+            (Kind::Ipv4, "185.178.45.221", "a"),
+            (Kind::Ipv4, "185.178.45.221", "b"),
+            (Kind::Cidr, "2001:db8::/32", "c"),
+        ]));
         assert!(errors.is_empty());
         let mut hits = Vec::new();
         index.match_ip("185.178.45.221".parse().unwrap(), "source.ip", now(), &mut hits);
-        let feeds: Vec<&str> = hits.iter().map(|h| &*h.indicator.feed).collect();
-        assert_eq!(feeds, ["a", "b"]);
-        assert!(hits.iter().all(|h| h.indicator.value == "185.178.45.221"));
+        let mut names: Vec<&str> = hits.iter().map(|h| h.feed).collect();
+        names.sort();
+        assert_eq!(names, ["a", "b"]);
+        assert!(hits.iter().all(|h| &*h.indicator.value == "185.178.45.221"));
         hits.clear();
         index.match_ip("185.178.45.1".parse().unwrap(), "source.ip", now(), &mut hits);
-        assert_eq!(hits[0].indicator.value, "185.178.45.0/24");
+        assert_eq!(&*hits[0].indicator.value, "185.178.45.0/24");
         hits.clear();
         index.match_ip("2001:db8::5".parse().unwrap(), "source.ip", now(), &mut hits);
         assert_eq!(hits.len(), 1);
@@ -458,18 +551,18 @@ mod tests {
 
     #[test]
     fn domains_urls_agents_hashes_files() {
-        let (index, errors) = IocIndex::build(vec![
-            ind(Kind::Domain, "Evil.example", "f"),
-            ind(Kind::Url, "HTTP://Evil.example:80/ci.sh", "f"),
-            ind(Kind::UrlPattern, r"/vpns?/\.\./vpns/", "f"),
-            ind(Kind::UserAgent, "python-requests", "f"),
-            ind(Kind::UserAgentPattern, r"^curl/7\.6\d", "f"),
-            ind(Kind::Md5, "64D4C2D3EE56AF4F4CA8171556D50FAA", "f"),
-            ind(Kind::FilePath, "/tmp/.init/httpd", "f"),
-            ind(Kind::FileName, "netscalerd", "f"),
-            ind(Kind::Sha256, "abc", "f"),
-            ind(Kind::UrlPattern, "(", "f"),
-        ]);
+        let (index, errors) = IocIndex::build(feeds(&[
+            (Kind::Domain, "Evil.example", "f"),
+            (Kind::Url, "HTTP://Evil.example:80/ci.sh", "f"),
+            (Kind::UrlPattern, r"/vpns?/\.\./vpns/", "f"),
+            (Kind::UserAgent, "python-requests", "f"),
+            (Kind::UserAgentPattern, r"^curl/7\.6\d", "f"),
+            (Kind::Md5, "64D4C2D3EE56AF4F4CA8171556D50FAA", "f"),
+            (Kind::FilePath, "/tmp/.init/httpd", "f"),
+            (Kind::FileName, "netscalerd", "f"),
+            (Kind::Sha256, "abc", "f"),
+            (Kind::UrlPattern, "(", "f"),
+        ]));
         assert_eq!(errors.len(), 2, "{errors:?}");
         let mut hits = Vec::new();
         index.match_domain("a.b.EVIL.example.", "url.domain", now(), &mut hits);
@@ -500,9 +593,10 @@ mod tests {
 
     #[test]
     fn expired_indicators_do_not_match() {
-        let mut expired = ind(Kind::Ipv4, "1.2.3.4", "f");
-        expired.expires = Some("2020-01-01T00:00:00Z".parse().unwrap());
-        let (index, _) = IocIndex::build(vec![expired]);
+        let meta = Meta { expires: Some("2020-01-01T00:00:00Z".parse().unwrap()), ..Meta::default() };
+        let expired = Indicator::new(Kind::Ipv4, "1.2.3.4", Arc::new(meta));
+        let (index, _) =
+            IocIndex::build(vec![Arc::new(FeedIndicators { name: "f".into(), indicators: vec![expired] })]);
         let mut hits = Vec::new();
         index.match_ip("1.2.3.4".parse().unwrap(), "source.ip", now(), &mut hits);
         assert!(hits.is_empty());

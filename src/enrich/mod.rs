@@ -23,7 +23,7 @@ use crate::config::Settings;
 use crate::parse::AdcEvent;
 use feeds::Format;
 use geoip::{DbKind, GeoDb};
-use ioc::{Hit, Indicator, IocIndex, Kind};
+use ioc::{FeedIndicators, Hit, IocIndex, Kind};
 
 /// A file's identity for change detection: modification time, size and inode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -32,7 +32,9 @@ pub struct FileStamp(Option<(SystemTime, u64, u64)>);
 impl FileStamp {
     pub fn of(path: &Path) -> FileStamp {
         use std::os::unix::fs::MetadataExt;
-        FileStamp(std::fs::metadata(path).ok().map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len(), m.ino())))
+        FileStamp(
+            std::fs::metadata(path).ok().map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len(), m.ino())),
+        )
     }
 }
 
@@ -61,7 +63,7 @@ struct Feed {
     format: Format,
     stamp: FileStamp,
     /// The last version that loaded.
-    indicators: Arc<Vec<Indicator>>,
+    indicators: Arc<FeedIndicators>,
 }
 
 /// What one reload pass did to one file.
@@ -110,17 +112,24 @@ impl Enricher {
         for feed in &e.ioc.feeds {
             let path = PathBuf::from(&feed.path);
             let stamp = FileStamp::of(&path);
-            let indicators = match feeds::load(&feed.name, &path, feed.format) {
+            let loaded = match feeds::load(&feed.name, &path, feed.format) {
                 Ok(loaded) => {
                     events.push(ReloadEvent {
                         component: format!("feed:{}", feed.name),
-                        outcome: Ok(format!("{} indicators, {} skipped", loaded.indicators.len(), loaded.skipped.len())),
+                        outcome: Ok(format!(
+                            "{} indicators, {} skipped",
+                            loaded.indicators.len(),
+                            loaded.skipped.len()
+                        )),
                     });
                     loaded.indicators
                 }
                 Err(error) if strict => return Err(error.into()),
                 Err(error) => {
-                    events.push(ReloadEvent { component: format!("feed:{}", feed.name), outcome: Err(error.to_string()) });
+                    events.push(ReloadEvent {
+                        component: format!("feed:{}", feed.name),
+                        outcome: Err(error.to_string()),
+                    });
                     Vec::new()
                 }
             };
@@ -129,10 +138,10 @@ impl Enricher {
                 path,
                 format: feed.format,
                 stamp,
-                indicators: Arc::new(indicators),
+                indicators: Arc::new(FeedIndicators { name: feed.name.as_str().into(), indicators: loaded }),
             });
         }
-        let (index, invalid) = IocIndex::build(loaded_feeds.iter().flat_map(|f| f.indicators.iter().cloned()).collect());
+        let (index, invalid) = IocIndex::build(loaded_feeds.iter().map(|f| f.indicators.clone()).collect());
         if strict {
             if let Some(first) = invalid.first() {
                 return Err(EnrichError::Config {
@@ -145,7 +154,8 @@ impl Enricher {
         for error in invalid {
             events.push(ReloadEvent { component: "ioc-index".into(), outcome: Err(error.to_string()) });
         }
-        let enricher = Enricher { city, asn, roles, feeds: Mutex::new(loaded_feeds), index: ArcSwap::from_pointee(index) };
+        let enricher =
+            Enricher { city, asn, roles, feeds: Mutex::new(loaded_feeds), index: ArcSwap::from_pointee(index) };
         Ok((enricher, events))
     }
 
@@ -158,7 +168,8 @@ impl Enricher {
         let mut events = Vec::new();
         for db in [&self.city, &self.asn].into_iter().flatten() {
             if let Some(result) = db.reload_if_changed() {
-                let outcome = result.map(|()| db.database_type()).map_err(|e| format!("{e}; keeping the previous database"));
+                let outcome =
+                    result.map(|()| db.database_type()).map_err(|e| format!("{e}; keeping the previous database"));
                 events.push(ReloadEvent { component: db.kind.name().into(), outcome });
             }
         }
@@ -173,20 +184,24 @@ impl Enricher {
             let component = format!("feed:{}", feed.name);
             match feeds::load(&feed.name, &feed.path, feed.format) {
                 Ok(loaded) => {
-                    let outcome = Ok(format!("{} indicators, {} skipped", loaded.indicators.len(), loaded.skipped.len()));
-                    feed.indicators = Arc::new(loaded.indicators);
+                    let outcome =
+                        Ok(format!("{} indicators, {} skipped", loaded.indicators.len(), loaded.skipped.len()));
+                    feed.indicators =
+                        Arc::new(FeedIndicators { name: feed.name.as_str().into(), indicators: loaded.indicators });
                     changed = true;
                     events.push(ReloadEvent { component, outcome });
                 }
                 Err(error) => events.push(ReloadEvent {
                     component,
-                    outcome: Err(format!("{error}; keeping the previous {} indicators", feed.indicators.len())),
+                    outcome: Err(format!(
+                        "{error}; keeping the previous {} indicators",
+                        feed.indicators.indicators.len()
+                    )),
                 }),
             }
         }
         if changed {
-            let all: Vec<Indicator> = feeds.iter().flat_map(|f| f.indicators.iter().cloned()).collect();
-            let (index, invalid) = IocIndex::build(all);
+            let (index, invalid) = IocIndex::build(feeds.iter().map(|f| f.indicators.clone()).collect());
             for error in invalid {
                 events.push(ReloadEvent { component: "ioc-index".into(), outcome: Err(error.to_string()) });
             }
@@ -294,34 +309,40 @@ fn scan_text<'i>(index: &'i IocIndex, text: &str, field: &'static str, now: Date
 /// One ECS `threat.enrichments` entry.
 fn enrichment(hit: &Hit<'_>) -> Json {
     let i = hit.indicator;
-    let mut indicator = json!({ "type": i.kind.ecs_type(), "name": i.value });
-    let value = Json::from(i.value.as_str());
+    let m = &i.meta;
+    let mut indicator = json!({ "type": i.kind.ecs_type(), "name": &*i.value });
+    let value = Json::from(&*i.value);
     match i.kind {
-        Kind::Ipv4 | Kind::Ipv6 => indicator["ip"] = value,
-        Kind::Cidr => indicator["gatewatch"] = json!({ "cidr": i.value }),
-        Kind::Domain => indicator["url"] = json!({ "domain": i.value }),
-        Kind::Url => indicator["url"] = json!({ "original": i.value }),
-        Kind::UrlPattern => indicator["gatewatch"] = json!({ "url_pattern": i.value }),
-        Kind::UserAgent | Kind::UserAgentPattern => indicator["gatewatch"] = json!({ "user_agent": i.value }),
-        Kind::Md5 => indicator["file"] = json!({ "hash": { "md5": i.value } }),
-        Kind::Sha1 => indicator["file"] = json!({ "hash": { "sha1": i.value } }),
-        Kind::Sha256 => indicator["file"] = json!({ "hash": { "sha256": i.value } }),
-        Kind::FilePath => indicator["file"] = json!({ "path": i.value }),
-        Kind::FileName => indicator["file"] = json!({ "name": i.value }),
+        Kind::Ipv4 | Kind::Ipv6 => indicator["ip"] = value.clone(),
+        Kind::Cidr => indicator["gatewatch"] = json!({ "cidr": value }),
+        Kind::Domain => indicator["url"] = json!({ "domain": value }),
+        Kind::Url => indicator["url"] = json!({ "original": value }),
+        Kind::UrlPattern => indicator["gatewatch"] = json!({ "url_pattern": value }),
+        Kind::UserAgent | Kind::UserAgentPattern => indicator["gatewatch"] = json!({ "user_agent": value }),
+        Kind::Md5 => indicator["file"] = json!({ "hash": { "md5": value } }),
+        Kind::Sha1 => indicator["file"] = json!({ "hash": { "sha1": value } }),
+        Kind::Sha256 => indicator["file"] = json!({ "hash": { "sha256": value } }),
+        Kind::FilePath => indicator["file"] = json!({ "path": value }),
+        Kind::FileName => indicator["file"] = json!({ "name": value }),
     }
-    indicator["provider"] = Json::from(i.provider.as_deref().unwrap_or(&i.feed));
-    for (key, value) in [("confidence", &i.confidence), ("first_seen", &i.first_seen), ("last_seen", &i.last_seen), ("description", &i.description)] {
+    indicator["provider"] = Json::from(m.provider.as_deref().unwrap_or(hit.feed));
+    for (key, value) in [
+        ("confidence", &m.confidence),
+        ("first_seen", &m.first_seen),
+        ("last_seen", &m.last_seen),
+        ("description", &m.description),
+    ] {
         if let Some(v) = value {
-            indicator[key] = Json::from(v.as_str());
+            indicator[key] = Json::from(&**v);
         }
     }
-    if !i.tags.is_empty() {
-        indicator["tags"] = json!(i.tags);
+    if !m.tags.is_empty() {
+        indicator["tags"] = json!(m.tags.iter().map(|t| &**t).collect::<Vec<&str>>());
     }
     json!({
         "indicator": indicator,
         "matched": { "atomic": hit.atomic, "field": hit.field, "type": "indicator_match_rule" },
-        "feed": { "name": &*i.feed },
+        "feed": { "name": hit.feed },
         "gatewatch": { "indicator_kind": i.kind.name() }
     })
 }
