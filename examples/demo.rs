@@ -84,6 +84,8 @@ fn report(brokers: &str, expected: usize, admin: Option<&String>) {
     let mut per_feature: BTreeMap<String, usize> = BTreeMap::new();
     let mut dlq_reasons: BTreeMap<String, usize> = BTreeMap::new();
     let mut samples: BTreeMap<String, Value> = BTreeMap::new();
+    let mut threat_hits: Vec<Value> = Vec::new();
+    let mut geo_countries: BTreeMap<String, usize> = BTreeMap::new();
     let deadline = Instant::now() + Duration::from_secs(90);
     let mut quiet = Instant::now();
     while Instant::now() < deadline {
@@ -99,6 +101,14 @@ fn report(brokers: &str, expected: usize, admin: Option<&String>) {
         if m.topic() == "adc.dlq" {
             *dlq_reasons.entry(doc["error"]["type"].as_str().unwrap_or("?").to_owned()).or_default() += 1;
         } else if m.topic() == "adc.enriched" {
+            if let Some(country) =
+                doc["source"]["geo"]["country_iso_code"].as_str().or(doc["source"]["geo"]["name"].as_str())
+            {
+                *geo_countries.entry(country.to_owned()).or_default() += 1;
+            }
+            if doc.get("threat").is_some() && threat_hits.len() < 2 {
+                threat_hits.push(doc.clone());
+            }
             let dataset = doc["event"]["dataset"].as_str().unwrap_or("-").to_owned();
             *per_dataset.entry(dataset.clone()).or_default() += 1;
             let feature = doc["citrix_adc"]["log"]["feature"].as_str().unwrap_or(&dataset).to_owned();
@@ -122,6 +132,21 @@ fn report(brokers: &str, expected: usize, admin: Option<&String>) {
     println!("\n== dead letters per reason (httperror stderr lines need a parse.topic_datasets hint)");
     for (reason, count) in &dlq_reasons {
         println!("  {reason:<14} {count}");
+    }
+    println!("\n== source.geo of enriched events (GeoLite2 country, or private/reserved)");
+    for (country, count) in &geo_countries {
+        println!("  {country:<14} {count}");
+    }
+    println!("\n== events that matched an indicator of the demo feed");
+    for doc in &threat_hits {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "event.original": doc["event"]["original"],
+                "threat.enrichments": doc["threat"]["enrichments"],
+            }))
+            .unwrap()
+        );
     }
     println!("\n== a few enriched events");
     for feature in ["SSLVPN", "AAA", "citrix_adc.httpaccess", "citrix_adc.shell"] {

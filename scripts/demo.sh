@@ -30,8 +30,8 @@ samples=(tests/fixtures/public-samples/*.log)
 expected=$(sed -n 's/^loaded \([0-9]*\) .*/\1/p' "$work/load.txt")
 
 echo "demo: running gatewatch (log: $work/gatewatch.log)"
-GATEWATCH__KAFKA__BROKERS="$brokers" GATEWATCH__KAFKA__SESSION_TIMEOUT=6s GATEWATCH__ADMIN__LISTEN="$admin" \
-  ./target/release/gatewatch run >"$work/gatewatch.log" 2>&1 &
+GATEWATCH__KAFKA__BROKERS="$brokers" GATEWATCH__ADMIN__LISTEN="$admin" \
+  ./target/release/gatewatch run --config config/demo.toml >"$work/gatewatch.log" 2>&1 &
 gw=$!
 pids=("$gw" "${pids[@]}")
 

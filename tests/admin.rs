@@ -81,3 +81,43 @@ fn metrics_count_what_the_test_sent() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+#[test]
+fn a_feed_broken_while_running_is_reported_in_metrics_and_logs_and_the_old_one_kept() {
+    let broker = Broker::start();
+    let topics = Topics::new("feed-reload");
+    topics.create(&broker, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let feed = dir.path().join("feed.csv");
+    std::fs::write(&feed, "type,value\nipv4,198.51.100.7\n").unwrap();
+    let config = format!("[[enrich.ioc.feeds]]\nname = \"watch\"\npath = {feed:?}\nformat = \"csv\"\n");
+    let gw =
+        Gatewatch::spawn_with_config(&broker, &topics, &[("GATEWATCH__ENRICH__RELOAD_INTERVAL", "1s")], Some(&config));
+    gw.wait_ready(Duration::from_secs(60));
+    assert_eq!(gw.metric("gatewatch_ioc_indicators"), 1.0);
+    assert_eq!(gw.metric("gatewatch_reloads_total{component=\"feed:watch\",outcome=\"ok\"}"), 1.0);
+
+    std::fs::write(dir.path().join("feed.new"), "no header here\n\"broken").unwrap();
+    std::fs::rename(dir.path().join("feed.new"), &feed).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while gw.metric("gatewatch_reloads_total{component=\"feed:watch\",outcome=\"error\"}") < 1.0 {
+        assert!(Instant::now() < deadline, "no reload error reported; log:\n{}", gw.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(gw.metric("gatewatch_ioc_indicators"), 1.0, "the previous version stays");
+    let log = gw.log_text();
+    assert!(log.contains("load failed") && log.contains("feed.csv"), "{log}");
+
+    // The same file makes `gatewatch check` fail, naming the feed.
+    std::fs::write(dir.path().join("check.toml"), &config).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatewatch"))
+        .args(["check", "--config"])
+        .arg(dir.path().join("check.toml"))
+        .current_dir(dir.path())
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("watch") && stderr.contains("feed.csv"), "{stderr}");
+}
