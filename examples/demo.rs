@@ -17,7 +17,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde_json::Value;
 
-const TOPICS: [(&str, i32); 4] = [("adc.raw", 3), ("adc.enriched", 3), ("adc.alerts", 1), ("adc.dlq", 1)];
+const TOPICS: [(&str, i32); 5] =
+    [("adc.raw", 3), ("adc.files.httperror", 1), ("adc.enriched", 3), ("adc.alerts", 1), ("adc.dlq", 1)];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -52,17 +53,30 @@ async fn load(brokers: &str, files: &[String]) {
     let mut sent = 0;
     let mut pending = Vec::new();
     for file in files {
-        let text = std::fs::read(file).unwrap_or_else(|e| panic!("{file}: {e}"));
-        for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty() && !l.starts_with(b"#")) {
-            let record = FutureRecord::<(), [u8]>::to("adc.raw").payload(line);
-            pending.push(producer.send_result(record).map_err(|(e, _)| e).expect("enqueue"));
-            sent += 1;
+        let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{file}: {e}"));
+        // The appliance's httperror.log travels on a topic of its own, as a forwarder tailing that file
+        // would send it; gatewatch knows its dataset from `parse.topic_datasets` in config/demo.toml.
+        let topic = if file.contains("httperror") { "adc.files.httperror" } else { "adc.raw" };
+        // Comment lines (`#`) of the fixture files separate blocks; records spanning lines stay whole.
+        let mut block = String::new();
+        for line in text.lines().chain(std::iter::once("#")) {
+            if !line.starts_with('#') {
+                block.push_str(line);
+                block.push('\n');
+                continue;
+            }
+            for record in gatewatch::parse::reader::records(&block) {
+                let record = FutureRecord::<(), str>::to(topic).payload(record.text);
+                pending.push(producer.send_result(record).map_err(|(e, _)| e).expect("enqueue"));
+                sent += 1;
+            }
+            block.clear();
         }
     }
     for delivery in pending {
         delivery.await.expect("delivery report").expect("line acknowledged");
     }
-    println!("loaded {sent} sample lines from {} files into adc.raw", files.len());
+    println!("loaded {sent} sample records from {} files into adc.raw and adc.files.httperror", files.len());
 }
 
 fn report(brokers: &str, expected: usize, admin: Option<&String>) {
@@ -73,7 +87,7 @@ fn report(brokers: &str, expected: usize, admin: Option<&String>) {
         .create()
         .expect("consumer");
     let mut tpl = TopicPartitionList::new();
-    for (topic, partitions) in &TOPICS[1..] {
+    for (topic, partitions) in &TOPICS[2..] {
         for p in 0..*partitions {
             tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
         }
@@ -117,7 +131,7 @@ fn report(brokers: &str, expected: usize, admin: Option<&String>) {
         }
     }
     let total: usize = per_topic.values().sum();
-    println!("\n== gatewatch output: {total} records for {expected} input lines");
+    println!("\n== gatewatch output: {total} records for {expected} input records");
     for (topic, count) in &per_topic {
         println!("  {topic:<14} {count}");
     }
@@ -129,7 +143,7 @@ fn report(brokers: &str, expected: usize, admin: Option<&String>) {
     for (feature, count) in &per_feature {
         println!("  {feature:<24} {count}");
     }
-    println!("\n== dead letters per reason (httperror stderr lines need a parse.topic_datasets hint)");
+    println!("\n== dead letters per reason");
     for (reason, count) in &dlq_reasons {
         println!("  {reason:<14} {count}");
     }
