@@ -206,3 +206,46 @@ fn an_event_from_a_listed_ip_comes_out_enriched_with_its_indicator() {
     assert!(gw.metric("gatewatch_ioc_hits_total") >= 2.0);
     assert_eq!(gw.metric("gatewatch_ioc_indicators"), 1.0);
 }
+
+#[test]
+fn replacing_the_city_database_mid_stream_changes_enrichment_without_a_restart() {
+    let broker = Broker::start();
+    let topics = Topics::new("geo-reload");
+    topics.create(&broker, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mmdb/write-city.pl");
+    let write = |out: &std::path::Path, city: &str| {
+        let ok = std::process::Command::new("perl")
+            .arg(&script)
+            .arg(out)
+            .args(["AA", "Testland", city, "8.8.8.0/24"])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    let live = dir.path().join("City.mmdb");
+    write(&live, "Alpha");
+    let config = format!("[enrich.geoip]\ncity_db = {live:?}\n");
+    let gw =
+        Gatewatch::spawn_with_config(&broker, &topics, &[("GATEWATCH__ENRICH__RELOAD_INTERVAL", "1s")], Some(&config));
+    let line = |seq: u32| {
+        format!("<134> 01/10/2020:08:57:43 GMT vpx01 0-PPE-0 : default AAA LOGIN_FAILED {seq} 0 : User a - Client_ip 8.8.8.8").into_bytes()
+    };
+    broker.produce(&topics.input, &[(Some(0), None, line(1))]);
+    let first = broker.read(&topics.enriched, 1, Duration::from_secs(60));
+    assert_eq!(first.len(), 1, "log:\n{}", gw.log_text());
+    assert_eq!(first[0].json()["source"]["geo"]["city_name"], "Alpha");
+
+    // Replace the database the way geoipupdate does: write aside, rename over.
+    write(&dir.path().join("next.mmdb"), "Beta");
+    std::fs::rename(dir.path().join("next.mmdb"), &live).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while gw.metric("gatewatch_reloads_total{component=\"geoip-city\",outcome=\"ok\"}") < 1.0 {
+        assert!(Instant::now() < deadline, "no reload; log:\n{}", gw.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    broker.produce(&topics.input, &[(Some(0), None, line(2))]);
+    let both = broker.read(&topics.enriched, 2, Duration::from_secs(60));
+    let second = both.iter().map(Record::json).find(|d| d["citrix_adc"]["log"]["sequence"] == 2).unwrap();
+    assert_eq!(second["source"]["geo"]["city_name"], "Beta");
+}

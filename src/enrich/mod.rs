@@ -73,9 +73,16 @@ pub struct ReloadEvent {
     pub outcome: Result<String, String>,
 }
 
+/// GeoIP answers for recently seen addresses (VPN clients and back-ends repeat): `geo`, `as`.
+type GeoAnswer = Arc<(Option<Map<String, Json>>, Option<Json>)>;
+
+/// Most addresses the GeoIP cache holds; it is emptied when full and whenever a database is reloaded.
+const GEO_CACHE_CAPACITY: usize = 16_384;
+
 pub struct Enricher {
     city: Option<GeoDb>,
     asn: Option<GeoDb>,
+    geo_cache: Mutex<std::collections::HashMap<IpAddr, GeoAnswer>>,
     roles: Vec<(&'static str, &'static str)>,
     feeds: Mutex<Vec<Feed>>,
     index: ArcSwap<IocIndex>,
@@ -154,8 +161,14 @@ impl Enricher {
         for error in invalid {
             events.push(ReloadEvent { component: "ioc-index".into(), outcome: Err(error.to_string()) });
         }
-        let enricher =
-            Enricher { city, asn, roles, feeds: Mutex::new(loaded_feeds), index: ArcSwap::from_pointee(index) };
+        let enricher = Enricher {
+            city,
+            asn,
+            geo_cache: Mutex::new(std::collections::HashMap::new()),
+            roles,
+            feeds: Mutex::new(loaded_feeds),
+            index: ArcSwap::from_pointee(index),
+        };
         Ok((enricher, events))
     }
 
@@ -168,6 +181,10 @@ impl Enricher {
         let mut events = Vec::new();
         for db in [&self.city, &self.asn].into_iter().flatten() {
             if let Some(result) = db.reload_if_changed() {
+                if result.is_ok() {
+                    // Cached answers came from the previous database.
+                    self.geo_cache.lock().expect("the cache lock is never held across a panic").clear();
+                }
                 let outcome =
                     result.map(|()| db.database_type()).map_err(|e| format!("{e}; keeping the previous database"));
                 events.push(ReloadEvent { component: db.kind.name().into(), outcome });
@@ -239,11 +256,31 @@ impl Enricher {
             object.insert("geo".into(), json!({ "name": special }));
             return;
         }
-        if let Some(city) = self.city.as_ref().and_then(|db| db.city(ip)) {
-            object.insert("geo".into(), Json::Object(city));
+        if self.city.is_none() && self.asn.is_none() {
+            return;
         }
-        if let Some(asn) = self.asn.as_ref().and_then(|db| db.asn(ip)) {
-            object.insert("as".into(), asn);
+        let answer = {
+            let mut cache = self.geo_cache.lock().expect("the cache lock is never held across a panic");
+            match cache.get(&ip) {
+                Some(answer) => answer.clone(),
+                None => {
+                    let answer: GeoAnswer = Arc::new((
+                        self.city.as_ref().and_then(|db| db.city(ip)),
+                        self.asn.as_ref().and_then(|db| db.asn(ip)),
+                    ));
+                    if cache.len() >= GEO_CACHE_CAPACITY {
+                        cache.clear();
+                    }
+                    cache.insert(ip, answer.clone());
+                    answer
+                }
+            }
+        };
+        if let Some(city) = &answer.0 {
+            object.insert("geo".into(), Json::Object(city.clone()));
+        }
+        if let Some(asn) = &answer.1 {
+            object.insert("as".into(), asn.clone());
         }
     }
 
