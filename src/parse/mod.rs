@@ -661,6 +661,18 @@ mod tests {
         assert_eq!(e.fields.get_str("source.ip"), Some("10.101.178.146"));
     }
 
+    /// Inputs the `parse` fuzz target flagged (fuzz/artifacts): values gatewatch derives must not pose
+    /// as text borrowed from the record.
+    #[test]
+    fn fuzz_findings_derived_values_are_marked_as_derived() {
+        let e = ok("AF_MALFORMED_REQ_ERR |1.3141|etd|omnisi|high|src=10.186.166.215 spt=553 method=GET");
+        assert_eq!((e.feature(), e.name()), (None, Some("AF_MALFORMED_REQ_ERR")));
+        let e = ok("2020/01/23 08:26:03 Failed login from xxx.xxx.xxx.xxx user:admin pass:admin");
+        assert_eq!(e.fields.get("event.outcome"), Some(&Value::Keyword("failure")));
+        let e = ok("User nisiu - Remote_ip 10.101.178.146 - Command \"ptatem\" - Status \"unknown\"");
+        assert_eq!(e.fields.get("event.outcome"), Some(&Value::Keyword("failure")));
+    }
+
     #[test]
     fn free_text_needs_the_httperror_hint() {
         let line = b"wget: not found";
