@@ -25,7 +25,7 @@ pub const ENV_SEPARATOR: &str = "__";
 pub const DEFAULT_FILE: &str = "config/default.toml";
 
 /// Keys whose environment value is a comma-separated list.
-const ENV_LIST_KEYS: &[&str] = &["kafka.input_topics"];
+const ENV_LIST_KEYS: &[&str] = &["kafka.input_topics", "detect.rules_dirs", "enrich.geoip.roles"];
 
 /// librdkafka properties gatewatch sets itself because at-least-once delivery depends on them.
 /// Passing one through `kafka.consumer_options` / `kafka.producer_options` is a configuration error.
@@ -77,6 +77,7 @@ pub struct Settings {
     pub admin: AdminSettings,
     pub log: LogSettings,
     pub enrich: EnrichSettings,
+    pub detect: DetectSettings,
     /// Per-appliance reading rules, keyed by host name as the appliance writes it (case-insensitive).
     pub devices: BTreeMap<String, DeviceSettings>,
 }
@@ -135,6 +136,57 @@ pub struct FeedSettings {
     pub name: String,
     pub path: String,
     pub format: crate::enrich::feeds::Format,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DetectSettings {
+    /// Directories of Sigma rules (`**/*.yml`), read at start-up and whenever a file changes.
+    pub rules_dirs: Vec<String>,
+    /// Most groups (e.g. source addresses) one correlation rule tracks per partition.
+    pub max_groups: usize,
+    /// Suppression window for rules that set none; "0s" = no suppression unless a rule asks for it.
+    #[serde(with = "humantime_serde")]
+    pub default_suppress: Duration,
+    /// Lists rules refer to as `%name%` with the `expand` modifier.
+    pub placeholders: BTreeMap<String, Vec<String>>,
+}
+
+impl Default for DetectSettings {
+    fn default() -> Self {
+        let mut placeholders = BTreeMap::new();
+        placeholders.insert(
+            "management_networks".to_owned(),
+            ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"].map(String::from).to_vec(),
+        );
+        placeholders.insert("blocked_countries".to_owned(), Vec::new());
+        DetectSettings {
+            rules_dirs: vec!["rules".into()],
+            max_groups: 100_000,
+            default_suppress: Duration::ZERO,
+            placeholders,
+        }
+    }
+}
+
+impl DetectSettings {
+    pub fn options(&self) -> crate::detect::DetectOptions {
+        let mut placeholders: std::collections::HashMap<String, Vec<String>> =
+            self.placeholders.clone().into_iter().collect();
+        // The layered loader drops empty lists; the shipped rules' placeholders always exist.
+        for name in ["management_networks", "blocked_countries"] {
+            placeholders.entry(name.to_owned()).or_default();
+        }
+        crate::detect::DetectOptions {
+            placeholders,
+            max_groups: self.max_groups,
+            default_suppress: (!self.default_suppress.is_zero()).then_some(self.default_suppress),
+        }
+    }
+
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        self.rules_dirs.iter().map(PathBuf::from).collect()
+    }
 }
 
 /// `[devices.<host>]`: how one appliance writes dates and times.
@@ -368,6 +420,9 @@ impl Settings {
             if value.is_zero() {
                 return Err(invalid(key, "\"0s\"", "must be longer than zero"));
             }
+        }
+        if self.detect.max_groups == 0 {
+            return Err(invalid("detect.max_groups", 0, "must be at least 1"));
         }
         if self.enrich.reload_interval.is_zero() {
             return Err(invalid("enrich.reload_interval", "\"0s\"", "must be longer than zero"));

@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod detect;
 pub mod ecs;
 pub mod enrich;
 pub mod inspect;

@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use gatewatch::config::{LogFormat, Settings};
+use gatewatch::detect::RuleSet;
 use gatewatch::enrich::{Enricher, ReloadEvent};
 use gatewatch::metrics::{Metrics, ReloadLabels};
 use gatewatch::offsets::Stop;
@@ -33,6 +34,11 @@ enum Command {
     Run,
     /// Validate the configuration without touching the network; non-zero exit names the bad key or file.
     Check,
+    /// Work with the detection rules.
+    Rules {
+        #[command(subcommand)]
+        action: RulesAction,
+    },
     /// Parse log files (or stdin) offline and print one ECS JSON object per record.
     Parse {
         /// Files to read; `-` or none reads stdin. Multi-line records (bash commands, honeypot dumps) are joined.
@@ -48,6 +54,12 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum RulesAction {
+    /// Run every rule's own examples (lines it must fire on, and must not); non-zero exit on a failure.
+    Test,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let settings = match Settings::load(cli.config.as_deref()) {
@@ -58,7 +70,48 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
+        Command::Rules { action: RulesAction::Test } => {
+            let (enricher, _) = match Enricher::load(&settings, false) {
+                Ok(loaded) => loaded,
+                Err(error) => {
+                    eprintln!("gatewatch: {error}");
+                    return ExitCode::from(2);
+                }
+            };
+            let report = gatewatch::detect::examples::run(
+                &settings.detect.dirs(),
+                &settings.detect.options(),
+                &settings.parse_context(),
+                Some(&enricher),
+            );
+            for failure in &report.failures {
+                println!("FAIL {failure}");
+            }
+            for missing in &report.missing {
+                println!("WARN {missing}: needs at least one `match` and one `no_match` example");
+            }
+            println!(
+                "rules: {} rules, {} examples, {} passed, {} failed",
+                report.rules,
+                report.examples,
+                report.examples - report.failures.len().min(report.examples),
+                report.failures.len()
+            );
+            if report.failures.is_empty() && report.missing.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
         Command::Check => {
+            let (_, rule_errors) =
+                gatewatch::detect::RuleSet::load(&settings.detect.dirs(), &settings.detect.options());
+            if !rule_errors.is_empty() {
+                for error in &rule_errors {
+                    eprintln!("gatewatch: {error}");
+                }
+                return ExitCode::from(2);
+            }
             let (enricher, _) = match gatewatch::enrich::Enricher::load(&settings, true) {
                 Ok(loaded) => loaded,
                 Err(error) => {
@@ -162,9 +215,40 @@ fn run(settings: Settings) -> anyhow::Result<Outcome> {
             }
         }
     })?;
-    let pipeline =
-        Pipeline::start(settings, enricher, runtime.handle().clone(), metrics.clone(), health.clone(), stop.clone())
-            .context("connecting to Kafka")?;
+    let (rules, rule_errors) = RuleSet::load(&settings.detect.dirs(), &settings.detect.options());
+    report_rules(&metrics, &rules, rule_errors);
+    let rules = Arc::new(arc_swap::ArcSwap::from_pointee(rules));
+    let (rules_reloader, rules_metrics, rules_stop) = (rules.clone(), metrics.clone(), stop.clone());
+    let (rule_dirs, rule_options) = (settings.detect.dirs(), settings.detect.options());
+    std::thread::Builder::new().name("gatewatch-rules".into()).spawn(move || {
+        let mut stamp = rules_stamp(&rule_dirs);
+        let mut waited = Duration::ZERO;
+        while !rules_stop.is_stopping() {
+            std::thread::sleep(Duration::from_millis(200));
+            waited += Duration::from_millis(200);
+            if waited < reload_interval {
+                continue;
+            }
+            waited = Duration::ZERO;
+            let now = rules_stamp(&rule_dirs);
+            if now != stamp {
+                stamp = now;
+                let (set, errors) = RuleSet::load(&rule_dirs, &rule_options);
+                report_rules(&rules_metrics, &set, errors);
+                rules_reloader.store(Arc::new(set));
+            }
+        }
+    })?;
+    let pipeline = Pipeline::start(
+        settings,
+        enricher,
+        rules,
+        runtime.handle().clone(),
+        metrics.clone(),
+        health.clone(),
+        stop.clone(),
+    )
+    .context("connecting to Kafka")?;
 
     // Readiness: does the producer reach a broker? Probed off the runtime (the call blocks).
     let sink = pipeline.sink();
@@ -200,6 +284,36 @@ fn run(settings: Settings) -> anyhow::Result<Outcome> {
     let _ = runtime.block_on(admin);
     runtime.shutdown_timeout(Duration::from_secs(1));
     Ok(outcome?)
+}
+
+/// Every rule file's identity, to notice edits, additions and removals.
+fn rules_stamp(dirs: &[std::path::PathBuf]) -> Vec<(std::path::PathBuf, gatewatch::enrich::FileStamp)> {
+    let mut out = Vec::new();
+    let mut stack: Vec<std::path::PathBuf> = dirs.to_vec();
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let stamp = gatewatch::enrich::FileStamp::of(&path);
+                out.push((path, stamp));
+            }
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Logs and counts a rules (re)load; broken files are reported and the others run.
+fn report_rules(metrics: &Metrics, set: &RuleSet, errors: Vec<gatewatch::detect::sigma::RuleError>) {
+    metrics.rules_loaded.set(set.len() as i64);
+    let outcome = if errors.is_empty() { "ok" } else { "error" };
+    metrics.reloads.get_or_create(&ReloadLabels { component: "rules".into(), outcome }).inc();
+    for error in errors {
+        tracing::error!(file = %error.file, line = ?error.line, reason = %error.reason, "rule file not loaded");
+    }
+    tracing::info!(rules = set.rules.len(), correlations = set.correlations.len(), "rules loaded");
 }
 
 /// Logs and counts what a (re)load did.

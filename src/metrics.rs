@@ -30,6 +30,11 @@ pub struct DatasetLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabels {
+    pub stage: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReloadLabels {
     /// `geoip-city`, `geoip-asn`, `feed:<name>` (names come from the configuration), `ioc-index`.
     pub component: String,
@@ -56,6 +61,8 @@ pub struct Metrics {
     pub stored_offset: Family<PartitionLabels, Gauge>,
     pub assigned_partitions: Gauge,
     pub ioc_hits: Counter,
+    pub alerts: Family<StageLabels, Counter>,
+    pub rules_loaded: Gauge,
     pub ioc_indicators: Gauge,
     pub reloads: Family<ReloadLabels, Counter>,
     pub rebalances: Counter,
@@ -82,6 +89,10 @@ impl Metrics {
         let assigned_partitions = Gauge::default();
         let rebalances = Counter::default();
         let ioc_hits = Counter::default();
+        let alerts = Family::<StageLabels, Counter>::default();
+        let rules_loaded = Gauge::default();
+        registry.register("alerts", "Alerts published, per stage", alerts.clone());
+        registry.register("rules_loaded", "Detection and correlation rules in use", rules_loaded.clone());
         let ioc_indicators = Gauge::default();
         let reloads = Family::<ReloadLabels, Counter>::default();
         registry.register("ioc_hits", "Indicator matches added to events", ioc_hits.clone());
@@ -136,6 +147,8 @@ impl Metrics {
             assigned_partitions,
             rebalances,
             ioc_hits,
+            alerts,
+            rules_loaded,
             ioc_indicators,
             reloads,
         }

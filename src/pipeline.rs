@@ -3,6 +3,7 @@
 //! ```text
 //!  adc.raw ──poll──▶ parse ──ok──▶ ecs ──▶ enrich ─────────▶ adc.enriched ─┐
 //!                        └─err─▶ ecs::dead_letter_json ──▶ adc.dlq ──────┤ delivery reports
+//!                       └─▶ detect (Sigma rules, correlations) ──▶ adc.alerts ──┤
 //!                                                                        ▼
 //!             commit ◀── store offset+1 ◀── offsets (per-partition acker, in offset order)
 //! ```
@@ -20,13 +21,15 @@ use rdkafka::consumer::Consumer;
 use rdkafka::Message;
 
 use crate::config::Settings;
+use crate::detect::{RuleSet, Worker};
 use crate::ecs::{self, SourceRef};
 use crate::enrich::Enricher;
-use crate::metrics::{DatasetLabels, Metrics, ReasonLabels};
+use crate::metrics::{DatasetLabels, Metrics, ReasonLabels, StageLabels};
 use crate::offsets::{Ledger, OffsetStore, Pending, Stop, Submitted};
 use crate::parse::{self, Coverage, Dataset, ParseContext};
 use crate::sink::{OutputKind, Sink};
 use crate::source::{self, Health, InputConsumer, SourceContext};
+use arc_swap::ArcSwap;
 
 /// How a run ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -49,6 +52,7 @@ pub enum RunError {
 pub struct Pipeline {
     settings: Settings,
     enricher: Arc<Enricher>,
+    rules: Arc<ArcSwap<RuleSet>>,
     consumer: Arc<InputConsumer>,
     sink: Arc<Sink>,
     metrics: Metrics,
@@ -61,6 +65,7 @@ impl Pipeline {
     pub fn start(
         settings: Settings,
         enricher: Arc<Enricher>,
+        rules: Arc<ArcSwap<RuleSet>>,
         runtime: tokio::runtime::Handle,
         metrics: Metrics,
         health: Arc<Health>,
@@ -80,7 +85,7 @@ impl Pipeline {
             drain_timeout: settings.pipeline.shutdown_timeout,
         };
         let consumer = Arc::new(source::subscribe(&settings, context)?);
-        Ok(Pipeline { settings, enricher, consumer, sink, metrics, health, stop })
+        Ok(Pipeline { settings, enricher, rules, consumer, sink, metrics, health, stop })
     }
 
     pub fn sink(&self) -> Arc<Sink> {
@@ -91,6 +96,9 @@ impl Pipeline {
     pub fn run(self) -> Result<Outcome, RunError> {
         let store: Arc<dyn OffsetStore> = self.consumer.clone();
         let ctx: ParseContext = self.settings.parse_context();
+        let detect_options = self.settings.detect.options();
+        // Detection state is owned per input partition, as the partition's key (the appliance) implies.
+        let mut workers: HashMap<(String, i32), Worker> = HashMap::new();
         let hints = self.settings.topic_datasets();
         // `parse_results` handles per (dataset, result), so counting allocates nothing.
         let parse_results: Vec<[Counter; 2]> = Dataset::ALL
@@ -140,13 +148,21 @@ impl Pipeline {
                 .unwrap_or_else(Utc::now);
             let source = SourceRef { topic, partition, offset };
             let hint = if hints.is_empty() { None } else { hints.get(topic).copied() };
+            let mut alerts = Vec::new();
             let published = match parse::parse(payload, received, &ctx, hint) {
                 Ok(event) => {
                     let dataset = Dataset::ALL.iter().position(|d| *d == event.dataset).unwrap_or(0);
                     parse_results[dataset][usize::from(event.coverage == Coverage::Unknown)].inc();
                     let mut doc = ecs::event_map(&event, source);
-                    let hits = self.enricher.enrich(&event, &mut doc, Utc::now());
+                    let now = Utc::now();
+                    let hits = self.enricher.enrich(&event, &mut doc, now);
                     self.metrics.ioc_hits.inc_by(hits as u64);
+                    let worker = match workers.get_mut(&(topic.to_owned(), partition)) {
+                        Some(w) => w,
+                        None => workers.entry((topic.to_owned(), partition)).or_default(),
+                    };
+                    let origin = serde_json::json!({"topic": topic, "partition": partition, "offset": offset});
+                    alerts = worker.evaluate(&self.rules.load(), &detect_options, &doc, origin, event.timestamp, now);
                     let json = serde_json::to_vec(&doc).expect("a JSON map always serializes");
                     let key = event.appliance().map(str::as_bytes);
                     self.sink.publish(OutputKind::Enriched, key, &json)
@@ -159,14 +175,25 @@ impl Pipeline {
                     self.sink.publish(OutputKind::DeadLetter { reason }, message.key(), &json)
                 }
             };
-            let delivery = match published {
-                Ok(delivery) => delivery,
-                Err(error) => {
-                    self.stop.fail(format!("producing the output of {topic}/{partition}@{offset}: {error}"));
-                    break;
+            let mut deliveries = Vec::with_capacity(1 + alerts.len());
+            let mut failed = None;
+            match published {
+                Ok(delivery) => deliveries.push(delivery),
+                Err(error) => failed = Some(error),
+            }
+            for alert in &alerts {
+                self.metrics.alerts.get_or_create(&StageLabels { stage: alert.stage.as_str() }).inc();
+                let json = serde_json::to_vec(&alert.doc).expect("a JSON value always serializes");
+                match self.sink.publish(OutputKind::Alert, Some(alert.id.as_bytes()), &json) {
+                    Ok(delivery) => deliveries.push(delivery),
+                    Err(error) => failed = Some(error),
                 }
-            };
-            let pending = Pending { offset, deliveries: vec![delivery] };
+            }
+            if let Some(error) = failed {
+                self.stop.fail(format!("producing the outputs of {topic}/{partition}@{offset}: {error}"));
+                break;
+            }
+            let pending = Pending { offset, deliveries };
             if self.consumer.context().ledger.submit(topic, partition, pending, &store) == Submitted::Stopping {
                 break;
             }

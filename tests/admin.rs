@@ -115,6 +115,7 @@ fn a_feed_broken_while_running_is_reported_in_metrics_and_logs_and_the_old_one_k
         .arg(dir.path().join("check.toml"))
         .current_dir(dir.path())
         .env_clear()
+        .env("GATEWATCH__DETECT__RULES_DIRS", std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules"))
         .output()
         .unwrap();
     assert!(!out.status.success());

@@ -5,7 +5,8 @@ use std::process::{Command, Output};
 
 fn gatewatch(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatewatch"));
-    cmd.current_dir(dir).args(args).env_clear();
+    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+    cmd.current_dir(dir).args(args).env_clear().env("GATEWATCH__DETECT__RULES_DIRS", rules);
     for (k, v) in env {
         cmd.env(k, v);
     }

@@ -295,6 +295,7 @@ impl Gatewatch {
             .env("GATEWATCH__OUTPUT__DLQ_TOPIC", &topics.dlq)
             .env("GATEWATCH__ADMIN__LISTEN", &admin)
             .env("GATEWATCH__LOG__FORMAT", "text")
+            .env("GATEWATCH__DETECT__RULES_DIRS", manifest_dir().join("rules"))
             .env("RUST_LOG", "info");
         for (k, v) in extra_env {
             cmd.env(k, v);

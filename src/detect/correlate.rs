@@ -1,0 +1,302 @@
+//! Sigma correlation rules: `event_count`, `value_count`, `temporal` and `temporal_ordered` over the
+//! matches of other rules, grouped by fields, within a timespan of event time.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use super::sigma::{RawRule, RuleMeta};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    EventCount,
+    ValueCount,
+    Temporal,
+    TemporalOrdered,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCorrelation {
+    #[serde(rename = "type")]
+    kind: Kind,
+    rules: Vec<String>,
+    #[serde(default, rename = "group-by")]
+    group_by: Vec<String>,
+    timespan: String,
+    #[serde(default)]
+    condition: Option<RawCondition>,
+    #[serde(default)]
+    generate: bool,
+    #[serde(default)]
+    aliases: Option<serde_yaml_ng::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCondition {
+    field: Option<String>,
+    gt: Option<u64>,
+    gte: Option<u64>,
+    lt: Option<u64>,
+    lte: Option<u64>,
+    eq: Option<u64>,
+}
+
+/// A compiled correlation rule.
+#[derive(Debug)]
+pub struct Correlation {
+    pub meta: RuleMeta,
+    pub kind: Kind,
+    /// Ids or names of the rules whose matches it counts, in order.
+    pub rules: Vec<String>,
+    pub group_by: Vec<String>,
+    pub timespan: Duration,
+    /// Fires at a count (or distinct-value count) of at least this.
+    pub threshold: u64,
+    pub field: Option<String>,
+    /// The referenced rules also alert on their own.
+    pub generate: bool,
+}
+
+/// Sigma timespans: `30s`, `5m`, `1h`, `1d`.
+fn timespan(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (n, unit) = s.split_at(s.len().saturating_sub(1));
+    let n: u64 = n.parse().map_err(|_| format!("timespan {s:?} is not like 30s, 5m, 1h or 1d"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => return Err(format!("timespan {s:?} is not like 30s, 5m, 1h or 1d")),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+impl Correlation {
+    pub fn compile(raw: &RawRule, file: &str) -> Result<Correlation, String> {
+        let meta = RuleMeta::from_raw(raw, file)?;
+        let value = raw.correlation.clone().ok_or("not a correlation rule")?;
+        let c: RawCorrelation = serde_yaml_ng::from_value(value).map_err(|e| format!("correlation: {e}"))?;
+        let _ = &c.aliases;
+        if c.rules.is_empty() {
+            return Err("correlation.rules is empty".into());
+        }
+        let (threshold, field) = match (&c.kind, &c.condition) {
+            (Kind::EventCount | Kind::ValueCount, Some(cond)) => {
+                let t = cond
+                    .gte
+                    .or(cond.gt.map(|g| g + 1))
+                    .or(cond.eq)
+                    .ok_or("correlation.condition needs gte, gt or eq (lt/lte are not supported for alerting)")?;
+                let _ = (cond.lt, cond.lte);
+                (t, cond.field.clone())
+            }
+            (Kind::EventCount | Kind::ValueCount, None) => return Err("correlation.condition is required".into()),
+            (_, _) => (c.rules.len() as u64, None),
+        };
+        if c.kind == Kind::ValueCount && field.is_none() {
+            return Err("value_count needs correlation.condition.field".into());
+        }
+        Ok(Correlation {
+            meta,
+            kind: c.kind,
+            rules: c.rules,
+            group_by: c.group_by,
+            timespan: timespan(&c.timespan)?,
+            threshold,
+            field,
+            generate: c.generate,
+        })
+    }
+}
+
+/// One contributing record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evidence {
+    pub at: DateTime<Utc>,
+    pub origin: serde_json::Value,
+    pub original: String,
+}
+
+/// Most evidence entries an alert carries; the count says how many there were.
+pub const MAX_EVIDENCE: usize = 20;
+
+#[derive(Debug, Default)]
+struct Group {
+    /// event_count / value_count: (time, distinct value, evidence).
+    seen: VecDeque<(DateTime<Utc>, Option<String>, Evidence)>,
+    /// temporal(_ordered): per referenced rule, the evidence of its latest (in-order) match.
+    steps: Vec<Option<Evidence>>,
+    last: Option<DateTime<Utc>>,
+}
+
+/// What fired: the evidence and how many records took part.
+#[derive(Debug)]
+pub struct Fired {
+    pub evidence: Vec<Evidence>,
+    pub count: u64,
+    pub group: Vec<(String, String)>,
+}
+
+/// A correlation's state, owned by one partition worker.
+#[derive(Debug, Default)]
+pub struct State {
+    groups: HashMap<String, Group>,
+}
+
+impl State {
+    /// Feeds one match of referenced rule `step` (index into `correlation.rules`).
+    pub fn observe(
+        &mut self,
+        c: &Correlation,
+        step: usize,
+        group: Vec<(String, String)>,
+        value: Option<String>,
+        evidence: Evidence,
+        max_groups: usize,
+    ) -> Option<Fired> {
+        let key = group.iter().map(|(_, v)| v.as_str()).collect::<Vec<_>>().join("\u{1f}");
+        let at = evidence.at;
+        let span = chrono::Duration::from_std(c.timespan).unwrap_or(chrono::Duration::MAX);
+        if !self.groups.contains_key(&key) && self.groups.len() >= max_groups {
+            self.evict(at - span, max_groups);
+        }
+        let g = self.groups.entry(key.clone()).or_default();
+        g.last = Some(g.last.map_or(at, |l| l.max(at)));
+        let fired = match c.kind {
+            Kind::EventCount | Kind::ValueCount => {
+                g.seen.push_back((at, value, evidence));
+                while g.seen.front().is_some_and(|(t, _, _)| *t < at - span) {
+                    g.seen.pop_front();
+                }
+                let count = match c.kind {
+                    Kind::EventCount => g.seen.len() as u64,
+                    _ => g
+                        .seen
+                        .iter()
+                        .filter_map(|(_, v, _)| v.as_deref())
+                        .collect::<std::collections::HashSet<_>>()
+                        .len() as u64,
+                };
+                (count >= c.threshold).then(|| {
+                    let evidence: Vec<Evidence> = g.seen.iter().map(|(_, _, e)| e.clone()).take(MAX_EVIDENCE).collect();
+                    let n = g.seen.len() as u64;
+                    g.seen.clear();
+                    (evidence, n)
+                })
+            }
+            Kind::Temporal | Kind::TemporalOrdered => {
+                if g.steps.len() != c.rules.len() {
+                    g.steps = vec![None; c.rules.len()];
+                }
+                let in_order = c.kind == Kind::TemporalOrdered;
+                if !in_order || step == 0 || g.steps[step - 1].as_ref().is_some_and(|e| e.at <= at) {
+                    g.steps[step] = Some(evidence);
+                }
+                // Later steps that now precede an earlier one are no longer in order.
+                let complete = g.steps.iter().all(Option::is_some);
+                let first = g.steps.iter().flatten().map(|e| e.at).min();
+                let within = first.is_some_and(|f| at - f <= span);
+                (complete && within).then(|| {
+                    let evidence: Vec<Evidence> = g.steps.iter_mut().filter_map(Option::take).collect();
+                    let n = evidence.len() as u64;
+                    (evidence, n)
+                })
+            }
+        };
+        fired.map(|(evidence, count)| Fired { evidence, count, group })
+    }
+
+    /// Drops groups idle since before `horizon`; if none are, the least recently seen.
+    fn evict(&mut self, horizon: DateTime<Utc>, max_groups: usize) {
+        self.groups.retain(|_, g| g.last.is_some_and(|l| l >= horizon));
+        while self.groups.len() >= max_groups {
+            let Some(oldest) = self.groups.iter().min_by_key(|(_, g)| g.last).map(|(k, _)| k.clone()) else { break };
+            self.groups.remove(&oldest);
+        }
+    }
+
+    pub fn groups(&self) -> usize {
+        self.groups.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn correlation(yaml: &str) -> Correlation {
+        let raw: RawRule = serde_yaml_ng::from_str(yaml).unwrap();
+        Correlation::compile(&raw, "c.yml").unwrap()
+    }
+
+    fn ev(minute: i64) -> Evidence {
+        Evidence {
+            at: DateTime::<Utc>::from_timestamp(1_578_900_000 + minute * 60, 0).unwrap(),
+            origin: serde_json::json!({"offset": minute}),
+            original: format!("line {minute}"),
+        }
+    }
+
+    fn group(v: &str) -> Vec<(String, String)> {
+        vec![("source.ip".into(), v.into())]
+    }
+
+    #[test]
+    fn event_count_fires_at_the_threshold_within_the_window() {
+        let c = correlation("title: bf\nid: c1\ncorrelation:\n  type: event_count\n  rules: [r]\n  group-by: [source.ip]\n  timespan: 5m\n  condition: {gte: 3}\n");
+        let mut s = State::default();
+        assert!(s.observe(&c, 0, group("a"), None, ev(0), 100).is_none());
+        assert!(s.observe(&c, 0, group("a"), None, ev(1), 100).is_none());
+        // Another group does not count.
+        assert!(s.observe(&c, 0, group("b"), None, ev(2), 100).is_none());
+        let fired = s.observe(&c, 0, group("a"), None, ev(3), 100).unwrap();
+        assert_eq!(fired.count, 3);
+        assert_eq!(fired.evidence.len(), 3);
+        // Window expiry by event time: two old ones fall out before the third arrives.
+        assert!(s.observe(&c, 0, group("a"), None, ev(10), 100).is_none());
+        assert!(s.observe(&c, 0, group("a"), None, ev(11), 100).is_none());
+        assert!(s.observe(&c, 0, group("a"), None, ev(20), 100).is_none());
+    }
+
+    #[test]
+    fn value_count_counts_distinct_values() {
+        let c = correlation("title: spray\nid: c2\ncorrelation:\n  type: value_count\n  rules: [r]\n  group-by: [source.ip]\n  timespan: 10m\n  condition: {field: user.name, gte: 3}\n");
+        let mut s = State::default();
+        for (m, user) in [(0, "a"), (1, "a"), (2, "b")] {
+            assert!(s.observe(&c, 0, group("x"), Some(user.into()), ev(m), 100).is_none());
+        }
+        assert!(s.observe(&c, 0, group("x"), Some("c".into()), ev(3), 100).is_some());
+    }
+
+    #[test]
+    fn temporal_and_ordered() {
+        let t = correlation("title: t\nid: c3\ncorrelation:\n  type: temporal\n  rules: [w, r]\n  group-by: [source.ip]\n  timespan: 10m\n");
+        let mut s = State::default();
+        assert!(s.observe(&t, 1, group("x"), None, ev(0), 100).is_none());
+        assert!(s.observe(&t, 0, group("x"), None, ev(1), 100).is_some(), "temporal: any order");
+        let o = correlation("title: o\nid: c4\ncorrelation:\n  type: temporal_ordered\n  rules: [w, r]\n  group-by: [source.ip]\n  timespan: 10m\n");
+        let mut s = State::default();
+        assert!(s.observe(&o, 1, group("x"), None, ev(0), 100).is_none());
+        assert!(s.observe(&o, 0, group("x"), None, ev(1), 100).is_none(), "fetch before write is not the sequence");
+        assert!(s.observe(&o, 1, group("x"), None, ev(2), 100).is_some());
+        // Too far apart.
+        assert!(s.observe(&o, 0, group("y"), None, ev(0), 100).is_none());
+        assert!(s.observe(&o, 1, group("y"), None, ev(30), 100).is_none());
+    }
+
+    #[test]
+    fn state_is_bounded() {
+        let c = correlation("title: bf\nid: c1\ncorrelation:\n  type: event_count\n  rules: [r]\n  group-by: [source.ip]\n  timespan: 5m\n  condition: {gte: 100}\n");
+        let mut s = State::default();
+        for i in 0..1000 {
+            s.observe(&c, 0, group(&i.to_string()), None, ev(i % 3), 50);
+        }
+        assert!(s.groups() <= 50);
+    }
+}

@@ -1,0 +1,418 @@
+//! Detect: enriched ECS documents → alerts, with Sigma rules and Sigma correlations from `rules/`.
+//!
+//! A [`RuleSet`] is compiled once from the rules directory (a broken file is reported with its line
+//! and left out; the others run) and shared read-only; [`Worker`] holds the mutable state one
+//! partition owns — correlation windows and suppression — driven by event time, so a replay gives
+//! the same alerts as live processing did. Alert ids are derived from the rule, its version and the
+//! coordinates of the contributing records, so redelivery and replays produce the same ids.
+
+pub mod correlate;
+pub mod examples;
+pub mod sigma;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{json, Map, Value as Json};
+use sha2::{Digest, Sha256};
+
+use correlate::{Correlation, Evidence, Fired};
+use sigma::{lookup, Rule, RuleError, RuleMeta, Stage};
+
+/// Every rule of the rules directory, compiled.
+#[derive(Debug, Default)]
+pub struct RuleSet {
+    pub rules: Vec<Rule>,
+    pub correlations: Vec<Correlation>,
+    /// For each rule, the (correlation, step) pairs that count it.
+    feeds: Vec<Vec<(usize, usize)>>,
+    /// Rules that only feed correlations and do not alert on their own.
+    silent: Vec<bool>,
+}
+
+/// Settings the detector needs.
+#[derive(Debug, Clone)]
+pub struct DetectOptions {
+    pub placeholders: HashMap<String, Vec<String>>,
+    /// Most groups one correlation keeps per partition.
+    pub max_groups: usize,
+    /// Suppression window for rules that do not set their own.
+    pub default_suppress: Option<Duration>,
+}
+
+impl Default for DetectOptions {
+    fn default() -> Self {
+        DetectOptions { placeholders: HashMap::new(), max_groups: 100_000, default_suppress: None }
+    }
+}
+
+fn rule_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "yml" || e == "yaml") {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+impl RuleSet {
+    /// Loads `rules/**/*.yml`. Broken files are returned as errors and left out.
+    pub fn load(dirs: &[PathBuf], options: &DetectOptions) -> (RuleSet, Vec<RuleError>) {
+        let mut set = RuleSet::default();
+        let mut errors = Vec::new();
+        for dir in dirs {
+            if !dir.is_dir() {
+                errors.push(RuleError {
+                    file: dir.display().to_string(),
+                    line: None,
+                    reason: "not a directory".into(),
+                });
+                continue;
+            }
+            for path in rule_files(dir) {
+                let file = path.display().to_string();
+                let documents = match sigma::read_documents(&path) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        errors.push(e);
+                        continue;
+                    }
+                };
+                for raw in documents {
+                    let compiled = if raw.correlation.is_some() {
+                        Correlation::compile(&raw, &file).map(|c| set.correlations.push(c))
+                    } else {
+                        Rule::compile(&raw, &file, &options.placeholders).map(|r| set.rules.push(r))
+                    };
+                    if let Err(reason) = compiled {
+                        errors.push(RuleError {
+                            file: file.clone(),
+                            line: None,
+                            reason: format!("rule {:?}: {reason}", raw.title),
+                        });
+                    }
+                }
+            }
+        }
+        set.link(&mut errors);
+        (set, errors)
+    }
+
+    /// Resolves correlation references (by id or name).
+    fn link(&mut self, errors: &mut Vec<RuleError>) {
+        self.feeds = vec![Vec::new(); self.rules.len()];
+        self.silent = vec![false; self.rules.len()];
+        let mut broken = Vec::new();
+        for (ci, c) in self.correlations.iter().enumerate() {
+            for (step, reference) in c.rules.iter().enumerate() {
+                let found = self
+                    .rules
+                    .iter()
+                    .position(|r| &r.meta.id == reference || r.meta.name.as_deref() == Some(reference));
+                match found {
+                    Some(ri) => {
+                        self.feeds[ri].push((ci, step));
+                        if !c.generate {
+                            self.silent[ri] = true;
+                        }
+                    }
+                    None => {
+                        errors.push(RuleError {
+                            file: c.meta.file.clone(),
+                            line: None,
+                            reason: format!("correlation {:?} references unknown rule {reference:?}", c.meta.id),
+                        });
+                        broken.push(ci);
+                    }
+                }
+            }
+        }
+        if !broken.is_empty() {
+            // Drop broken correlations and relink.
+            let mut i = 0;
+            self.correlations.retain(|_| {
+                let keep = !broken.contains(&i);
+                i += 1;
+                keep
+            });
+            let mut ignored = Vec::new();
+            self.link(&mut ignored);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.rules.len() + self.correlations.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// An alert, ready to publish (keyed by `id`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alert {
+    pub id: String,
+    pub rule_id: String,
+    pub stage: Stage,
+    pub doc: Json,
+}
+
+struct Suppressed {
+    alert: Alert,
+    first: DateTime<Utc>,
+    window: chrono::Duration,
+    count: u64,
+}
+
+/// The mutable detection state one partition owns.
+#[derive(Default)]
+pub struct Worker {
+    correlations: HashMap<String, correlate::State>,
+    suppressed: HashMap<(String, String), Suppressed>,
+    watermark: Option<DateTime<Utc>>,
+}
+
+/// ECS `event.severity` for a Sigma level.
+fn severity(level: &str) -> u8 {
+    match level {
+        "informational" => 1,
+        "low" => 21,
+        "medium" => 47,
+        "high" => 73,
+        "critical" => 99,
+        _ => 47,
+    }
+}
+
+fn text(doc: &Map<String, Json>, path: &str) -> Option<String> {
+    lookup(doc, path).first().and_then(|v| match v {
+        Json::String(s) => Some(s.clone()),
+        Json::Number(n) => Some(n.to_string()),
+        _ => None,
+    })
+}
+
+/// Deterministic alert id: the rule, its version and where its evidence came from.
+pub fn alert_id(meta: &RuleMeta, evidence: &[Evidence]) -> String {
+    let mut h = Sha256::new();
+    h.update(meta.id.as_bytes());
+    h.update(b"\0");
+    h.update(meta.version.as_bytes());
+    for e in evidence {
+        h.update(b"\0");
+        h.update(e.origin.to_string().as_bytes());
+    }
+    let digest = h.finalize();
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The alert document (see the README's alert schema).
+fn alert_doc(
+    meta: &RuleMeta,
+    trigger: &Map<String, Json>,
+    evidence: &[Evidence],
+    count: u64,
+    now: DateTime<Utc>,
+) -> Alert {
+    let id = alert_id(meta, evidence);
+    let at = trigger
+        .get("@timestamp")
+        .cloned()
+        .unwrap_or_else(|| Json::from(now.to_rfc3339_opts(SecondsFormat::Millis, true)));
+    let mut techniques = Vec::new();
+    let mut tactics = Vec::new();
+    let mut cves = Vec::new();
+    for tag in &meta.tags {
+        if let Some(t) = tag.strip_prefix("attack.") {
+            if t.len() > 1 && t.as_bytes()[0] == b't' && t.as_bytes()[1].is_ascii_digit() {
+                techniques.push(t.to_uppercase());
+            } else {
+                tactics.push(t.to_owned());
+            }
+        } else if let Some(cve) = tag.strip_prefix("cve.") {
+            cves.push(format!("CVE-{}", cve.trim_start_matches("cve-").to_uppercase()));
+        }
+    }
+    let mut doc = json!({
+        "@timestamp": at,
+        "ecs": {"version": crate::ecs::ECS_VERSION},
+        "message": meta.title,
+        "event": {
+            "kind": "alert",
+            "id": id,
+            "severity": severity(&meta.level),
+            "created": now.to_rfc3339_opts(SecondsFormat::Millis, true),
+            "module": "gatewatch",
+            "dataset": "gatewatch.alert",
+        },
+        "rule": {
+            "id": meta.id,
+            "name": meta.title,
+            "version": meta.version,
+            "description": meta.description,
+            "reference": meta.references,
+            "author": [meta.author],
+            "ruleset": "gatewatch",
+        },
+        "gatewatch": {
+            "stage": meta.stage.as_str(),
+            "level": meta.level,
+            "count": count,
+            "evidence": evidence.iter().map(|e| json!({
+                "@timestamp": e.at.to_rfc3339_opts(SecondsFormat::Millis, true),
+                "source": e.origin,
+                "original": e.original,
+            })).collect::<Vec<_>>(),
+            "rule_file": meta.file,
+        },
+    });
+    let out = doc.as_object_mut().expect("built as an object");
+    for path in ["observer", "source", "user", "client", "destination", "url", "threat"] {
+        if let Some(v) = trigger.get(path) {
+            out.insert(path.to_owned(), v.clone());
+        }
+    }
+    if !cves.is_empty() {
+        out.insert("vulnerability".into(), json!({"id": cves, "classification": "CVE"}));
+    }
+    if !techniques.is_empty() || !tactics.is_empty() {
+        let threat = out.entry("threat").or_insert_with(|| json!({}));
+        if let Json::Object(t) = threat {
+            t.insert("framework".into(), json!("MITRE ATT&CK"));
+            if !techniques.is_empty() {
+                t.insert("technique".into(), json!({"id": techniques}));
+            }
+            if !tactics.is_empty() {
+                t.insert("tactic".into(), json!({"name": tactics}));
+            }
+        }
+    }
+    Alert { id, rule_id: meta.id.clone(), stage: meta.stage, doc }
+}
+
+impl Worker {
+    /// Evaluates one enriched document. `origin` names the record (Kafka coordinates or file/line),
+    /// `at` is its event time, `now` the wall clock for `event.created`.
+    pub fn evaluate(
+        &mut self,
+        set: &RuleSet,
+        options: &DetectOptions,
+        doc: &Map<String, Json>,
+        origin: Json,
+        at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Vec<Alert> {
+        self.watermark = Some(self.watermark.map_or(at, |w| w.max(at)));
+        let mut alerts = self.flush(at);
+        let mut evidence_of_this: Option<Evidence> = None;
+        let mut evidence = || {
+            evidence_of_this
+                .get_or_insert_with(|| Evidence {
+                    at,
+                    origin: origin.clone(),
+                    original: text(doc, "event.original").unwrap_or_default(),
+                })
+                .clone()
+        };
+        for (ri, rule) in set.rules.iter().enumerate() {
+            if !rule.matches(doc) {
+                continue;
+            }
+            if !set.silent[ri] {
+                let e = evidence();
+                let alert = alert_doc(&rule.meta, doc, std::slice::from_ref(&e), 1, now);
+                alerts.extend(self.suppress(&rule.meta, options, doc, alert, at));
+            }
+            for &(ci, step) in &set.feeds[ri] {
+                let c = &set.correlations[ci];
+                let group: Option<Vec<(String, String)>> =
+                    c.group_by.iter().map(|f| text(doc, f).map(|v| (f.clone(), v))).collect();
+                let Some(group) = group else { continue };
+                let value = c.field.as_deref().and_then(|f| text(doc, f));
+                if c.kind == correlate::Kind::ValueCount && value.is_none() {
+                    continue;
+                }
+                let state = self.correlations.entry(c.meta.id.clone()).or_default();
+                if let Some(Fired { evidence: ev, count, group }) =
+                    state.observe(c, step, group, value, evidence(), options.max_groups)
+                {
+                    let mut alert = alert_doc(&c.meta, doc, &ev, count, now);
+                    let g: Map<String, Json> = group.into_iter().map(|(k, v)| (k, Json::from(v))).collect();
+                    alert.doc["gatewatch"]["group"] = Json::Object(g);
+                    alerts.extend(self.suppress(&c.meta, options, doc, alert, at));
+                }
+            }
+        }
+        alerts
+    }
+
+    /// One alert per rule and key within the suppression window; the window's summary (same id, with
+    /// the count) is emitted when it closes.
+    fn suppress(
+        &mut self,
+        meta: &RuleMeta,
+        options: &DetectOptions,
+        doc: &Map<String, Json>,
+        alert: Alert,
+        at: DateTime<Utc>,
+    ) -> Vec<Alert> {
+        let Some(window) = meta.suppress.as_ref().map(|s| s.window).or(options.default_suppress) else {
+            return vec![alert];
+        };
+        let by: &[String] =
+            meta.suppress.as_ref().map(|s| s.by.as_slice()).filter(|b| !b.is_empty()).unwrap_or(&meta.key);
+        let key = by.iter().map(|f| text(doc, f).unwrap_or_default()).collect::<Vec<_>>().join("\u{1f}");
+        match self.suppressed.get_mut(&(meta.id.clone(), key.clone())) {
+            Some(s) if at < s.first + s.window => {
+                s.count += 1;
+                Vec::new()
+            }
+            _ => {
+                let window = chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
+                let open = Suppressed { alert: alert.clone(), first: at, window, count: 1 };
+                // A window that closed without a flush (no later event moved the watermark) ends here.
+                let previous = self.suppressed.insert((meta.id.clone(), key), open).and_then(Suppressed::summary);
+                previous.into_iter().chain(std::iter::once(alert)).collect()
+            }
+        }
+    }
+
+    /// Closes suppression windows that ended before `watermark` (event time) and returns the
+    /// summaries of those that suppressed anything.
+    pub fn flush(&mut self, watermark: DateTime<Utc>) -> Vec<Alert> {
+        let closed: Vec<(String, String)> =
+            self.suppressed.iter().filter(|(_, s)| watermark >= s.first + s.window).map(|(k, _)| k.clone()).collect();
+        closed.into_iter().filter_map(|k| self.suppressed.remove(&k)).filter_map(Suppressed::summary).collect()
+    }
+
+    /// Closes every open window (shutdown, end of a replay).
+    pub fn flush_all(&mut self) -> Vec<Alert> {
+        self.suppressed.drain().filter_map(|(_, s)| s.summary()).collect()
+    }
+}
+
+impl Suppressed {
+    /// The first alert again (same id) with the number of matches in the window, if there were more.
+    fn summary(self) -> Option<Alert> {
+        if self.count <= 1 {
+            return None;
+        }
+        let mut alert = self.alert;
+        let first = alert.doc["gatewatch"]["count"].as_u64().unwrap_or(1);
+        alert.doc["gatewatch"]["count"] = json!(first + self.count - 1);
+        alert.doc["gatewatch"]["suppressed"] = json!(self.count - 1);
+        Some(alert)
+    }
+}
