@@ -122,3 +122,44 @@ fn a_feed_broken_while_running_is_reported_in_metrics_and_logs_and_the_old_one_k
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("watch") && stderr.contains("feed.csv"), "{stderr}");
 }
+
+#[test]
+fn a_rule_added_while_running_fires_without_a_restart_and_a_broken_one_is_reported() {
+    let broker = Broker::start();
+    let topics = Topics::new("rule-reload");
+    topics.create(&broker, 1);
+    let rules = tempfile::tempdir().unwrap();
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/citrix/cve-2019-19781-probe.yml");
+    std::fs::copy(&shipped, rules.path().join("probe.yml")).unwrap();
+    let rules_dir = rules.path().display().to_string();
+    let gw = Gatewatch::spawn(
+        &broker,
+        &topics,
+        &[("GATEWATCH__DETECT__RULES_DIRS", &rules_dir), ("GATEWATCH__ENRICH__RELOAD_INTERVAL", "1s")],
+    );
+    gw.wait_ready(Duration::from_secs(60));
+    assert_eq!(gw.metric("gatewatch_rules_loaded"), 1.0);
+    let line = |user: &str| {
+        format!("<134> 01/10/2020:08:57:43 GMT vpx01 0-PPE-0 : default CLI CMD_EXECUTED 1 0 : User {user} - Remote_ip 203.0.113.5 - Command \"show ns config\" - Status \"Success\"").into_bytes()
+    };
+    broker.produce(&topics.input, &[(Some(0), None, line("first"))]);
+    assert_eq!(broker.read(&topics.enriched, 1, Duration::from_secs(60)).len(), 1);
+    assert!(broker.read(&topics.alerts, 0, Duration::from_secs(3)).is_empty());
+
+    // A new rule and a broken one appear: the good one is used, the broken one reported.
+    let admin = "title: t\nid: test-any-command\nlogsource: {product: citrix}\ndetection:\n  sel:\n    citrix_adc.log.name: CMD_EXECUTED\n  condition: sel\nlevel: low\ngatewatch: {stage: auth-abuse}\n";
+    std::fs::write(rules.path().join("any-command.yml"), admin).unwrap();
+    std::fs::write(rules.path().join("broken.yml"), "title: broken\nid: b\ndetection: [\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while gw.metric("gatewatch_rules_loaded") < 2.0 {
+        assert!(Instant::now() < deadline, "rules not reloaded; log:\n{}", gw.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(gw.metric("gatewatch_reloads_total{component=\"rules\",outcome=\"error\"}") >= 1.0);
+    assert!(gw.log_text().contains("broken.yml"));
+    broker.produce(&topics.input, &[(Some(0), None, line("second"))]);
+    let alerts = broker.read(&topics.alerts, 1, Duration::from_secs(60));
+    assert_eq!(alerts.len(), 1, "log:\n{}", gw.log_text());
+    assert_eq!(alerts[0].json()["rule"]["id"], "test-any-command");
+    assert_eq!(alerts[0].json()["user"]["name"], "second");
+}
