@@ -104,7 +104,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Check => {
-            let (_, rule_errors) =
+            let (rules, rule_errors) =
                 gatewatch::detect::RuleSet::load(&settings.detect.dirs(), &settings.detect.options());
             if !rule_errors.is_empty() {
                 for error in &rule_errors {
@@ -112,6 +112,12 @@ fn main() -> ExitCode {
                 }
                 return ExitCode::from(2);
             }
+            println!(
+                "rules ok: {} detection rules, {} correlation rules from {:?}",
+                rules.rules.len(),
+                rules.correlations.len(),
+                settings.detect.rules_dirs
+            );
             let (enricher, _) = match gatewatch::enrich::Enricher::load(&settings, true) {
                 Ok(loaded) => loaded,
                 Err(error) => {

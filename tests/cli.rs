@@ -139,3 +139,31 @@ fn parse_stats_count_per_dataset_and_take_the_dataset_from_the_file_name() {
     assert!(!out.status.success());
     assert!(text(&out).contains("apache"), "{}", text(&out));
 }
+
+#[test]
+fn check_names_a_broken_rule_file_and_rules_test_runs_the_examples() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    std::fs::write(rules.join("bad.yml"), "title: x\nid: y\ndetection:\n  sel: {a|nope: 1}\n  condition: sel\n")
+        .unwrap();
+    let rules_dir = rules.display().to_string();
+    let out = gatewatch(dir.path(), &["check"], &[("GATEWATCH__DETECT__RULES_DIRS", &rules_dir)]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("bad.yml") && text(&out).contains("nope"), "{}", text(&out));
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = gatewatch(root, &["rules", "test"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains(" 0 failed"), "{}", text(&out));
+    // A rule whose example no longer holds fails the run.
+    std::fs::write(
+        rules.join("bad.yml"),
+        "title: x\nid: y\nlogsource: {product: citrix}\ndetection:\n  sel: {user.name: nobody}\n  condition: sel\n\
+         gatewatch:\n  examples:\n    match: ['{\"user\": {\"name\": \"root\"}}']\n    no_match: ['{\"user\": {\"name\": \"x\"}}']\n",
+    )
+    .unwrap();
+    let out = gatewatch(dir.path(), &["rules", "test"], &[("GATEWATCH__DETECT__RULES_DIRS", &rules_dir)]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("FAIL y") && text(&out).contains("did not fire"), "{}", text(&out));
+}
