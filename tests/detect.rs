@@ -163,3 +163,20 @@ fn a_broken_rule_file_is_reported_with_file_and_line_and_the_others_run() {
     assert!(field.reason.contains("nope"), "{field}");
     assert!(Path::new(&yaml.file).exists());
 }
+
+#[test]
+fn suppression_state_is_bounded() {
+    let mut options = options();
+    options.max_groups = 10;
+    let (set, _) = RuleSet::load(&[root().join("rules")], &options);
+    let mut worker = Worker::default();
+    let mut alerts = 0;
+    for i in 0..100 {
+        let d =
+            doc(&access(&format!("198.51.100.{i}"), "11/Jan/2020:10:00:00", "GET", "/vpn/../vpns/cfg/smb.conf", 404));
+        alerts += worker.evaluate(&set, &options, &d, json!({"file": "t", "line": i}), at(&d), at(&d)).len();
+    }
+    // Distinct sources are distinct keys: every one alerts, and the state never holds more than 10.
+    assert_eq!(alerts, 100);
+    assert!(worker.suppression_windows() <= 10);
+}

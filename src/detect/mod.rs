@@ -380,11 +380,19 @@ impl Worker {
                 Vec::new()
             }
             _ => {
+                let mut out = Vec::new();
+                if self.suppressed.len() >= options.max_groups {
+                    // Bounded state: the oldest window closes early (its summary goes out now).
+                    let oldest = self.suppressed.iter().min_by_key(|(_, s)| s.first).map(|(k, _)| k.clone());
+                    out.extend(oldest.and_then(|k| self.suppressed.remove(&k)).and_then(Suppressed::summary));
+                }
                 let window = chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
                 let open = Suppressed { alert: alert.clone(), first: at, window, count: 1 };
                 // A window that closed without a flush (no later event moved the watermark) ends here.
                 let previous = self.suppressed.insert((meta.id.clone(), key), open).and_then(Suppressed::summary);
-                previous.into_iter().chain(std::iter::once(alert)).collect()
+                out.extend(previous);
+                out.push(alert);
+                out
             }
         }
     }
@@ -395,6 +403,11 @@ impl Worker {
         let closed: Vec<(String, String)> =
             self.suppressed.iter().filter(|(_, s)| watermark >= s.first + s.window).map(|(k, _)| k.clone()).collect();
         closed.into_iter().filter_map(|k| self.suppressed.remove(&k)).filter_map(Suppressed::summary).collect()
+    }
+
+    /// Open suppression windows (for tests and metrics).
+    pub fn suppression_windows(&self) -> usize {
+        self.suppressed.len()
     }
 
     /// Closes every open window (shutdown, end of a replay).
