@@ -51,6 +51,14 @@ pub const PROTECTED_LIBRDKAFKA_OPTIONS: &[&str] = &[
     "enable.gapless.guarantee",
     "session.timeout.ms",
     "statistics.interval.ms",
+    "security.protocol",
+    "sasl.mechanism",
+    "sasl.mechanisms",
+    "sasl.username",
+    "sasl.password",
+    "ssl.ca.location",
+    "ssl.certificate.location",
+    "ssl.key.location",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -219,6 +227,18 @@ pub struct KafkaSettings {
     /// How often librdkafka reports statistics (consumer lag); `0s` turns lag metrics off.
     #[serde(with = "humantime_serde")]
     pub stats_interval: Duration,
+    /// `plaintext`, `ssl`, `sasl_plaintext` or `sasl_ssl` (librdkafka `security.protocol`).
+    pub security_protocol: String,
+    /// SASL mechanism (`PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`); empty = none.
+    pub sasl_mechanism: String,
+    pub sasl_username: String,
+    /// File holding the SASL password (a mounted secret); empty = none.
+    pub sasl_password_file: String,
+    /// CA bundle to verify the brokers (PEM); empty = the system's.
+    pub ssl_ca_file: String,
+    /// Client certificate and key for mutual TLS (PEM); empty = none.
+    pub ssl_certificate_file: String,
+    pub ssl_key_file: String,
     /// Extra librdkafka consumer properties, passed through unchanged.
     pub consumer_options: BTreeMap<String, String>,
     /// Extra librdkafka producer properties, passed through unchanged.
@@ -251,6 +271,13 @@ impl Default for KafkaSettings {
             session_timeout: Duration::from_secs(45),
             delivery_timeout: Duration::from_secs(30),
             stats_interval: Duration::from_secs(5),
+            security_protocol: "plaintext".into(),
+            sasl_mechanism: String::new(),
+            sasl_username: String::new(),
+            sasl_password_file: String::new(),
+            ssl_ca_file: String::new(),
+            ssl_certificate_file: String::new(),
+            ssl_key_file: String::new(),
             consumer_options: BTreeMap::new(),
             producer_options: BTreeMap::new(),
         }
@@ -443,6 +470,23 @@ impl Settings {
         if self.pipeline.shutdown_timeout.is_zero() {
             return Err(invalid("pipeline.shutdown_timeout", "\"0s\"", "must be longer than zero"));
         }
+        if !["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"].contains(&k.security_protocol.as_str()) {
+            return Err(invalid(
+                "kafka.security_protocol",
+                format!("{:?}", k.security_protocol),
+                "must be plaintext, ssl, sasl_plaintext or sasl_ssl",
+            ));
+        }
+        for (key, path) in [
+            ("kafka.sasl_password_file", &k.sasl_password_file),
+            ("kafka.ssl_ca_file", &k.ssl_ca_file),
+            ("kafka.ssl_certificate_file", &k.ssl_certificate_file),
+            ("kafka.ssl_key_file", &k.ssl_key_file),
+        ] {
+            if !path.is_empty() && !Path::new(path).is_file() {
+                return Err(invalid(key, format!("{path:?}"), "file not found"));
+            }
+        }
         if self.pipeline.max_in_flight_per_partition == 0 {
             return Err(invalid("pipeline.max_in_flight_per_partition", 0, "must be at least 1"));
         }
@@ -501,6 +545,37 @@ impl Settings {
             }
         }
         Ok(())
+    }
+}
+
+impl KafkaSettings {
+    /// The connection and security properties both clients share. Reads the SASL password file; if it
+    /// cannot be read (it was checked at start-up) the error is logged and the broker refuses the login.
+    pub fn connection_options(&self) -> Vec<(&'static str, String)> {
+        let mut out =
+            vec![("bootstrap.servers", self.brokers.clone()), ("security.protocol", self.security_protocol.clone())];
+        if !self.sasl_mechanism.is_empty() {
+            out.push(("sasl.mechanism", self.sasl_mechanism.clone()));
+            out.push(("sasl.username", self.sasl_username.clone()));
+        }
+        if !self.sasl_password_file.is_empty() {
+            match std::fs::read_to_string(&self.sasl_password_file) {
+                Ok(password) => out.push(("sasl.password", password.trim_end_matches(['\n', '\r']).to_owned())),
+                Err(error) => {
+                    tracing::error!(file = %self.sasl_password_file, %error, "kafka.sasl_password_file unreadable")
+                }
+            }
+        }
+        for (key, path) in [
+            ("ssl.ca.location", &self.ssl_ca_file),
+            ("ssl.certificate.location", &self.ssl_certificate_file),
+            ("ssl.key.location", &self.ssl_key_file),
+        ] {
+            if !path.is_empty() {
+                out.push((key, path.clone()));
+            }
+        }
+        out
     }
 }
 
@@ -630,6 +705,28 @@ mod tests {
         assert!(err.contains("date_order"), "{err}");
         let err = load(Some("[parse.topic_datasets]\n\"adc.files\" = \"apache\"\n"), &[]).unwrap_err().to_string();
         assert!(err.contains("adc.files") && err.contains("apache"), "{err}");
+    }
+
+    #[test]
+    fn kafka_security_settings_become_librdkafka_options() {
+        let dir = tempfile::tempdir().unwrap();
+        let password = dir.path().join("password");
+        std::fs::write(&password, "s3cret\n").unwrap();
+        let text = format!(
+            "[kafka]\nsecurity_protocol = \"sasl_ssl\"\nsasl_mechanism = \"SCRAM-SHA-512\"\nsasl_username = \"gw\"\nsasl_password_file = {:?}\n",
+            password
+        );
+        let s = load(Some(&text), &[]).unwrap();
+        let options = s.kafka.connection_options();
+        assert!(options.contains(&("security.protocol", "sasl_ssl".into())));
+        assert!(options.contains(&("sasl.password", "s3cret".into())));
+        assert!(options.contains(&("sasl.username", "gw".into())));
+        let err = load(Some("[kafka]\nssl_ca_file = \"/no/ca.pem\"\n"), &[]).unwrap_err().to_string();
+        assert!(err.contains("kafka.ssl_ca_file") && err.contains("/no/ca.pem"), "{err}");
+        let err = load(Some("[kafka]\nsecurity_protocol = \"tls\"\n"), &[]).unwrap_err().to_string();
+        assert!(err.contains("security_protocol"), "{err}");
+        let err = load(Some("[kafka.producer_options]\n\"sasl.password\" = \"x\"\n"), &[]).unwrap_err().to_string();
+        assert!(err.contains("sasl.password"), "{err}");
     }
 
     #[test]

@@ -47,8 +47,10 @@ pub fn producer_config(settings: &Settings) -> ClientConfig {
     for (key, value) in &k.producer_options {
         config.set(key, value);
     }
+    for (key, value) in k.connection_options() {
+        config.set(key, value);
+    }
     config
-        .set("bootstrap.servers", &k.brokers)
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("message.timeout.ms", k.delivery_timeout.as_millis().to_string());

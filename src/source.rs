@@ -131,8 +131,10 @@ pub fn consumer_config(settings: &Settings) -> ClientConfig {
     for (key, value) in &k.consumer_options {
         config.set(key, value);
     }
+    for (key, value) in k.connection_options() {
+        config.set(key, value);
+    }
     config
-        .set("bootstrap.servers", &k.brokers)
         .set("group.id", &k.group_id)
         .set("enable.auto.commit", "true")
         .set("enable.auto.offset.store", "false")
