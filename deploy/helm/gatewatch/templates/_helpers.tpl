@@ -1,0 +1,124 @@
+{{- define "gatewatch.name" -}}
+{{- .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "gatewatch.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "gatewatch.labels" -}}
+app.kubernetes.io/name: {{ include "gatewatch.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "gatewatch.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "gatewatch.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "gatewatch.image" -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end -}}
+
+{{- define "gatewatch.saslSecret" -}}
+{{- .Values.kafka.sasl.existingSecret | default (printf "%s-kafka-sasl" (include "gatewatch.fullname" .)) -}}
+{{- end -}}
+
+{{- define "gatewatch.nitroSecret" -}}
+{{- .Values.nitro.existingSecret | default (printf "%s-nitro" (include "gatewatch.fullname" .)) -}}
+{{- end -}}
+
+{{/* TOML string list */}}
+{{- define "gatewatch.tomlList" -}}
+[{{- range $i, $v := . -}}{{- if $i }}, {{ end -}}{{ $v | quote }}{{- end -}}]
+{{- end -}}
+
+{{/* The gatewatch configuration file the pods read (layered over the image's config/default.toml). */}}
+{{- define "gatewatch.config" -}}
+[kafka]
+brokers = {{ .Values.kafka.brokers | quote }}
+group_id = {{ .Values.kafka.groupId | quote }}
+input_topics = {{ include "gatewatch.tomlList" .Values.kafka.inputTopics }}
+session_timeout = {{ .Values.kafka.sessionTimeout | quote }}
+delivery_timeout = {{ .Values.kafka.deliveryTimeout | quote }}
+security_protocol = {{ .Values.kafka.securityProtocol | quote }}
+{{- if .Values.kafka.sasl.mechanism }}
+sasl_mechanism = {{ .Values.kafka.sasl.mechanism | quote }}
+sasl_username = {{ .Values.kafka.sasl.username | quote }}
+sasl_password_file = "/etc/gatewatch/kafka-sasl/password"
+{{- end }}
+{{- if .Values.kafka.tls.existingSecret }}
+ssl_ca_file = "/etc/gatewatch/kafka-tls/ca.crt"
+{{- if .Values.kafka.tls.mutual }}
+ssl_certificate_file = "/etc/gatewatch/kafka-tls/tls.crt"
+ssl_key_file = "/etc/gatewatch/kafka-tls/tls.key"
+{{- end }}
+{{- end }}
+[kafka.consumer_options]
+{{- range $k, $v := .Values.kafka.consumerOptions }}
+{{ $k | quote }} = {{ $v | toString | quote }}
+{{- end }}
+[kafka.producer_options]
+{{- range $k, $v := .Values.kafka.producerOptions }}
+{{ $k | quote }} = {{ $v | toString | quote }}
+{{- end }}
+
+[output]
+enriched_topic = {{ .Values.kafka.enrichedTopic | quote }}
+alerts_topic = {{ .Values.kafka.alertsTopic | quote }}
+dlq_topic = {{ .Values.kafka.dlqTopic | quote }}
+
+[pipeline]
+shutdown_timeout = {{ .Values.shutdownTimeout | quote }}
+
+[parse]
+date_order = {{ .Values.parse.dateOrder | quote }}
+timezone = {{ .Values.parse.timezone | quote }}
+[parse.topic_datasets]
+{{- range $topic, $dataset := .Values.parse.topicDatasets }}
+{{ $topic | quote }} = {{ $dataset | quote }}
+{{- end }}
+
+[admin]
+listen = "0.0.0.0:{{ .Values.admin.port }}"
+
+[log]
+level = {{ .Values.log.level | quote }}
+format = {{ .Values.log.format | quote }}
+
+[enrich]
+reload_interval = {{ .Values.reloadInterval | quote }}
+[enrich.geoip]
+{{- if ne .Values.geoip.source "none" }}
+city_db = "/var/lib/gatewatch/geoip/GeoLite2-City.mmdb"
+asn_db = "/var/lib/gatewatch/geoip/GeoLite2-ASN.mmdb"
+{{- end }}
+roles = {{ include "gatewatch.tomlList" .Values.geoip.roles }}
+{{- range .Values.feeds.items }}
+[[enrich.ioc.feeds]]
+name = {{ .name | quote }}
+path = {{ printf "/feeds/%s" .file | quote }}
+format = {{ .format | quote }}
+{{- end }}
+
+[detect]
+rules_dirs = ["/etc/gatewatch/rules"{{ if .Values.detect.customRules }}, "/etc/gatewatch/custom-rules"{{ end }}]
+default_suppress = {{ .Values.detect.defaultSuppress | quote }}
+[detect.placeholders]
+management_networks = {{ include "gatewatch.tomlList" .Values.detect.managementNetworks }}
+blocked_countries = {{ include "gatewatch.tomlList" .Values.detect.blockedCountries }}
+
+{{- range $host, $d := .Values.devices }}
+[devices.{{ $host | quote }}]
+{{- range $k, $v := $d }}
+{{ $k }} = {{ $v | quote }}
+{{- end }}
+{{- end }}
+{{- end -}}

