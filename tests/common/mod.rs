@@ -307,6 +307,32 @@ impl Gatewatch {
         Self::spawn_with_config(broker, topics, extra_env, None)
     }
 
+    /// [`Gatewatch::spawn`] in a private mount namespace where every file system is read-only, as in a
+    /// pod with `readOnlyRootFilesystem` (needs root and `unshare`).
+    pub fn spawn_read_only(broker: &Broker, topics: &Topics) -> Gatewatch {
+        let (cmd, admin, dir) = Self::command(broker, topics, &[]);
+        let log = dir.path().join("gatewatch.log");
+        let file = std::fs::File::create(&log).unwrap();
+        let script = r#"for m in $(awk '{print $2}' /proc/mounts | sort -u); do
+  case "$m" in /proc*|/sys*|/dev*) ;; *) mount -o remount,bind,ro "$m" 2>/dev/null ;; esac
+done
+touch /tmp/.gatewatch-ro-probe 2>/dev/null && { echo "file systems are still writable" >&2; exit 99; }
+exec "$0" "$@""#;
+        let mut wrapped = Command::new("unshare");
+        wrapped
+            .args(["--mount", "--propagation", "private", "bash", "-c", script])
+            .arg(cmd.get_program())
+            .args(cmd.get_args());
+        wrapped.current_dir(dir.path()).env_clear();
+        for (k, v) in cmd.get_envs() {
+            if let Some(v) = v {
+                wrapped.env(k, v);
+            }
+        }
+        let child = wrapped.stdout(file.try_clone().unwrap()).stderr(file).spawn().expect("spawn unshare");
+        Gatewatch { child, admin, log, _dir: dir }
+    }
+
     /// [`Gatewatch::spawn`] with a `--config` file holding `config_text` (env still overrides it).
     pub fn spawn_with_config(
         broker: &Broker,
