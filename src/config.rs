@@ -86,6 +86,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub enrich: EnrichSettings,
     pub detect: DetectSettings,
+    pub telemetry: TelemetrySettings,
     /// Per-appliance reading rules, keyed by host name as the appliance writes it (case-insensitive).
     pub devices: BTreeMap<String, DeviceSettings>,
 }
@@ -194,6 +195,45 @@ impl DetectSettings {
 
     pub fn dirs(&self) -> Vec<PathBuf> {
         self.rules_dirs.iter().map(PathBuf::from).collect()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OtlpProtocol {
+    Http,
+    Grpc,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetrySettings {
+    /// OTLP collector endpoint (`http://collector:4318` for HTTP, `http://collector:4317` for gRPC);
+    /// empty = no OTLP export (the Prometheus `/metrics` endpoint is always on).
+    pub otlp_endpoint: String,
+    pub otlp_protocol: OtlpProtocol,
+    /// How often metrics are exported.
+    #[serde(with = "humantime_serde")]
+    pub export_interval: Duration,
+    /// Bound on one export.
+    #[serde(with = "humantime_serde")]
+    pub export_timeout: Duration,
+    /// `service.name` of the exported resource.
+    pub service_name: String,
+    /// Extra resource attributes (e.g. `deployment.environment`).
+    pub resource_attributes: BTreeMap<String, String>,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        TelemetrySettings {
+            otlp_endpoint: String::new(),
+            otlp_protocol: OtlpProtocol::Http,
+            export_interval: Duration::from_secs(30),
+            export_timeout: Duration::from_secs(10),
+            service_name: "gatewatch".into(),
+            resource_attributes: BTreeMap::new(),
+        }
     }
 }
 
@@ -447,6 +487,16 @@ impl Settings {
             if value.is_zero() {
                 return Err(invalid(key, "\"0s\"", "must be longer than zero"));
             }
+        }
+        if self.telemetry.export_interval.is_zero() {
+            return Err(invalid("telemetry.export_interval", "\"0s\"", "must be longer than zero"));
+        }
+        if !self.telemetry.otlp_endpoint.is_empty() && !self.telemetry.otlp_endpoint.starts_with("http") {
+            return Err(invalid(
+                "telemetry.otlp_endpoint",
+                format!("{:?}", self.telemetry.otlp_endpoint),
+                "must be an http:// or https:// URL",
+            ));
         }
         if self.detect.max_groups == 0 {
             return Err(invalid("detect.max_groups", 0, "must be at least 1"));

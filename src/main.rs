@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use gatewatch::config::{LogFormat, Settings};
+use gatewatch::config::Settings;
 use gatewatch::detect::RuleSet;
 use gatewatch::enrich::{Enricher, ReloadEvent};
 use gatewatch::metrics::{Metrics, ReloadLabels};
@@ -160,29 +160,16 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Run => {
-            init_logging(&settings);
-            match run(settings) {
-                Ok(_) => ExitCode::SUCCESS,
-                Err(error) => {
-                    tracing::error!(
-                        error = format!("{error:#}"),
-                        "gatewatch stopped on a failure; a restart replays from the last commit"
-                    );
-                    ExitCode::FAILURE
-                }
+        Command::Run => match run(settings) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(error) => {
+                tracing::error!(
+                    error = format!("{error:#}"),
+                    "gatewatch stopped on a failure; a restart replays from the last commit"
+                );
+                ExitCode::FAILURE
             }
-        }
-    }
-}
-
-fn init_logging(settings: &Settings) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&settings.log.level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match settings.log.format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.init(),
+        },
     }
 }
 
@@ -194,6 +181,10 @@ fn run(settings: Settings) -> anyhow::Result<Outcome> {
         .build()
         .context("starting the async runtime")?;
     let metrics = Metrics::new();
+    let telemetry = {
+        let _guard = runtime.enter();
+        gatewatch::telemetry::init(&settings, &metrics)?
+    };
     let health = Arc::new(Health::default());
     health.beat();
     let stop = Stop::new();
@@ -286,6 +277,10 @@ fn run(settings: Settings) -> anyhow::Result<Outcome> {
 
     let poller = std::thread::Builder::new().name("gatewatch-poll".into()).spawn(move || pipeline.run())?;
     let outcome = poller.join().map_err(|_| anyhow::anyhow!("the polling thread panicked"))?;
+    {
+        let _guard = runtime.enter();
+        telemetry.shutdown();
+    }
     admin_stop.cancel();
     let _ = runtime.block_on(admin);
     runtime.shutdown_timeout(Duration::from_secs(1));

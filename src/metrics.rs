@@ -11,6 +11,15 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+/// One sample of the registry: family name (counters without `_total`), labels, value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
+    pub counter: bool,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TopicLabels {
     pub topic: String,
@@ -162,6 +171,46 @@ impl Metrics {
         PartitionLabels { topic: topic.to_owned(), partition }
     }
 
+    /// Every registered family: name (counters without `_total`) and whether it is a counter.
+    pub fn families(&self) -> Vec<(String, bool)> {
+        self.render()
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|rest| rest.split_once(' '))
+            .map(|(name, kind)| (name.to_owned(), kind == "counter"))
+            .collect()
+    }
+
+    /// Every current sample, read back from the rendered registry: the OTLP exporter observes these.
+    pub fn samples(&self) -> Vec<Sample> {
+        let text = self.render();
+        let mut counters = std::collections::HashSet::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                if let Some((name, "counter")) = rest.split_once(' ') {
+                    counters.insert(name.to_owned());
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+            let Some((series, value)) = line.rsplit_once(' ') else { continue };
+            let Ok(value) = value.parse::<f64>() else { continue };
+            let (name, labels) = match series.split_once('{') {
+                Some((name, labels)) => (name, labels.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            let family = name.strip_suffix("_total").unwrap_or(name);
+            let labels = labels
+                .split("\",")
+                .filter(|l| !l.is_empty())
+                .filter_map(|l| l.split_once("=\"").map(|(k, v)| (k.to_owned(), v.trim_end_matches('"').to_owned())))
+                .collect();
+            out.push(Sample { name: family.to_owned(), labels, value, counter: counters.contains(family) });
+        }
+        out
+    }
+
     /// Renders the registry in the Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -182,5 +231,10 @@ mod tests {
         let text = m.render();
         assert!(text.contains("gatewatch_records_in_total{topic=\"adc.raw\"} 3"), "{text}");
         assert!(text.contains("gatewatch_parse_errors_total{reason=\"empty\"} 1"), "{text}");
+        let samples = m.samples();
+        let records = samples.iter().find(|s| s.name == "gatewatch_records_in").unwrap();
+        assert_eq!((records.value, records.counter), (3.0, true));
+        assert_eq!(records.labels, [("topic".to_string(), "adc.raw".to_string())]);
+        assert!(samples.iter().any(|s| s.name == "gatewatch_assigned_partitions" && !s.counter));
     }
 }

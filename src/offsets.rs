@@ -178,6 +178,8 @@ async fn ack(
     let stored_gauge = metrics.stored_offset.get_or_create(&Metrics::partition(&topic, partition)).clone();
     let mut batch = Vec::with_capacity(256);
     while rx.recv_many(&mut batch, 256).await > 0 {
+        // One trace span per acknowledged batch (not entered: the acker awaits; it lasts the batch).
+        let _span = tracing::info_span!("offsets.ack", topic = %topic, partition, records = batch.len() as i64);
         let mut last_delivered = None;
         for pending in batch.drain(..) {
             for delivery in pending.deliveries {

@@ -116,8 +116,19 @@ impl Pipeline {
         // `records_in` handles per input topic, so counting a record allocates nothing.
         let mut records_in: HashMap<String, Counter> = HashMap::new();
         tracing::info!(topics = ?self.settings.kafka.input_topics, group = %self.settings.kafka.group_id, "consuming");
+        // One trace span per batch of records (at most a second or 1,000 records), never per record.
+        let new_batch =
+            || tracing::info_span!("pipeline.batch", records = tracing::field::Empty, alerts = tracing::field::Empty);
+        let mut batch = new_batch();
+        let (mut batch_records, mut batch_alerts, mut batch_started) = (0u64, 0u64, Instant::now());
         while !self.stop.is_stopping() {
             self.health.beat();
+            if batch_records >= 1000 || (batch_records > 0 && batch_started.elapsed() >= Duration::from_secs(1)) {
+                batch.record("records", batch_records as i64);
+                batch.record("alerts", batch_alerts as i64);
+                batch = new_batch();
+                (batch_records, batch_alerts, batch_started) = (0, 0, Instant::now());
+            }
             let message = match self.consumer.poll(poll_interval) {
                 None => continue,
                 Some(Ok(message)) => message,
@@ -127,6 +138,8 @@ impl Pipeline {
                     continue;
                 }
             };
+            let _in_batch = batch.enter();
+            batch_records += 1;
             let topic = message.topic();
             let partition = message.partition();
             let offset = message.offset();
@@ -175,6 +188,7 @@ impl Pipeline {
                     self.sink.publish(OutputKind::DeadLetter { reason }, message.key(), &json)
                 }
             };
+            batch_alerts += alerts.len() as u64;
             let mut deliveries = Vec::with_capacity(1 + alerts.len());
             let mut failed = None;
             match published {
@@ -198,6 +212,9 @@ impl Pipeline {
                 break;
             }
         }
+        batch.record("records", batch_records as i64);
+        batch.record("alerts", batch_alerts as i64);
+        drop(batch);
         self.shut_down()
     }
 

@@ -93,6 +93,17 @@ listen = "0.0.0.0:{{ .Values.admin.port }}"
 level = {{ .Values.log.level | quote }}
 format = {{ .Values.log.format | quote }}
 
+[telemetry]
+otlp_endpoint = {{ .Values.telemetry.otlpEndpoint | quote }}
+otlp_protocol = {{ .Values.telemetry.otlpProtocol | quote }}
+export_interval = {{ .Values.telemetry.exportInterval | quote }}
+service_name = {{ include "gatewatch.fullname" . | quote }}
+[telemetry.resource_attributes]
+"k8s.namespace.name" = {{ .Release.Namespace | quote }}
+{{- range $k, $v := .Values.telemetry.resourceAttributes }}
+{{ $k | quote }} = {{ $v | quote }}
+{{- end }}
+
 [enrich]
 reload_interval = {{ .Values.reloadInterval | quote }}
 [enrich.geoip]
