@@ -39,6 +39,12 @@ pub struct DatasetLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleLabels {
+    /// A rule id from the loaded rule files (bounded by the rule set).
+    pub rule: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StageLabels {
     pub stage: &'static str,
 }
@@ -71,6 +77,7 @@ pub struct Metrics {
     pub assigned_partitions: Gauge,
     pub ioc_hits: Counter,
     pub alerts: Family<StageLabels, Counter>,
+    pub rule_hits: Family<RuleLabels, Counter>,
     pub rules_loaded: Gauge,
     pub ioc_indicators: Gauge,
     pub reloads: Family<ReloadLabels, Counter>,
@@ -99,6 +106,8 @@ impl Metrics {
         let rebalances = Counter::default();
         let ioc_hits = Counter::default();
         let alerts = Family::<StageLabels, Counter>::default();
+        let rule_hits = Family::<RuleLabels, Counter>::default();
+        registry.register("rule_hits", "Alerts published, per rule id", rule_hits.clone());
         let rules_loaded = Gauge::default();
         registry.register("alerts", "Alerts published, per stage", alerts.clone());
         registry.register("rules_loaded", "Detection and correlation rules in use", rules_loaded.clone());
@@ -157,6 +166,7 @@ impl Metrics {
             rebalances,
             ioc_hits,
             alerts,
+            rule_hits,
             rules_loaded,
             ioc_indicators,
             reloads,

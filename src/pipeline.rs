@@ -24,7 +24,7 @@ use crate::config::Settings;
 use crate::detect::{RuleSet, Worker};
 use crate::ecs::{self, SourceRef};
 use crate::enrich::Enricher;
-use crate::metrics::{DatasetLabels, Metrics, ReasonLabels, StageLabels};
+use crate::metrics::{DatasetLabels, Metrics, ReasonLabels, RuleLabels, StageLabels};
 use crate::offsets::{Ledger, OffsetStore, Pending, Stop, Submitted};
 use crate::parse::{self, Coverage, Dataset, ParseContext};
 use crate::sink::{OutputKind, Sink};
@@ -197,6 +197,7 @@ impl Pipeline {
             }
             for alert in &alerts {
                 self.metrics.alerts.get_or_create(&StageLabels { stage: alert.stage.as_str() }).inc();
+                self.metrics.rule_hits.get_or_create(&RuleLabels { rule: alert.rule_id.clone() }).inc();
                 let json = serde_json::to_vec(&alert.doc).expect("a JSON value always serializes");
                 match self.sink.publish(OutputKind::Alert, Some(alert.id.as_bytes()), &json) {
                     Ok(delivery) => deliveries.push(delivery),

@@ -255,4 +255,5 @@ fn a_three_day_multi_appliance_scenario_yields_exactly_the_expected_alerts() {
     let brute = rule("gw-citrix-bruteforce");
     assert_eq!(brute["user"]["name"], "admin");
     assert!(gw.metric("gatewatch_alerts_total{stage=\"exploit-success\"}") >= 1.0);
+    assert!(gw.metric("gatewatch_rule_hits_total{rule=\"gw-citrix-cve-2019-19781-likely-success\"}") >= 1.0);
 }
