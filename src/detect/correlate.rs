@@ -82,7 +82,11 @@ impl Correlation {
         let meta = RuleMeta::from_raw(raw, file)?;
         let value = raw.correlation.clone().ok_or("not a correlation rule")?;
         let c: RawCorrelation = serde_yaml_ng::from_value(value).map_err(|e| format!("correlation: {e}"))?;
-        let _ = &c.aliases;
+        if c.aliases.is_some() {
+            return Err(
+                "correlation.aliases is not supported yet: use the same field name in the referenced rules".into()
+            );
+        }
         if c.rules.is_empty() {
             return Err("correlation.rules is empty".into());
         }
@@ -288,6 +292,20 @@ mod tests {
         // Too far apart.
         assert!(s.observe(&o, 0, group("y"), None, ev(0), 100).is_none());
         assert!(s.observe(&o, 1, group("y"), None, ev(30), 100).is_none());
+    }
+
+    #[test]
+    fn unsupported_forms_are_refused_by_name() {
+        for (yaml, word) in [
+            ("title: x\nid: c\ncorrelation:\n  type: event_count\n  rules: [r]\n  timespan: 5m\n  condition: {lt: 3}\n", "lt/lte"),
+            ("title: x\nid: c\ncorrelation:\n  type: event_count\n  rules: [r]\n  timespan: 5m\n  condition: {gte: 3}\n  aliases: {ip: {a: source.ip}}\n", "aliases"),
+            ("title: x\nid: c\ncorrelation:\n  type: event_count\n  rules: [r]\n  timespan: 5x\n  condition: {gte: 3}\n", "timespan"),
+            ("title: x\nid: c\ncorrelation:\n  type: value_count\n  rules: [r]\n  timespan: 5m\n  condition: {gte: 3}\n", "field"),
+        ] {
+            let raw: RawRule = serde_yaml_ng::from_str(yaml).unwrap();
+            let err = Correlation::compile(&raw, "c.yml").unwrap_err();
+            assert!(err.contains(word), "{word}: {err}");
+        }
     }
 
     #[test]
