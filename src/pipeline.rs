@@ -98,7 +98,7 @@ impl Pipeline {
         let ctx: ParseContext = self.settings.parse_context();
         let detect_options = self.settings.detect.options();
         // Detection state is owned per input partition, as the partition's key (the appliance) implies.
-        let mut workers: HashMap<(String, i32), Worker> = HashMap::new();
+        let mut workers: HashMap<String, HashMap<i32, Worker>> = HashMap::new();
         let hints = self.settings.topic_datasets();
         // `parse_results` handles per (dataset, result), so counting allocates nothing.
         let parse_results: Vec<[Counter; 2]> = Dataset::ALL
@@ -170,10 +170,11 @@ impl Pipeline {
                     let now = Utc::now();
                     let hits = self.enricher.enrich(&event, &mut doc, now);
                     self.metrics.ioc_hits.inc_by(hits as u64);
-                    let worker = match workers.get_mut(&(topic.to_owned(), partition)) {
-                        Some(w) => w,
-                        None => workers.entry((topic.to_owned(), partition)).or_default(),
-                    };
+                    // Looked up by `&str`: the topic is copied only for a partition's first record.
+                    if !workers.contains_key(topic) {
+                        workers.insert(topic.to_owned(), HashMap::new());
+                    }
+                    let worker = workers.get_mut(topic).expect("inserted above").entry(partition).or_default();
                     let origin = serde_json::json!({"topic": topic, "partition": partition, "offset": offset});
                     alerts = worker.evaluate(&self.rules.load(), &detect_options, &doc, origin, event.timestamp, now);
                     let json = serde_json::to_vec(&doc).expect("a JSON map always serializes");
