@@ -100,6 +100,7 @@ fn report(brokers: &str, expected: usize, admin: Option<&String>) {
     let mut samples: BTreeMap<String, Value> = BTreeMap::new();
     let mut threat_hits: Vec<Value> = Vec::new();
     let mut geo_countries: BTreeMap<String, usize> = BTreeMap::new();
+    let mut alerts: BTreeMap<(String, String), std::collections::BTreeSet<String>> = BTreeMap::new();
     let deadline = Instant::now() + Duration::from_secs(90);
     let mut quiet = Instant::now();
     while Instant::now() < deadline {
@@ -112,7 +113,14 @@ fn report(brokers: &str, expected: usize, admin: Option<&String>) {
         quiet = Instant::now();
         *per_topic.entry(m.topic().to_owned()).or_default() += 1;
         let doc: Value = serde_json::from_slice(m.payload().unwrap_or_default()).expect("gatewatch writes JSON");
-        if m.topic() == "adc.dlq" {
+        if m.topic() == "adc.alerts" {
+            let key = (
+                doc["gatewatch"]["stage"].as_str().unwrap_or("?").to_owned(),
+                doc["rule"]["id"].as_str().unwrap_or("?").to_owned(),
+            );
+            // Suppression summaries repeat an alert's id: count distinct ids.
+            alerts.entry(key).or_default().insert(doc["event"]["id"].as_str().unwrap_or_default().to_owned());
+        } else if m.topic() == "adc.dlq" {
             *dlq_reasons.entry(doc["error"]["type"].as_str().unwrap_or("?").to_owned()).or_default() += 1;
         } else if m.topic() == "adc.enriched" {
             if let Some(country) =
@@ -142,6 +150,10 @@ fn report(brokers: &str, expected: usize, admin: Option<&String>) {
     println!("\n== enriched events per NetScaler feature (or dataset)");
     for (feature, count) in &per_feature {
         println!("  {feature:<24} {count}");
+    }
+    println!("\n== alerts per stage and rule (distinct alert ids)");
+    for ((stage, rule), ids) in &alerts {
+        println!("  {stage:<18} {rule:<48} {}", ids.len());
     }
     println!("\n== dead letters per reason");
     for (reason, count) in &dlq_reasons {
