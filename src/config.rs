@@ -87,6 +87,7 @@ pub struct Settings {
     pub enrich: EnrichSettings,
     pub detect: DetectSettings,
     pub telemetry: TelemetrySettings,
+    pub baseline: BaselineSettings,
     /// Per-appliance reading rules, keyed by host name as the appliance writes it (case-insensitive).
     pub devices: BTreeMap<String, DeviceSettings>,
 }
@@ -233,6 +234,93 @@ impl Default for TelemetrySettings {
             export_timeout: Duration::from_secs(10),
             service_name: "gatewatch".into(),
             resource_attributes: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[baseline]`: per-appliance CPU/memory baselines (see `crate::baseline`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BaselineSettings {
+    /// Topic of metric samples (JSON, ECS/Metricbeat names, keyed by appliance); empty = no baselines.
+    pub metrics_topic: String,
+    /// Compacted topic holding each series' detector state, partitioned like `metrics_topic`.
+    pub state_topic: String,
+    /// Anomaly score (0..1) at or above which a series raises an anomaly alert.
+    pub alert_threshold: f64,
+    /// Samples a series learns from before it scores.
+    pub warmup: u64,
+    /// An open anomaly closes after its scores stay below the threshold this long; until then it raises
+    /// no second alert.
+    #[serde(with = "humantime_serde")]
+    pub clear_after: Duration,
+    /// Series state is written to `state_topic` after this many samples of a partition...
+    pub snapshot_every: usize,
+    /// ...or when its oldest unsnapshotted sample is this old, whichever comes first. Offsets of the
+    /// metrics topic are committed only up to the last written state, so nothing learned is lost.
+    #[serde(with = "humantime_serde")]
+    pub snapshot_interval: Duration,
+    /// Bound on reading a partition's state back when it is assigned.
+    #[serde(with = "humantime_serde")]
+    pub restore_timeout: Duration,
+    /// Bound on the series one partition holds (memory); samples of further series are dead-lettered.
+    pub max_series_per_partition: usize,
+    pub nitro: NitroSettings,
+}
+
+impl Default for BaselineSettings {
+    fn default() -> Self {
+        BaselineSettings {
+            metrics_topic: "adc.metrics".into(),
+            state_topic: "adc.baselines".into(),
+            alert_threshold: crate::baseline::detector::Params::default().threshold,
+            warmup: crate::baseline::detector::Params::default().warmup,
+            clear_after: Duration::from_secs(30 * 60),
+            snapshot_every: 100,
+            snapshot_interval: Duration::from_secs(60),
+            restore_timeout: Duration::from_secs(60),
+            max_series_per_partition: 50_000,
+            nitro: NitroSettings::default(),
+        }
+    }
+}
+
+/// `[baseline.nitro]`: the built-in poller of `GET /nitro/v1/stat/system`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NitroSettings {
+    /// Appliance name (its `observer.hostname`) → NITRO base URL, e.g. `adc1 = "https://10.0.0.5"`.
+    /// Empty = no polling.
+    pub appliances: BTreeMap<String, String>,
+    /// Time between two polls of one appliance.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Bound on one request.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// NITRO user (`X-NITRO-USER`); set it from the environment (`GATEWATCH__BASELINE__NITRO__USERNAME`).
+    pub username: String,
+    /// File holding the NITRO password (a mounted secret); `password` is used when this is empty.
+    pub password_file: String,
+    /// The password itself, for environments that inject it as a variable.
+    pub password: String,
+    /// Verify the appliance's TLS certificate (against `ca_file`, or the system's roots).
+    pub tls_verify: bool,
+    /// PEM file of the CA that signed the appliances' certificates.
+    pub ca_file: String,
+}
+
+impl Default for NitroSettings {
+    fn default() -> Self {
+        NitroSettings {
+            appliances: BTreeMap::new(),
+            interval: Duration::from_secs(300),
+            timeout: Duration::from_secs(10),
+            username: String::new(),
+            password_file: String::new(),
+            password: String::new(),
+            tls_verify: true,
+            ca_file: String::new(),
         }
     }
 }
@@ -562,6 +650,7 @@ impl Settings {
                 ));
             }
         }
+        self.validate_baseline()?;
         let o = &self.output;
         let outputs = [
             ("output.enriched_topic", &o.enriched_topic),
@@ -626,6 +715,67 @@ impl KafkaSettings {
             }
         }
         out
+    }
+}
+
+impl Settings {
+    fn validate_baseline(&self) -> Result<(), ConfigError> {
+        let b = &self.baseline;
+        if !(b.alert_threshold > 0.0 && b.alert_threshold <= 1.0) {
+            return Err(invalid("baseline.alert_threshold", b.alert_threshold, "must be in (0, 1]"));
+        }
+        if b.snapshot_every == 0 {
+            return Err(invalid("baseline.snapshot_every", 0, "must be at least 1"));
+        }
+        if b.max_series_per_partition == 0 {
+            return Err(invalid("baseline.max_series_per_partition", 0, "must be at least 1"));
+        }
+        for (key, value) in [
+            ("baseline.snapshot_interval", b.snapshot_interval),
+            ("baseline.restore_timeout", b.restore_timeout),
+            ("baseline.nitro.interval", b.nitro.interval),
+            ("baseline.nitro.timeout", b.nitro.timeout),
+        ] {
+            if value.is_zero() {
+                return Err(invalid(key, "\"0s\"", "must be longer than zero"));
+            }
+        }
+        if !b.metrics_topic.is_empty() {
+            if b.state_topic.trim().is_empty() {
+                return Err(invalid("baseline.state_topic", "\"\"", "must name a topic when baseline.metrics_topic is set"));
+            }
+            if b.state_topic == b.metrics_topic || self.kafka.input_topics.contains(&b.state_topic) {
+                return Err(invalid(
+                    "baseline.state_topic",
+                    format!("{:?}", b.state_topic),
+                    "must differ from the metrics and input topics",
+                ));
+            }
+        }
+        let n = &b.nitro;
+        for (name, url) in &n.appliances {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(invalid(
+                    format!("baseline.nitro.appliances.{name}"),
+                    format!("{url:?}"),
+                    "must be an https:// (or http://) URL",
+                ));
+            }
+        }
+        if !n.appliances.is_empty() {
+            if b.metrics_topic.is_empty() {
+                return Err(invalid("baseline.metrics_topic", "\"\"", "the NITRO poller publishes to it"));
+            }
+            if n.username.is_empty() {
+                return Err(invalid("baseline.nitro.username", "\"\"", "must be set when appliances are polled"));
+            }
+        }
+        for (key, path) in [("baseline.nitro.password_file", &n.password_file), ("baseline.nitro.ca_file", &n.ca_file)] {
+            if !path.is_empty() && !Path::new(path).is_file() {
+                return Err(invalid(key, format!("{path:?}"), "file not found"));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -261,6 +261,18 @@ pub fn dead_letter_json<'s>(
     received: DateTime<Utc>,
     max_original: usize,
 ) -> Vec<u8> {
+    dead_letter(original, error.code(), &error.to_string(), source, received, max_original)
+}
+
+/// [`dead_letter_json`] for a reason that is not a parse error (`code` is a bounded identifier).
+pub fn dead_letter<'s>(
+    original: &[u8],
+    code: &'static str,
+    message: &str,
+    source: impl Into<Origin<'s>>,
+    received: DateTime<Utc>,
+    max_original: usize,
+) -> Vec<u8> {
     let truncated = original.len() > max_original;
     let kept = &original[..original.len().min(max_original)];
     let (text, base64) = match std::str::from_utf8(kept) {
@@ -271,12 +283,11 @@ pub fn dead_letter_json<'s>(
         }
         Err(_) => (None, Some(base64::engine::general_purpose::STANDARD.encode(kept))),
     };
-    let message = error.to_string();
     let doc = DeadLetter {
         timestamp: rfc3339(received),
         ecs: Ecs { version: ECS_VERSION },
         event: DeadLetterEvent { kind: "pipeline_error", original: text },
-        error: DeadLetterError { kind: error.code(), message: &message },
+        error: DeadLetterError { kind: code, message },
         gatewatch: Gatewatch {
             source: source.into(),
             dlq: Some(DeadLetterDetail { original_bytes: original.len(), truncated, original_base64: base64 }),

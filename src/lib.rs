@@ -5,6 +5,7 @@
 //! delivered; `pipeline` wires the stages together and reads like that diagram.
 
 pub mod admin;
+pub mod baseline;
 pub mod config;
 pub mod detect;
 pub mod ecs;

@@ -52,6 +52,23 @@ enum Command {
         #[arg(long)]
         stats: bool,
     },
+    /// Work with the CPU/memory baselines.
+    Baseline {
+        #[command(subcommand)]
+        action: BaselineAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum BaselineAction {
+    /// Run the service's anomaly detector over a CSV series offline (rows `timestamp,value`), writing
+    /// `timestamp,value,anomaly_score`; `baseline.alert_threshold` and `baseline.warmup` apply.
+    Backtest {
+        #[arg(long, value_name = "FILE.csv")]
+        input: PathBuf,
+        #[arg(long, value_name = "FILE.csv")]
+        output: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -160,6 +177,29 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Baseline { action: BaselineAction::Backtest { input, output } } => {
+            let params = gatewatch::baseline::detector::Params {
+                threshold: settings.baseline.alert_threshold,
+                warmup: settings.baseline.warmup,
+                ..Default::default()
+            };
+            match gatewatch::baseline::backtest::run(&input, &output, params) {
+                Ok(summary) => {
+                    println!(
+                        "backtest: {} rows, {} at or above the threshold {} → {}",
+                        summary.rows,
+                        summary.anomalies,
+                        params.threshold,
+                        output.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("gatewatch: {error:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run => match run(settings) {
             Ok(_) => ExitCode::SUCCESS,
             Err(error) => {
@@ -236,6 +276,8 @@ fn run(settings: Settings) -> anyhow::Result<Outcome> {
             }
         }
     })?;
+    let nitro = gatewatch::baseline::nitro::spawn(&settings, metrics.clone(), stop.clone())
+        .context("starting the NITRO poller")?;
     let pipeline = Pipeline::start(
         settings,
         enricher,
@@ -277,6 +319,9 @@ fn run(settings: Settings) -> anyhow::Result<Outcome> {
 
     let poller = std::thread::Builder::new().name("gatewatch-poll".into()).spawn(move || pipeline.run())?;
     let outcome = poller.join().map_err(|_| anyhow::anyhow!("the polling thread panicked"))?;
+    if let Some(nitro) = nitro {
+        let _ = nitro.join();
+    }
     {
         let _guard = runtime.enter();
         telemetry.shutdown();

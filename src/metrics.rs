@@ -61,6 +61,20 @@ pub struct ReasonLabels {
     pub reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WarmupLabels {
+    /// `warming` (still learning, scores 0) or `ready`.
+    pub state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PollLabels {
+    /// The appliance's configured name.
+    pub appliance: String,
+    /// `ok`, `auth_failed`, `http_error`, `unreachable`, `bad_response`.
+    pub outcome: &'static str,
+}
+
 /// The metric handles; cheap to clone (every field is an `Arc` inside).
 #[derive(Clone)]
 pub struct Metrics {
@@ -82,6 +96,11 @@ pub struct Metrics {
     pub ioc_indicators: Gauge,
     pub reloads: Family<ReloadLabels, Counter>,
     pub rebalances: Counter,
+    pub baseline_series: Family<WarmupLabels, Gauge>,
+    pub baseline_samples: Family<ReasonLabels, Counter>,
+    pub baseline_snapshots: Counter,
+    pub baseline_restored: Counter,
+    pub nitro_polls: Family<PollLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -151,6 +170,28 @@ impl Metrics {
             assigned_partitions.clone(),
         );
         registry.register("rebalances", "Consumer group rebalances seen", rebalances.clone());
+        let baseline_series = Family::<WarmupLabels, Gauge>::default();
+        let baseline_samples = Family::<ReasonLabels, Counter>::default();
+        let baseline_snapshots = Counter::default();
+        let baseline_restored = Counter::default();
+        let nitro_polls = Family::<PollLabels, Counter>::default();
+        registry.register(
+            "baseline_series",
+            "Metric series held by this instance, per warm-up state",
+            baseline_series.clone(),
+        );
+        registry.register(
+            "baseline_samples",
+            "Metric samples seen, per result (scored, warming, stale, replayed)",
+            baseline_samples.clone(),
+        );
+        registry.register("baseline_snapshots", "Series states written to the state topic", baseline_snapshots.clone());
+        registry.register(
+            "baseline_restored",
+            "Series states read back from the state topic on assignment",
+            baseline_restored.clone(),
+        );
+        registry.register("nitro_polls", "NITRO polls, per appliance and outcome", nitro_polls.clone());
         Metrics {
             registry: Arc::new(registry),
             records_in,
@@ -170,6 +211,11 @@ impl Metrics {
             rules_loaded,
             ioc_indicators,
             reloads,
+            baseline_series,
+            baseline_samples,
+            baseline_snapshots,
+            baseline_restored,
+            nitro_polls,
         }
     }
 

@@ -20,6 +20,7 @@ use prometheus_client::metrics::counter::Counter;
 use rdkafka::consumer::Consumer;
 use rdkafka::Message;
 
+use crate::baseline::stage::BaselineStage;
 use crate::config::Settings;
 use crate::detect::{RuleSet, Worker};
 use crate::ecs::{self, SourceRef};
@@ -58,6 +59,7 @@ pub struct Pipeline {
     metrics: Metrics,
     health: Arc<Health>,
     stop: Stop,
+    baseline: Option<BaselineStage>,
 }
 
 impl Pipeline {
@@ -83,9 +85,11 @@ impl Pipeline {
             metrics: metrics.clone(),
             health: health.clone(),
             drain_timeout: settings.pipeline.shutdown_timeout,
+            revoked: Default::default(),
         };
+        let baseline = BaselineStage::new(&settings)?;
         let consumer = Arc::new(source::subscribe(&settings, context)?);
-        Ok(Pipeline { settings, enricher, rules, consumer, sink, metrics, health, stop })
+        Ok(Pipeline { settings, enricher, rules, consumer, sink, metrics, health, stop, baseline })
     }
 
     pub fn sink(&self) -> Arc<Sink> {
@@ -93,7 +97,7 @@ impl Pipeline {
     }
 
     /// Polls until stopped. Must run on a thread of its own (it blocks).
-    pub fn run(self) -> Result<Outcome, RunError> {
+    pub fn run(mut self) -> Result<Outcome, RunError> {
         let store: Arc<dyn OffsetStore> = self.consumer.clone();
         let ctx: ParseContext = self.settings.parse_context();
         let detect_options = self.settings.detect.options();
@@ -129,6 +133,9 @@ impl Pipeline {
                 batch = new_batch();
                 (batch_records, batch_alerts, batch_started) = (0, 0, Instant::now());
             }
+            if self.baseline_housekeeping(false, &store) == Submitted::Stopping {
+                break;
+            }
             let message = match self.consumer.poll(poll_interval) {
                 None => continue,
                 Some(Ok(message)) => message,
@@ -159,6 +166,17 @@ impl Pipeline {
                 .to_millis()
                 .and_then(DateTime::<Utc>::from_timestamp_millis)
                 .unwrap_or_else(Utc::now);
+            if let Some(stage) = self.baseline.as_mut().filter(|s| s.topic() == topic) {
+                let ledger = &self.consumer.context().ledger;
+                match stage.handle(&message, received, &self.sink, &self.metrics, ledger, &store) {
+                    Ok(Submitted::Queued) => continue,
+                    Ok(Submitted::Stopping) => break,
+                    Err(reason) => {
+                        self.stop.fail(reason);
+                        break;
+                    }
+                }
+            }
             let source = SourceRef { topic, partition, offset };
             let hint = if hints.is_empty() { None } else { hints.get(topic).copied() };
             let mut alerts = Vec::new();
@@ -217,7 +235,34 @@ impl Pipeline {
         batch.record("records", batch_records as i64);
         batch.record("alerts", batch_alerts as i64);
         drop(batch);
+        if self.stop.failure().is_none() {
+            // Held metrics records and their state go out now, so the next owner need not replay them.
+            self.baseline_housekeeping(true, &store);
+        }
         self.shut_down()
+    }
+
+    /// Drops the baseline state of revoked partitions and writes the state snapshots that are due.
+    fn baseline_housekeeping(&mut self, all: bool, store: &Arc<dyn OffsetStore>) -> Submitted {
+        let Some(stage) = self.baseline.as_mut() else { return Submitted::Queued };
+        let context = self.consumer.context();
+        let revoked: Vec<i32> = {
+            let mut revoked = context.revoked.lock().expect("never held across a panic");
+            let metrics_topic = stage.topic();
+            let mine = revoked.iter().filter(|(t, _)| t == metrics_topic).map(|(_, p)| *p).collect();
+            revoked.clear();
+            mine
+        };
+        if !revoked.is_empty() {
+            stage.revoke(&revoked, &self.metrics);
+        }
+        match stage.flush_due(all, &self.sink, &self.metrics, &context.ledger, store) {
+            Ok(submitted) => submitted,
+            Err(reason) => {
+                self.stop.fail(reason);
+                Submitted::Stopping
+            }
+        }
     }
 
     fn shut_down(self) -> Result<Outcome, RunError> {

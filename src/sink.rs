@@ -20,6 +20,8 @@ pub enum OutputKind {
     Enriched,
     Alert,
     DeadLetter { reason: &'static str },
+    /// A series state for `baseline.state_topic`.
+    BaselineState,
 }
 
 /// One published record awaiting its delivery report.
@@ -35,8 +37,9 @@ pub struct Sink {
     enriched_topic: String,
     alerts_topic: String,
     dlq_topic: String,
-    /// `records_out` per output topic, in [`OutputKind`] order (enriched, alerts, dead letters).
-    delivered: [Counter; 3],
+    state_topic: String,
+    /// `records_out` per output topic, in [`OutputKind`] order (enriched, alerts, dead letters, state).
+    delivered: [Counter; 4],
 }
 
 /// librdkafka producer settings; everything in [`crate::config::PROTECTED_LIBRDKAFKA_OPTIONS`] is set here.
@@ -64,10 +67,16 @@ impl Sink {
         let counter = |topic: &str| metrics.records_out.get_or_create(&Metrics::topic(topic)).clone();
         Ok(Sink {
             producer,
-            delivered: [counter(&o.enriched_topic), counter(&o.alerts_topic), counter(&o.dlq_topic)],
+            delivered: [
+                counter(&o.enriched_topic),
+                counter(&o.alerts_topic),
+                counter(&o.dlq_topic),
+                counter(&settings.baseline.state_topic),
+            ],
             enriched_topic: o.enriched_topic.clone(),
             alerts_topic: o.alerts_topic.clone(),
             dlq_topic: o.dlq_topic.clone(),
+            state_topic: settings.baseline.state_topic.clone(),
         })
     }
 
@@ -76,18 +85,33 @@ impl Sink {
             OutputKind::Enriched => 0,
             OutputKind::Alert => 1,
             OutputKind::DeadLetter { .. } => 2,
+            OutputKind::BaselineState => 3,
         }
     }
 
     pub fn topic(&self, kind: OutputKind) -> &str {
-        [&self.enriched_topic, &self.alerts_topic, &self.dlq_topic][Self::index(kind)]
+        [&self.enriched_topic, &self.alerts_topic, &self.dlq_topic, &self.state_topic][Self::index(kind)]
     }
 
     /// Enqueues one record. A full local queue is waited out (this runs on the polling thread, which may
     /// block); any other error is returned and must stop the worker.
     pub fn publish(&self, kind: OutputKind, key: Option<&[u8]>, payload: &[u8]) -> Result<Delivery, KafkaError> {
+        self.publish_to(kind, None, key, payload)
+    }
+
+    /// [`Sink::publish`] to an explicit partition (`None`: the partitioner's choice by key).
+    pub fn publish_to(
+        &self,
+        kind: OutputKind,
+        partition: Option<i32>,
+        key: Option<&[u8]>,
+        payload: &[u8],
+    ) -> Result<Delivery, KafkaError> {
         let topic = self.topic(kind);
         let mut record = FutureRecord::<[u8], [u8]>::to(topic).payload(payload);
+        if let Some(partition) = partition {
+            record = record.partition(partition);
+        }
         if let Some(key) = key {
             record = record.key(key);
         }

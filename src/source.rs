@@ -51,6 +51,8 @@ pub struct SourceContext {
     pub metrics: Metrics,
     pub health: Arc<Health>,
     pub drain_timeout: Duration,
+    /// Partitions revoked since the polling thread last looked (it drops their per-partition state).
+    pub revoked: std::sync::Mutex<Vec<(String, i32)>>,
 }
 
 pub type InputConsumer = BaseConsumer<SourceContext>;
@@ -82,6 +84,7 @@ impl ConsumerContext for SourceContext {
                 }
                 commit_stored(consumer);
                 tracing::info!(partitions = keys.len(), "partitions revoked");
+                self.revoked.lock().expect("never held across a panic").extend(keys);
             }
             Rebalance::Assign(tpl) => tracing::info!(partitions = tpl.count(), "partitions assigned"),
             Rebalance::Error(error) => tracing::warn!(%error, "rebalance error"),
@@ -149,7 +152,10 @@ pub fn consumer_config(settings: &Settings) -> ClientConfig {
 /// Creates the consumer and subscribes it to the input topics.
 pub fn subscribe(settings: &Settings, context: SourceContext) -> KafkaResult<InputConsumer> {
     let consumer: InputConsumer = consumer_config(settings).create_with_context(context)?;
-    let topics: Vec<&str> = settings.kafka.input_topics.iter().map(String::as_str).collect();
+    let mut topics: Vec<&str> = settings.kafka.input_topics.iter().map(String::as_str).collect();
+    if !settings.baseline.metrics_topic.is_empty() {
+        topics.push(&settings.baseline.metrics_topic);
+    }
     consumer.subscribe(&topics)?;
     Ok(consumer)
 }

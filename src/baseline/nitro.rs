@@ -1,0 +1,211 @@
+//! The NITRO poller: `GET /nitro/v1/stat/system` on each configured appliance, every
+//! `baseline.nitro.interval`, published as a metric sample to `baseline.metrics_topic` (keyed by the
+//! appliance, so its series land in one partition).
+//!
+//! NITRO reports percentages; samples carry fractions. 4294967295 (`0xFFFFFFFF`) means "not available"
+//! and leaves the metric out of the sample. A failed poll (authentication, HTTP error, unreachable,
+//! unreadable body) publishes nothing: it is logged and counted in `gatewatch_nitro_polls_total`.
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use serde_json::{json, Map, Value as Json};
+
+use crate::config::{NitroSettings, Settings};
+use crate::metrics::{Metrics, PollLabels};
+use crate::offsets::Stop;
+
+/// NITRO's "not available" value.
+pub const NOT_AVAILABLE: f64 = 4_294_967_295.0;
+
+/// NITRO counter → the sample field it becomes.
+pub const COUNTERS: [(&str, &str); 4] = [
+    ("cpuusagepcnt", "system.cpu.total.pct"),
+    ("memusagepcnt", "system.memory.used.pct"),
+    ("pktcpuusagepcnt", "citrix_adc.cpu.packet_engine.pct"),
+    ("mgmtcpuusagepcnt", "citrix_adc.cpu.management.pct"),
+];
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum PollError {
+    #[error("authentication failed: {0}")]
+    Auth(String),
+    #[error("HTTP {status}: {body}")]
+    Http { status: u16, body: String },
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    #[error("unreadable response: {0}")]
+    BadResponse(String),
+}
+
+impl PollError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            PollError::Auth(_) => "auth_failed",
+            PollError::Http { .. } => "http_error",
+            PollError::Unreachable(_) => "unreachable",
+            PollError::BadResponse(_) => "bad_response",
+        }
+    }
+}
+
+/// NITRO error codes that mean the credentials were refused (bad user/password, session expired, not
+/// authorised).
+const AUTH_ERRORCODES: [i64; 4] = [354, 444, 1049, 2138];
+
+/// Builds the HTTP agent: TLS verification on or off, optionally against a CA file.
+pub fn agent(settings: &NitroSettings) -> anyhow::Result<ureq::Agent> {
+    use ureq::tls::{Certificate, RootCerts, TlsConfig};
+    let mut tls = TlsConfig::builder().disable_verification(!settings.tls_verify);
+    if !settings.ca_file.is_empty() {
+        let pem = std::fs::read(&settings.ca_file)
+            .map_err(|e| anyhow::anyhow!("baseline.nitro.ca_file = {:?}: {e}", settings.ca_file))?;
+        let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(&pem)
+            .filter_map(|item| match item {
+                Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                _ => None,
+            })
+            .collect();
+        if certs.is_empty() {
+            anyhow::bail!("baseline.nitro.ca_file = {:?}: no PEM certificate in it", settings.ca_file);
+        }
+        tls = tls.root_certs(RootCerts::new_with_certs(&certs));
+    }
+    let config = ureq::Agent::config_builder()
+        .timeout_global(Some(settings.timeout))
+        .http_status_as_error(false)
+        .tls_config(tls.build())
+        .build();
+    Ok(config.into())
+}
+
+/// The password: the secret file's content (trimmed) when configured, else `password`. Read on every
+/// poll, so a rotated secret is picked up.
+fn password(settings: &NitroSettings) -> Result<String, PollError> {
+    if settings.password_file.is_empty() {
+        return Ok(settings.password.clone());
+    }
+    std::fs::read_to_string(&settings.password_file)
+        .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
+        .map_err(|e| PollError::Auth(format!("reading baseline.nitro.password_file: {e}")))
+}
+
+/// One poll: the appliance's counters as sample fields (fractions), "not available" left out.
+pub fn poll(agent: &ureq::Agent, base_url: &str, settings: &NitroSettings) -> Result<Vec<(&'static str, f64)>, PollError> {
+    let url = format!("{}/nitro/v1/stat/system", base_url.trim_end_matches('/'));
+    let pass = password(settings)?;
+    let mut response = agent
+        .get(&url)
+        .header("X-NITRO-USER", &settings.username)
+        .header("X-NITRO-PASS", &pass)
+        .header("Accept", "application/json")
+        .call()
+        .map_err(|e| PollError::Unreachable(e.to_string()))?;
+    let status = response.status().as_u16();
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(1 << 20)
+        .read_to_string()
+        .map_err(|e| PollError::BadResponse(e.to_string()))?;
+    let doc: Json = serde_json::from_str(&body).unwrap_or(Json::Null);
+    let errorcode = doc.get("errorcode").and_then(Json::as_i64).unwrap_or(0);
+    let message = doc.get("message").and_then(Json::as_str).unwrap_or("").to_owned();
+    if status == 401 || status == 403 || AUTH_ERRORCODES.contains(&errorcode) {
+        return Err(PollError::Auth(if message.is_empty() { format!("HTTP {status}") } else { message }));
+    }
+    if !(200..300).contains(&status) {
+        let mut body = body;
+        body.truncate(200);
+        return Err(PollError::Http { status, body });
+    }
+    if errorcode != 0 {
+        return Err(PollError::BadResponse(format!("errorcode {errorcode}: {message}")));
+    }
+    let system = match doc.get("system") {
+        Some(Json::Object(system)) => system,
+        // Some releases wrap the single stat object in an array.
+        Some(Json::Array(items)) => match items.first() {
+            Some(Json::Object(system)) => system,
+            _ => return Err(PollError::BadResponse("`system` is an empty array".into())),
+        },
+        _ => return Err(PollError::BadResponse("no `system` object".into())),
+    };
+    let mut out = Vec::new();
+    for (counter, field) in COUNTERS {
+        let value = match system.get(counter) {
+            Some(Json::Number(n)) => n.as_f64(),
+            Some(Json::String(s)) => s.trim().parse::<f64>().ok(),
+            _ => None,
+        };
+        match value {
+            Some(v) if v == NOT_AVAILABLE => {}
+            Some(v) if (0.0..=100.0).contains(&v) => out.push((field, v / 100.0)),
+            Some(v) => return Err(PollError::BadResponse(format!("{counter} = {v} is not a percentage"))),
+            None => {}
+        }
+    }
+    if out.is_empty() {
+        return Err(PollError::BadResponse("no CPU or memory counter available".into()));
+    }
+    Ok(out)
+}
+
+/// The sample document for one successful poll.
+pub fn sample_json(appliance: &str, at: DateTime<Utc>, values: &[(&str, f64)]) -> Vec<u8> {
+    let mut doc = Map::new();
+    doc.insert("@timestamp".into(), json!(at.to_rfc3339_opts(SecondsFormat::Millis, true)));
+    crate::ecs::insert(&mut doc, "observer.hostname", json!(appliance));
+    crate::ecs::insert(&mut doc, "observer.vendor", json!("Citrix"));
+    crate::ecs::insert(&mut doc, "event.module", json!("citrix_adc"));
+    crate::ecs::insert(&mut doc, "agent.type", json!("gatewatch-nitro"));
+    for (field, value) in values {
+        crate::ecs::insert(&mut doc, field, json!(value));
+    }
+    serde_json::to_vec(&doc).expect("a JSON map serializes")
+}
+
+/// Starts the poller thread when appliances are configured.
+pub fn spawn(settings: &Settings, metrics: Metrics, stop: Stop) -> anyhow::Result<Option<std::thread::JoinHandle<()>>> {
+    let nitro = settings.baseline.nitro.clone();
+    if nitro.appliances.is_empty() {
+        return Ok(None);
+    }
+    let agent = agent(&nitro)?;
+    let producer: ThreadedProducer<DefaultProducerContext> = crate::sink::producer_config(settings).create()?;
+    let topic = settings.baseline.metrics_topic.clone();
+    let handle = std::thread::Builder::new().name("gatewatch-nitro".into()).spawn(move || {
+        let mut next = Instant::now();
+        while !stop.is_stopping() {
+            if Instant::now() < next {
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+            next += nitro.interval;
+            for (name, url) in &nitro.appliances {
+                let at = Utc::now();
+                let outcome = match poll(&agent, url, &nitro) {
+                    Ok(values) => {
+                        let payload = sample_json(name, at, &values);
+                        let record = BaseRecord::to(&topic).key(name.as_str()).payload(&payload);
+                        match producer.send(record) {
+                            Ok(()) => "ok",
+                            Err((error, _)) => {
+                                tracing::warn!(appliance = %name, %error, "NITRO sample not queued");
+                                "not_published"
+                            }
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(appliance = %name, %url, %error, "NITRO poll failed");
+                        error.code()
+                    }
+                };
+                metrics.nitro_polls.get_or_create(&PollLabels { appliance: name.clone(), outcome }).inc();
+            }
+        }
+        let _ = producer.flush(Duration::from_secs(5));
+    })?;
+    Ok(Some(handle))
+}
