@@ -248,8 +248,15 @@ pub struct BaselineSettings {
     pub state_topic: String,
     /// Anomaly score (0..1) at or above which a series raises an anomaly alert.
     pub alert_threshold: f64,
-    /// Samples a series learns from before it scores.
+    /// Samples a series learns from before it scores...
     pub warmup: u64,
+    /// ...and the time they must span (so every time of day has been seen).
+    #[serde(with = "humantime_serde")]
+    pub warmup_span: Duration,
+    /// An anomalous score raises an alert only when the sample is also this far (in fraction points)
+    /// from what the appliance usually shows at that time of day: CPU wiggles of a few points are noise
+    /// to a SOC, a miner is tens of points.
+    pub min_deviation: f64,
     /// An open anomaly closes after its scores stay below the threshold this long; until then it raises
     /// no second alert.
     #[serde(with = "humantime_serde")]
@@ -275,7 +282,9 @@ impl Default for BaselineSettings {
             state_topic: "adc.baselines".into(),
             alert_threshold: crate::baseline::detector::Params::default().threshold,
             warmup: crate::baseline::detector::Params::default().warmup,
-            clear_after: Duration::from_secs(30 * 60),
+            warmup_span: Duration::from_secs(crate::baseline::detector::Params::default().warmup_span as u64),
+            min_deviation: 0.1,
+            clear_after: Duration::from_secs(6 * 3600),
             snapshot_every: 100,
             snapshot_interval: Duration::from_secs(60),
             restore_timeout: Duration::from_secs(60),
@@ -661,7 +670,7 @@ impl Settings {
             if topic.trim().is_empty() {
                 return Err(invalid(key, "\"\"", "must not be empty"));
             }
-            if k.input_topics.contains(topic) {
+            if k.input_topics.contains(topic) || *topic == self.baseline.metrics_topic {
                 return Err(invalid(
                     key,
                     format!("{topic:?}"),
@@ -724,6 +733,9 @@ impl Settings {
         if !(b.alert_threshold > 0.0 && b.alert_threshold <= 1.0) {
             return Err(invalid("baseline.alert_threshold", b.alert_threshold, "must be in (0, 1]"));
         }
+        if !(0.0..=1.0).contains(&b.min_deviation) {
+            return Err(invalid("baseline.min_deviation", b.min_deviation, "must be in [0, 1]"));
+        }
         if b.snapshot_every == 0 {
             return Err(invalid("baseline.snapshot_every", 0, "must be at least 1"));
         }
@@ -742,7 +754,11 @@ impl Settings {
         }
         if !b.metrics_topic.is_empty() {
             if b.state_topic.trim().is_empty() {
-                return Err(invalid("baseline.state_topic", "\"\"", "must name a topic when baseline.metrics_topic is set"));
+                return Err(invalid(
+                    "baseline.state_topic",
+                    "\"\"",
+                    "must name a topic when baseline.metrics_topic is set",
+                ));
             }
             if b.state_topic == b.metrics_topic || self.kafka.input_topics.contains(&b.state_topic) {
                 return Err(invalid(
@@ -770,7 +786,8 @@ impl Settings {
                 return Err(invalid("baseline.nitro.username", "\"\"", "must be set when appliances are polled"));
             }
         }
-        for (key, path) in [("baseline.nitro.password_file", &n.password_file), ("baseline.nitro.ca_file", &n.ca_file)] {
+        for (key, path) in [("baseline.nitro.password_file", &n.password_file), ("baseline.nitro.ca_file", &n.ca_file)]
+        {
             if !path.is_empty() && !Path::new(path).is_file() {
                 return Err(invalid(key, format!("{path:?}"), "file not found"));
             }

@@ -19,7 +19,9 @@ use crate::metrics::Metrics;
 pub enum OutputKind {
     Enriched,
     Alert,
-    DeadLetter { reason: &'static str },
+    DeadLetter {
+        reason: &'static str,
+    },
     /// A series state for `baseline.state_topic`.
     BaselineState,
 }

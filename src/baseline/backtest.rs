@@ -36,8 +36,7 @@ pub fn parse_timestamp(text: &str) -> Option<i64> {
 
 /// Scores every row of `input` into `output`.
 pub fn run(input: &Path, output: &Path, params: Params) -> anyhow::Result<Summary> {
-    let mut reader =
-        csv::Reader::from_path(input).with_context(|| format!("reading {}", input.display()))?;
+    let mut reader = csv::Reader::from_path(input).with_context(|| format!("reading {}", input.display()))?;
     let headers = reader.headers().with_context(|| format!("reading the header of {}", input.display()))?;
     let column = |name: &str| {
         headers
@@ -55,7 +54,10 @@ pub fn run(input: &Path, output: &Path, params: Params) -> anyhow::Result<Summar
         let row = row.with_context(|| format!("{}:{line}", input.display()))?;
         let (ts, value) = (row.get(ti).unwrap_or(""), row.get(vi).unwrap_or(""));
         let Some(at) = parse_timestamp(ts) else {
-            bail!("{}:{line}: timestamp {ts:?} is not RFC 3339, `YYYY-MM-DD HH:MM:SS` or Unix seconds", input.display());
+            bail!(
+                "{}:{line}: timestamp {ts:?} is not RFC 3339, `YYYY-MM-DD HH:MM:SS` or Unix seconds",
+                input.display()
+            );
         };
         let x: f64 = match value.trim().parse() {
             Ok(x) if f64::is_finite(x) => x,

@@ -29,6 +29,8 @@ use serde::{Deserialize, Serialize};
 pub struct Params {
     /// Samples learned from before any score (the value range of the patterns is fixed then).
     pub warmup: u64,
+    /// ...and the time they must span, in seconds, so every time of day has been seen once.
+    pub warmup_span: i64,
     /// Score at or above which a sample is anomalous.
     pub threshold: f64,
     /// Samples after an anomalous one whose scores are held below the threshold.
@@ -64,6 +66,7 @@ impl Default for Params {
     fn default() -> Self {
         Params {
             warmup: 200,
+            warmup_span: 86_400,
             threshold: 0.45,
             refractory: 100,
             levels: 3.5,
@@ -248,6 +251,9 @@ pub struct Detector {
     rarity_excursion: Rarity,
     profile: Profile,
     quiet: u32,
+    /// Times of the first and the latest sample.
+    first: i64,
+    last: i64,
 }
 
 impl Detector {
@@ -268,21 +274,23 @@ impl Detector {
             rarity_excursion: Rarity::new(EXCURSION_LIMIT.ln_1p(), 1),
             profile: Profile::new(),
             quiet: 0,
+            first: 0,
+            last: 0,
             p,
         }
     }
 
-    pub fn params(&self) -> &Params {
-        &self.p
-    }
-
     /// Still learning: every score is 0.
     pub fn warming(&self) -> bool {
-        self.n <= self.p.warmup
+        self.n <= self.p.warmup || self.last - self.first < self.p.warmup_span
     }
 
     /// Judges the sample `x` taken at `ts` (Unix seconds) and learns from it.
     pub fn update(&mut self, ts: i64, x: f64) -> Verdict {
+        if self.n == 0 {
+            self.first = ts;
+        }
+        self.last = ts;
         let hour = (ts.rem_euclid(86_400) / 3_600) as usize;
         let (expected, low, high) = self.profile.explain(hour, x);
         let mut score = self.evidence(ts, x);
@@ -319,17 +327,14 @@ impl Detector {
 
         // Patterns, once the warm-up has fixed their quantisation.
         let (pattern_recent, pattern_now) = match self.learn_patterns(ts, x) {
-            Some(novelty) => {
-                (self.rarity_patterns.judge(novelty, &p), self.rarity_patterns_now.judge(novelty, &p))
-            }
+            Some(novelty) => (self.rarity_patterns.judge(novelty, &p), self.rarity_patterns_now.judge(novelty, &p)),
             None => (0.0, 0.0),
         };
         let values = self.rarity_values.judge(value_evidence, &p);
 
         // Excursion from a slow centre.
         let excursion = (x - self.centre).abs() / (self.spread + 1e-9 + 1e-6 * x.abs());
-        let excursion =
-            if self.n > 2 { self.rarity_excursion.judge(excursion.ln_1p(), &p) } else { 0.0 };
+        let excursion = if self.n > 2 { self.rarity_excursion.judge(excursion.ln_1p(), &p) } else { 0.0 };
         self.spread += p.excursion_rate * ((x - self.centre).abs() - self.spread);
         self.centre += p.excursion_rate * (x - self.centre);
 
@@ -353,6 +358,9 @@ impl Detector {
         }
         self.warm.push((ts, x));
         if (self.warm.len() as u64) < p.warmup.max(1) {
+            return None;
+        }
+        if self.last - self.first < p.warmup_span {
             return None;
         }
         let lo = self.warm.iter().map(|w| w.1).fold(f64::INFINITY, f64::min);

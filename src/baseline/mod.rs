@@ -178,6 +178,7 @@ pub struct Partition {
     series: HashMap<String, SeriesState>,
     dirty: BTreeSet<String>,
     params: Params,
+    min_deviation: f64,
     clear_after: chrono::Duration,
     max_series: usize,
 }
@@ -193,11 +194,17 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 
 impl Partition {
     pub fn new(settings: &BaselineSettings) -> Partition {
-        let params = Params { threshold: settings.alert_threshold, warmup: settings.warmup, ..Params::default() };
+        let params = Params {
+            threshold: settings.alert_threshold,
+            warmup: settings.warmup,
+            warmup_span: settings.warmup_span.as_secs() as i64,
+            ..Params::default()
+        };
         Partition {
             series: HashMap::new(),
             dirty: BTreeSet::new(),
             params,
+            min_deviation: settings.min_deviation,
             clear_after: chrono::Duration::from_std(settings.clear_after).unwrap_or(chrono::Duration::MAX),
             max_series: settings.max_series_per_partition,
         }
@@ -287,8 +294,20 @@ impl Partition {
                 warming: state.detector.warming(),
             };
             scores.insert(short.into(), serde_json::to_value(scored).expect("plain numbers serialize"));
-            if let Some(alert) = Self::track(state, &self.params, self.clear_after, scored, value, sample, &origin, original, now)
-            {
+            let anomalous =
+                scored.score >= self.params.threshold && (value - scored.expected).abs() >= self.min_deviation;
+            if let Some(alert) = Self::track(
+                state,
+                anomalous,
+                &self.params,
+                self.clear_after,
+                scored,
+                value,
+                sample,
+                &origin,
+                original,
+                now,
+            ) {
                 out.alerts.push(alert);
             }
         }
@@ -305,6 +324,7 @@ impl Partition {
     #[allow(clippy::too_many_arguments)]
     fn track(
         state: &mut SeriesState,
+        anomalous: bool,
         params: &Params,
         clear_after: chrono::Duration,
         scored: Scored,
@@ -321,14 +341,14 @@ impl Partition {
             state.elevated_since = None;
         }
         if let Some(open) = &mut state.anomaly {
-            if scored.score >= params.threshold {
+            if anomalous {
                 open.last_high = at;
             } else if at - open.last_high >= clear_after {
                 state.anomaly = None;
             }
             return None;
         }
-        if scored.score < params.threshold {
+        if !anomalous {
             return None;
         }
         let start = state.elevated_since.unwrap_or(at);

@@ -92,7 +92,11 @@ fn password(settings: &NitroSettings) -> Result<String, PollError> {
 }
 
 /// One poll: the appliance's counters as sample fields (fractions), "not available" left out.
-pub fn poll(agent: &ureq::Agent, base_url: &str, settings: &NitroSettings) -> Result<Vec<(&'static str, f64)>, PollError> {
+pub fn poll(
+    agent: &ureq::Agent,
+    base_url: &str,
+    settings: &NitroSettings,
+) -> Result<Vec<(&'static str, f64)>, PollError> {
     let url = format!("{}/nitro/v1/stat/system", base_url.trim_end_matches('/'));
     let pass = password(settings)?;
     let mut response = agent

@@ -228,12 +228,17 @@ impl Record {
     }
 }
 
+/// Partitions of the metrics topic (and of the state topic, which must match it).
+pub const METRICS_PARTITIONS: i32 = 2;
+
 /// Names unique to one test run, so tests can share an external broker.
 pub struct Topics {
     pub input: String,
     pub enriched: String,
     pub alerts: String,
     pub dlq: String,
+    pub metrics: String,
+    pub state: String,
     pub group: String,
 }
 
@@ -245,6 +250,8 @@ impl Topics {
             enriched: format!("enriched-{tag}"),
             alerts: format!("alerts-{tag}"),
             dlq: format!("dlq-{tag}"),
+            metrics: format!("metrics-{tag}"),
+            state: format!("baselines-{tag}"),
             group: format!("gw-{tag}"),
         }
     }
@@ -260,6 +267,8 @@ impl Topics {
             (&self.enriched, 3),
             (&self.alerts, 1),
             (&self.dlq, 1),
+            (&self.metrics, METRICS_PARTITIONS),
+            (&self.state, METRICS_PARTITIONS),
         ]);
     }
 }
@@ -293,6 +302,8 @@ impl Gatewatch {
             .env("GATEWATCH__OUTPUT__ENRICHED_TOPIC", &topics.enriched)
             .env("GATEWATCH__OUTPUT__ALERTS_TOPIC", &topics.alerts)
             .env("GATEWATCH__OUTPUT__DLQ_TOPIC", &topics.dlq)
+            .env("GATEWATCH__BASELINE__METRICS_TOPIC", &topics.metrics)
+            .env("GATEWATCH__BASELINE__STATE_TOPIC", &topics.state)
             .env("GATEWATCH__ADMIN__LISTEN", &admin)
             .env("GATEWATCH__LOG__FORMAT", "text")
             .env("GATEWATCH__DETECT__RULES_DIRS", manifest_dir().join("rules"))
