@@ -257,6 +257,9 @@ pub struct BaselineSettings {
     /// from what the appliance usually shows at that time of day: CPU wiggles of a few points are noise
     /// to a SOC, a miner is tens of points.
     pub min_deviation: f64,
+    /// Which deviations alert: `up` (more CPU or memory than usual: miners, backdoors, leaks), `down`,
+    /// or `both`. Scores in the enriched samples cover both directions regardless.
+    pub direction: Direction,
     /// An open anomaly closes after its scores stay below the threshold this long; until then it raises
     /// no second alert.
     #[serde(with = "humantime_serde")]
@@ -284,12 +287,35 @@ impl Default for BaselineSettings {
             warmup: crate::baseline::detector::Params::default().warmup,
             warmup_span: Duration::from_secs(crate::baseline::detector::Params::default().warmup_span as u64),
             min_deviation: 0.1,
+            direction: Direction::Up,
             clear_after: Duration::from_secs(6 * 3600),
             snapshot_every: 100,
             snapshot_interval: Duration::from_secs(60),
             restore_timeout: Duration::from_secs(60),
             max_series_per_partition: 50_000,
             nitro: NitroSettings::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Up,
+    Down,
+    Both,
+}
+
+impl Direction {
+    /// Whether `observed` deviates in this direction from `expected` by at least `min`, and leaves the
+    /// band `low..=high` on that side.
+    pub fn deviates(self, observed: f64, expected: f64, low: f64, high: f64, min: f64) -> bool {
+        let up = observed - expected >= min && observed > high;
+        let down = expected - observed >= min && observed < low;
+        match self {
+            Direction::Up => up,
+            Direction::Down => down,
+            Direction::Both => up || down,
         }
     }
 }

@@ -201,7 +201,9 @@ impl Patterns {
     }
 }
 
-/// Hour-of-day profile behind the `expected` value and band of a verdict (explanations only).
+/// Time-of-day profile behind the `expected` value and band of a verdict (explanations and alert
+/// gating; the score does not use it): per half-hour slot, the mean of the samples seen there (a
+/// running mean that turns into a moving one after ten visits) and their mean absolute deviation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Profile {
     mean: Vec<f64>,
@@ -210,25 +212,24 @@ struct Profile {
 }
 
 impl Profile {
-    const RATE: f64 = 0.2;
+    const SLOTS: i64 = 48;
+    const SLOWEST: f64 = 0.1;
 
     fn new() -> Profile {
-        Profile { mean: vec![0.0; 24], spread: vec![0.0; 24], count: vec![0; 24] }
+        let n = Self::SLOTS as usize;
+        Profile { mean: vec![0.0; n], spread: vec![0.0; n], count: vec![0; n] }
     }
 
-    /// The band for hour `h` before learning `x`.
-    fn explain(&mut self, h: usize, x: f64) -> (f64, f64, f64) {
-        let (mean, spread) = if self.count[h] == 0 { (x, 0.0) } else { (self.mean[h], self.spread[h]) };
-        let half = 3.0 * spread;
-        if self.count[h] == 0 {
-            self.mean[h] = x;
-        } else {
-            let d = x - self.mean[h];
-            self.spread[h] += Self::RATE * (d.abs() - self.spread[h]);
-            self.mean[h] += Self::RATE * d;
-        }
-        self.count[h] = self.count[h].saturating_add(1);
-        (mean, mean - half, mean + half)
+    /// Expected value and band at `ts` (before learning `x`; a slot's first visit expects `x` itself).
+    fn explain(&mut self, ts: i64, x: f64) -> (f64, f64, f64) {
+        let slot = (ts.rem_euclid(86_400) * Self::SLOTS / 86_400) as usize;
+        let (mean, spread) = if self.count[slot] == 0 { (x, 0.0) } else { (self.mean[slot], self.spread[slot]) };
+        self.count[slot] = self.count[slot].saturating_add(1);
+        let rate = (1.0 / f64::from(self.count[slot])).max(Self::SLOWEST);
+        let d = x - mean;
+        self.spread[slot] += rate * (d.abs() - self.spread[slot]);
+        self.mean[slot] = mean + rate * d;
+        (mean, mean - 3.0 * spread, mean + 3.0 * spread)
     }
 }
 
@@ -291,8 +292,7 @@ impl Detector {
             self.first = ts;
         }
         self.last = ts;
-        let hour = (ts.rem_euclid(86_400) / 3_600) as usize;
-        let (expected, low, high) = self.profile.explain(hour, x);
+        let (expected, low, high) = self.profile.explain(ts, x);
         let mut score = self.evidence(ts, x);
         if self.quiet > 0 {
             self.quiet -= 1;

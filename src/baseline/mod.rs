@@ -134,7 +134,7 @@ fn invalid(field: &'static str, value: impl std::fmt::Display, reason: &'static 
 pub struct OpenAnomaly {
     pub id: String,
     pub start: DateTime<Utc>,
-    /// When scores last were at or above the threshold.
+    /// When the series last deviated from its usual values in the alerting direction.
     pub last_high: DateTime<Utc>,
 }
 
@@ -151,6 +151,39 @@ pub struct SeriesState {
     pub elevated_since: Option<DateTime<Utc>>,
     pub anomaly: Option<OpenAnomaly>,
     pub detector: Detector,
+}
+
+impl SeriesState {
+    /// Opens, keeps or closes the series' anomaly at `at`; returns the new anomaly's start when one opens.
+    fn track(
+        &mut self,
+        elevated: bool,
+        anomalous: bool,
+        deviating: bool,
+        clear_after: chrono::Duration,
+        at: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        if elevated {
+            self.elevated_since.get_or_insert(at);
+        } else {
+            self.elevated_since = None;
+        }
+        if let Some(open) = &mut self.anomaly {
+            if deviating {
+                open.last_high = at;
+            } else if at - open.last_high >= clear_after {
+                self.anomaly = None;
+            }
+            return None;
+        }
+        if !anomalous {
+            return None;
+        }
+        let start = self.elevated_since.unwrap_or(at);
+        let id = anomaly_id(&self.host, &self.metric, start);
+        self.anomaly = Some(OpenAnomaly { id, start, last_high: at });
+        Some(start)
+    }
 }
 
 /// What scoring one metric of a sample gave.
@@ -179,6 +212,7 @@ pub struct Partition {
     dirty: BTreeSet<String>,
     params: Params,
     min_deviation: f64,
+    direction: crate::config::Direction,
     clear_after: chrono::Duration,
     max_series: usize,
 }
@@ -205,6 +239,7 @@ impl Partition {
             dirty: BTreeSet::new(),
             params,
             min_deviation: settings.min_deviation,
+            direction: settings.direction,
             clear_after: chrono::Duration::from_std(settings.clear_after).unwrap_or(chrono::Duration::MAX),
             max_series: settings.max_series_per_partition,
         }
@@ -294,21 +329,16 @@ impl Partition {
                 warming: state.detector.warming(),
             };
             scores.insert(short.into(), serde_json::to_value(scored).expect("plain numbers serialize"));
-            let anomalous =
-                scored.score >= self.params.threshold && (value - scored.expected).abs() >= self.min_deviation;
-            if let Some(alert) = Self::track(
-                state,
-                anomalous,
-                &self.params,
-                self.clear_after,
-                scored,
-                value,
-                sample,
-                &origin,
-                original,
-                now,
-            ) {
-                out.alerts.push(alert);
+            let threshold = self.params.threshold;
+            // Away from the usual in the alerting direction: what keeps an open anomaly open...
+            let deviating =
+                self.direction.deviates(value, scored.expected, scored.low, scored.high, self.min_deviation);
+            // ...and anomalous to the detector as well: what opens one.
+            let anomalous = deviating && scored.score >= threshold;
+            let elevated = scored.score >= threshold * 0.5;
+            if let Some(start) = state.track(elevated, anomalous, deviating, self.clear_after, sample.at) {
+                let id = state.anomaly.as_ref().map(|a| a.id.clone()).unwrap_or_default();
+                out.alerts.push(anomaly_alert(id, state, scored, value, start, sample.at, &origin, original, now));
             }
         }
         let doc = &mut out.doc;
@@ -318,43 +348,6 @@ impl Partition {
         crate::ecs::insert(doc, "gatewatch.source", origin);
         crate::ecs::insert(doc, "gatewatch.baseline", Json::Object(scores));
         Ok(out)
-    }
-
-    /// Opens, keeps or closes the series' anomaly; returns the alert when one opens.
-    #[allow(clippy::too_many_arguments)]
-    fn track(
-        state: &mut SeriesState,
-        anomalous: bool,
-        params: &Params,
-        clear_after: chrono::Duration,
-        scored: Scored,
-        value: f64,
-        sample: &Sample,
-        origin: &Json,
-        original: &str,
-        now: DateTime<Utc>,
-    ) -> Option<Alert> {
-        let at = sample.at;
-        if scored.score >= params.threshold * 0.5 {
-            state.elevated_since.get_or_insert(at);
-        } else {
-            state.elevated_since = None;
-        }
-        if let Some(open) = &mut state.anomaly {
-            if anomalous {
-                open.last_high = at;
-            } else if at - open.last_high >= clear_after {
-                state.anomaly = None;
-            }
-            return None;
-        }
-        if !anomalous {
-            return None;
-        }
-        let start = state.elevated_since.unwrap_or(at);
-        let id = anomaly_id(&state.host, &state.metric, start);
-        state.anomaly = Some(OpenAnomaly { id: id.clone(), start, last_high: at });
-        Some(anomaly_alert(id, state, scored, value, start, at, origin, original, now))
     }
 
     /// The changed series as (key, state record), clearing the change marks.
