@@ -147,11 +147,13 @@ fn a_second_instance_joining_mid_stream_loses_nothing_across_the_rebalance() {
     let lines = sample_lines();
     let batch: Vec<Vec<u8>> = lines.iter().cycle().take(400).cloned().collect();
     let mut landed = broker.produce(&topics.input, &lines_to_records(&batch, 4));
-    let a = Gatewatch::spawn(&broker, &topics, &[]);
+    // Only the input topic, so the partitions split between the instances are all syslog ones.
+    let no_baselines = [("GATEWATCH__BASELINE__METRICS_TOPIC", "")];
+    let a = Gatewatch::spawn(&broker, &topics, &no_baselines);
     a.wait_ready(Duration::from_secs(60));
     assert_eq!(a.metric("gatewatch_assigned_partitions"), 4.0);
     // Keep the stream going while the second instance joins.
-    let b = Gatewatch::spawn(&broker, &topics, &[]);
+    let b = Gatewatch::spawn(&broker, &topics, &no_baselines);
     let deadline = Instant::now() + Duration::from_secs(60);
     while b.metric("gatewatch_assigned_partitions") == 0.0 || a.metric("gatewatch_assigned_partitions") == 4.0 {
         landed.extend(broker.produce(&topics.input, &lines_to_records(&batch[..40], 4)));

@@ -305,7 +305,7 @@ impl Partition {
                 last: None,
                 elevated_since: None,
                 anomaly: None,
-                detector: Detector::new(self.params.clone()),
+                detector: Detector::new(self.params),
             });
             if offset <= state.offset {
                 scores.insert(short.into(), json!({"replayed": true}));
