@@ -83,7 +83,7 @@ impl Default for Params {
             weight_values: 0.5,
             weight_excursion: 0.6,
             weight_range: 0.5,
-            max_patterns: 16_384,
+            max_patterns: 8_192,
         }
     }
 }
