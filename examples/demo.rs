@@ -17,8 +17,50 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde_json::Value;
 
-const TOPICS: [(&str, i32); 5] =
-    [("adc.raw", 3), ("adc.files.httperror", 1), ("adc.enriched", 3), ("adc.alerts", 1), ("adc.dlq", 1)];
+/// Inputs first, then the outputs the report reads, then the baselines' state topic (as many partitions
+/// as `adc.metrics`).
+const TOPICS: [(&str, i32); 7] = [
+    ("adc.raw", 3),
+    ("adc.files.httperror", 1),
+    ("adc.metrics", 3),
+    ("adc.enriched", 3),
+    ("adc.alerts", 1),
+    ("adc.dlq", 1),
+    ("adc.baselines", 3),
+];
+const OUTPUTS: std::ops::Range<usize> = 3..6;
+
+/// Two days of five-minute CPU/memory samples for two appliances: office-hours load, a nightly backup,
+/// noise; on the second appliance a coin miner starts in the last afternoon.
+fn metric_samples() -> Vec<(String, Vec<u8>)> {
+    let start = 1_578_441_600; // 2020-01-08 00:00 UTC, after the exploits were public
+    let miner = start + 86_400 + 15 * 3_600;
+    let mut seed: u64 = 2020;
+    let mut noise = move || {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        ((seed >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 0.04
+    };
+    let mut out = Vec::new();
+    for i in 0..2 * 288 {
+        let t: i64 = start + i * 300;
+        let hour = (t % 86_400) as f64 / 3_600.0;
+        let office = (-(hour - 13.0).powi(2) / 18.0).exp();
+        let backup = if (2.0..2.75).contains(&hour) { 0.3 } else { 0.0 };
+        for (host, mined) in [("vpx-dc1-01", false), ("vpx-dc2-01", true)] {
+            let miner = if mined && t >= miner { 0.5 } else { 0.0 };
+            let cpu: f64 = 0.15 + 0.25 * office + backup + miner + noise();
+            let memory: f64 = 0.5 + 0.05 * office + backup / 3.0 + noise() / 4.0;
+            let at = chrono::DateTime::from_timestamp(t, 0).unwrap().to_rfc3339();
+            let doc = serde_json::json!({
+                "@timestamp": at,
+                "observer": {"hostname": host},
+                "system": {"cpu": {"total": {"pct": cpu.clamp(0.0, 1.0)}}, "memory": {"used": {"pct": memory.clamp(0.0, 1.0)}}},
+            });
+            out.push((host.to_owned(), serde_json::to_vec(&doc).unwrap()));
+        }
+    }
+    out
+}
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -73,10 +115,17 @@ async fn load(brokers: &str, files: &[String]) {
             block.clear();
         }
     }
+    let metrics = metric_samples();
+    for (host, payload) in &metrics {
+        let record = FutureRecord::<str, [u8]>::to("adc.metrics").key(host).payload(payload);
+        pending.push(producer.send_result(record).map_err(|(e, _)| e).expect("enqueue"));
+    }
     for delivery in pending {
         delivery.await.expect("delivery report").expect("line acknowledged");
     }
     println!("loaded {sent} sample records from {} files into adc.raw and adc.files.httperror", files.len());
+    println!("loaded {} metric samples (2 appliances, 2 days) into adc.metrics", metrics.len());
+    println!("loaded {} records in all", sent + metrics.len());
 }
 
 fn report(brokers: &str, expected: usize, admin: Option<&String>) {
@@ -87,7 +136,7 @@ fn report(brokers: &str, expected: usize, admin: Option<&String>) {
         .create()
         .expect("consumer");
     let mut tpl = TopicPartitionList::new();
-    for (topic, partitions) in &TOPICS[2..] {
+    for (topic, partitions) in &TOPICS[OUTPUTS] {
         for p in 0..*partitions {
             tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
         }
@@ -101,6 +150,7 @@ fn report(brokers: &str, expected: usize, admin: Option<&String>) {
     let mut threat_hits: Vec<Value> = Vec::new();
     let mut geo_countries: BTreeMap<String, usize> = BTreeMap::new();
     let mut alerts: BTreeMap<(String, String), std::collections::BTreeSet<String>> = BTreeMap::new();
+    let mut anomalies: Vec<Value> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(90);
     let mut quiet = Instant::now();
     while Instant::now() < deadline {
@@ -120,6 +170,9 @@ fn report(brokers: &str, expected: usize, admin: Option<&String>) {
             );
             // Suppression summaries repeat an alert's id: count distinct ids.
             alerts.entry(key).or_default().insert(doc["event"]["id"].as_str().unwrap_or_default().to_owned());
+            if doc["gatewatch"]["anomaly"].is_object() {
+                anomalies.push(doc.clone());
+            }
         } else if m.topic() == "adc.dlq" {
             *dlq_reasons.entry(doc["error"]["type"].as_str().unwrap_or("?").to_owned()).or_default() += 1;
         } else if m.topic() == "adc.enriched" {
@@ -155,6 +208,10 @@ fn report(brokers: &str, expected: usize, admin: Option<&String>) {
     for ((stage, rule), ids) in &alerts {
         println!("  {stage:<18} {rule:<48} {}", ids.len());
     }
+    println!("\n== CPU/memory baseline anomalies");
+    for doc in &anomalies {
+        println!("  {}  {}", doc["@timestamp"].as_str().unwrap_or("?"), doc["message"].as_str().unwrap_or("?"));
+    }
     println!("\n== dead letters per reason");
     for (reason, count) in &dlq_reasons {
         println!("  {reason:<14} {count}");
@@ -183,10 +240,11 @@ fn report(brokers: &str, expected: usize, admin: Option<&String>) {
     if let Some(addr) = admin {
         if let Some(metrics) = http_get(addr, "/metrics") {
             println!("\n== /metrics (records and errors)");
-            for line in metrics
-                .lines()
-                .filter(|l| l.starts_with("gatewatch_records") || l.starts_with("gatewatch_parse_errors"))
-            {
+            for line in metrics.lines().filter(|l| {
+                l.starts_with("gatewatch_records")
+                    || l.starts_with("gatewatch_parse_errors")
+                    || l.starts_with("gatewatch_baseline_series")
+            }) {
                 println!("  {line}");
             }
         }

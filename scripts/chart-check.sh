@@ -60,6 +60,13 @@ for d in docs:
     if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-custom-rules"):
         for f, text in d["data"].items():
             open(root + "/custom-rules/" + f, "w").write(text)
+    # The pod's GATEWATCH__* variables (a stand-in for values that come from Secrets).
+    if d["kind"] == "Deployment":
+        with open(root + "/env", "w") as env:
+            for c in d["spec"]["template"]["spec"]["containers"]:
+                for e in c.get("env", []):
+                    if e["name"].startswith("GATEWATCH__"):
+                        env.write("%s=%s\n" % (e["name"], e.get("value", "from-a-secret")))
 PY
   config="$out/$name/gatewatch.toml"
   for f in cert.csv; do printf 'type,value\nipv4,192.0.2.1\n' >"$out/$name/feeds/$f"; done
@@ -72,8 +79,11 @@ PY
     -e "s#/var/lib/gatewatch/geoip#$PWD/$tools/geoip#" \
     -e "s#/etc/gatewatch/kafka-sasl/password#$out/$name/password#" \
     -e "s#/etc/gatewatch/kafka-tls/#$out/$name/#" \
+    -e "s#/etc/gatewatch/nitro/password#$out/$name/password#" \
+    -e "s#/etc/gatewatch/nitro-ca/#$out/$name/#" \
     -e "s#\"/feeds/#\"$out/$name/feeds/#" \
     "$config"
-  "$bin" check --config "$config" >/dev/null
+  mapfile -t pod_env <"$out/$name/env"
+  env "${pod_env[@]}" "$bin" check --config "$config" >/dev/null
   echo "chart: $name rendered, validated against Kubernetes $KUBERNETES_VERSION, gatewatch check ok"
 done

@@ -27,7 +27,7 @@ for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && br
 
 samples=(tests/fixtures/public-samples/*.log)
 ./target/release/examples/demo load "$brokers" "${samples[@]}" | tee "$work/load.txt"
-expected=$(sed -n 's/^loaded \([0-9]*\) .*/\1/p' "$work/load.txt")
+expected=$(sed -n 's/^loaded \([0-9]*\) records in all$/\1/p' "$work/load.txt")
 
 echo "demo: running gatewatch (log: $work/gatewatch.log)"
 GATEWATCH__KAFKA__BROKERS="$brokers" GATEWATCH__ADMIN__LISTEN="$admin" \

@@ -119,7 +119,12 @@ impl Pipeline {
         let poll_interval = Duration::from_millis(100);
         // `records_in` handles per input topic, so counting a record allocates nothing.
         let mut records_in: HashMap<String, Counter> = HashMap::new();
-        tracing::info!(topics = ?self.settings.kafka.input_topics, group = %self.settings.kafka.group_id, "consuming");
+        tracing::info!(
+            topics = ?self.settings.kafka.input_topics,
+            metrics = %self.settings.baseline.metrics_topic,
+            group = %self.settings.kafka.group_id,
+            "consuming"
+        );
         // One trace span per batch of records (at most a second or 1,000 records), never per record.
         let new_batch =
             || tracing::info_span!("pipeline.batch", records = tracing::field::Empty, alerts = tracing::field::Empty);

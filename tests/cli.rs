@@ -167,3 +167,33 @@ fn check_names_a_broken_rule_file_and_rules_test_runs_the_examples() {
     assert!(!out.status.success());
     assert!(text(&out).contains("FAIL y") && text(&out).contains("did not fire"), "{}", text(&out));
 }
+
+#[test]
+fn baseline_backtest_scores_every_row_with_the_configured_threshold() {
+    let dir = tempfile::tempdir().unwrap();
+    let input =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/nab/artificialWithAnomaly/art_daily_jumpsup.csv");
+    let output = dir.path().join("scores.csv");
+    let args = ["baseline", "backtest", "--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()];
+    let out = gatewatch(dir.path(), &args, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let scores = std::fs::read_to_string(&output).unwrap();
+    let rows: Vec<&str> = scores.lines().collect();
+    assert_eq!(rows[0], "timestamp,value,anomaly_score");
+    assert_eq!(rows.len(), std::fs::read_to_string(&input).unwrap().lines().count());
+    assert!(rows[1].starts_with("2014-04-01 00:00:00,"), "{}", rows[1]);
+    let high = rows[1..].iter().filter(|r| r.rsplit(',').next().unwrap().parse::<f64>().unwrap() >= 0.45).count();
+    assert!(
+        text(&out).contains(&format!("{} rows, {high} at or above the threshold 0.45", rows.len() - 1)),
+        "{}",
+        text(&out)
+    );
+    assert!(high >= 1);
+    // The threshold comes from the configuration, like the service's.
+    let strict = gatewatch(dir.path(), &args, &[("GATEWATCH__BASELINE__ALERT_THRESHOLD", "1.0")]);
+    assert!(text(&strict).contains("threshold 1"), "{}", text(&strict));
+    // Unreadable input names the file and line.
+    std::fs::write(dir.path().join("bad.csv"), "timestamp,value\nnot-a-time,1\n").unwrap();
+    let bad = gatewatch(dir.path(), &["baseline", "backtest", "--input", "bad.csv", "--output", "o.csv"], &[]);
+    assert!(!bad.status.success() && text(&bad).contains("bad.csv:2"), "{}", text(&bad));
+}

@@ -437,3 +437,64 @@ fn anomaly_alert(
     });
     Alert { id, rule_id, stage: Stage::Anomaly, doc }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(json: &str) -> Result<Sample, SampleError> {
+        Sample::parse(json.as_bytes())
+    }
+
+    #[test]
+    fn samples_in_flat_or_nested_form() {
+        let nested = sample(r#"{"@timestamp":"2020-01-10T10:05:00Z","observer":{"hostname":"a"},"system":{"cpu":{"total":{"pct":0.5}}}}"#).unwrap();
+        let flat = sample(r#"{"@timestamp":1578650700000,"observer.hostname":"a","system.cpu.total.pct":0.5,"system.memory.used.pct":1}"#).unwrap();
+        assert_eq!((nested.at, nested.values.clone()), (flat.at, vec![(0, 0.5)]));
+        assert_eq!(flat.values, vec![(0, 0.5), (1, 1.0)]);
+    }
+
+    #[test]
+    fn bad_samples_name_the_field() {
+        let e =
+            sample(r#"{"@timestamp":"yesterday","observer":{"hostname":"a"},"system.cpu.total.pct":0.5}"#).unwrap_err();
+        assert!(matches!(e, SampleError::Invalid { field: "@timestamp", .. }), "{e}");
+        let e = sample(
+            r#"{"@timestamp":"2020-01-10T10:05:00Z","observer":{"hostname":"a"},"system.memory.used.pct":"lots"}"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("system.memory.used.pct") && e.code() == "metric_invalid_value", "{e}");
+        assert_eq!(sample("[1,2]").unwrap_err().code(), "metric_not_json");
+    }
+
+    #[test]
+    fn replays_and_stale_samples_do_not_teach_the_detector() {
+        let mut p = Partition::new(&BaselineSettings::default());
+        let s = |t: &str, x: f64| {
+            sample(&format!(r#"{{"@timestamp":"{t}","observer":{{"hostname":"a"}},"system.cpu.total.pct":{x}}}"#))
+                .unwrap()
+        };
+        let now = Utc::now();
+        p.observe(&s("2020-01-10T10:05:00Z", 0.2), 7, json!(7), "", now).unwrap();
+        let learned = serde_json::to_string(&p.series("a|system.cpu.total.pct").unwrap().detector).unwrap();
+        // The same offset again (a replay after a restart), and a second copy of the same time (another
+        // poller): neither changes the series.
+        let replay = p.observe(&s("2020-01-10T10:05:00Z", 0.9), 7, json!(7), "", now).unwrap();
+        assert!(replay.replayed && replay.doc["gatewatch"]["baseline"]["cpu"]["replayed"] == true);
+        let copy = p.observe(&s("2020-01-10T10:05:00Z", 0.9), 8, json!(8), "", now).unwrap();
+        assert_eq!(copy.doc["gatewatch"]["baseline"]["cpu"]["stale"], true);
+        let state = p.series("a|system.cpu.total.pct").unwrap();
+        assert_eq!(serde_json::to_string(&state.detector).unwrap(), learned);
+        assert_eq!(state.offset, 8);
+        // The snapshot holds the series once, and restoring it gives the same state.
+        let snapshot = p.snapshot();
+        assert_eq!(snapshot.len(), 1);
+        let mut restored = Partition::new(&BaselineSettings::default());
+        restored.restore(snapshot.iter().map(|(k, v)| (k.as_bytes(), Some(v.as_slice()))));
+        assert_eq!(
+            serde_json::to_string(&restored.series("a|system.cpu.total.pct").unwrap().detector).unwrap(),
+            learned
+        );
+        assert!(!p.has_changes());
+    }
+}

@@ -156,6 +156,13 @@ pub fn poll(
     Ok(out)
 }
 
+/// `now` rounded down to a multiple of `interval` (since the Unix epoch).
+pub fn aligned(now: DateTime<Utc>, interval: Duration) -> DateTime<Utc> {
+    let step = interval.as_millis().max(1) as i64;
+    let ms = now.timestamp_millis();
+    DateTime::from_timestamp_millis(ms - ms.rem_euclid(step)).unwrap_or(now)
+}
+
 /// The sample document for one successful poll.
 pub fn sample_json(appliance: &str, at: DateTime<Utc>, values: &[(&str, f64)]) -> Vec<u8> {
     let mut doc = Map::new();
@@ -187,8 +194,10 @@ pub fn spawn(settings: &Settings, metrics: Metrics, stop: Stop) -> anyhow::Resul
                 continue;
             }
             next += nitro.interval;
+            // Aligned to the interval: instances polling the same appliance publish the same time, and
+            // the baseline stage learns the first copy and skips the others as stale.
+            let at = aligned(Utc::now(), nitro.interval);
             for (name, url) in &nitro.appliances {
-                let at = Utc::now();
                 let outcome = match poll(&agent, url, &nitro) {
                     Ok(values) => {
                         let payload = sample_json(name, at, &values);
@@ -212,4 +221,25 @@ pub fn spawn(settings: &Settings, metrics: Metrics, stop: Stop) -> anyhow::Resul
         let _ = producer.flush(Duration::from_secs(5));
     })?;
     Ok(Some(handle))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poll_times_align_to_the_interval() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let five = Duration::from_secs(300);
+        assert_eq!(aligned(at("2020-01-10T10:07:42.5Z"), five), at("2020-01-10T10:05:00Z"));
+        assert_eq!(aligned(at("2020-01-10T10:05:00Z"), five), at("2020-01-10T10:05:00Z"));
+    }
+
+    #[test]
+    fn samples_carry_the_ecs_fields_the_stage_reads() {
+        let at = DateTime::parse_from_rfc3339("2020-01-10T10:05:00Z").unwrap().with_timezone(&Utc);
+        let json = sample_json("adc1", at, &[("system.cpu.total.pct", 0.25)]);
+        let sample = crate::baseline::Sample::parse(&json).unwrap();
+        assert_eq!((sample.host.as_str(), sample.at, sample.values.as_slice()), ("adc1", at, &[(0, 0.25)][..]));
+    }
 }

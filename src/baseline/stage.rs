@@ -30,9 +30,23 @@ struct Held {
     oldest: Option<Instant>,
 }
 
+/// The restoring consumer's context: reaching the end of a state partition is how a restore ends, not
+/// an error worth logging.
+struct RestoreContext;
+
+impl rdkafka::ClientContext for RestoreContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            tracing::error!(%error, reason, "state topic reader");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for RestoreContext {}
+
 pub struct BaselineStage {
     settings: crate::config::BaselineSettings,
-    restorer: BaseConsumer,
+    restorer: BaseConsumer<RestoreContext>,
     partitions: HashMap<i32, Held>,
     dlq_max: usize,
 }
@@ -51,7 +65,7 @@ impl BaselineStage {
             .set("auto.offset.reset", "earliest");
         Ok(Some(BaselineStage {
             settings: settings.baseline.clone(),
-            restorer: config.create()?,
+            restorer: config.create_with_context(RestoreContext)?,
             partitions: HashMap::new(),
             dlq_max: settings.output.dlq_max_original.as_u64() as usize,
         }))

@@ -126,6 +126,29 @@ default_suppress = {{ .Values.detect.defaultSuppress | quote }}
 management_networks = {{ include "gatewatch.tomlList" .Values.detect.managementNetworks }}
 blocked_countries = {{ include "gatewatch.tomlList" .Values.detect.blockedCountries }}
 
+[baseline]
+metrics_topic = {{ .Values.baseline.metricsTopic | quote }}
+state_topic = {{ .Values.baseline.stateTopic | quote }}
+alert_threshold = {{ .Values.baseline.alertThreshold }}
+min_deviation = {{ .Values.baseline.minDeviation }}
+direction = {{ .Values.baseline.direction | quote }}
+warmup = {{ .Values.baseline.warmup }}
+warmup_span = {{ .Values.baseline.warmupSpan | quote }}
+clear_after = {{ .Values.baseline.clearAfter | quote }}
+[baseline.nitro]
+interval = {{ .Values.nitro.interval | quote }}
+tls_verify = {{ .Values.nitro.tlsVerify }}
+{{- if or .Values.nitro.username .Values.nitro.existingSecret }}
+password_file = "/etc/gatewatch/nitro/password"
+{{- end }}
+{{- if .Values.nitro.caSecret }}
+ca_file = "/etc/gatewatch/nitro-ca/ca.crt"
+{{- end }}
+[baseline.nitro.appliances]
+{{- range $name, $url := .Values.nitro.appliances }}
+{{ $name | quote }} = {{ $url | quote }}
+{{- end }}
+
 {{- range $host, $d := .Values.devices }}
 [devices.{{ $host | quote }}]
 {{- range $k, $v := $d }}
