@@ -170,8 +170,9 @@ fn a_normal_week_raises_no_alert_and_a_miner_raises_one_within_30_minutes() {
     assert!(alert["event"]["id"].as_str().unwrap().len() == 32 && alert["rule"]["id"] == "gatewatch-baseline-cpu");
 }
 
-/// The week above with other noise: the service's alerting (detector, deviation gate, hysteresis) run
-/// directly, twenty times, raises the miner once and nothing else.
+/// The week above with other noise, and with gaps (appliance 0 unreachable for six hours, then for a
+/// quarter of an hour): the service's alerting (detector, deviation gate, hysteresis) run directly,
+/// twenty times, raises the miner once and nothing else.
 #[test]
 fn the_week_scenario_holds_for_other_noise_too() {
     let miner = START + 5 * 86_400 + 12 * 3_600;
@@ -184,6 +185,9 @@ fn the_week_scenario_holds_for_other_noise_too() {
             for i in 0..7 * 288 {
                 let t = START + i * STEP;
                 let (cpu, memory) = appliance(n, t, &mut noise, (n == 1).then_some(miner));
+                if n == 0 && ((700..772).contains(&i) || (1200..1203).contains(&i)) {
+                    continue;
+                }
                 let (_, _, payload) = sample(&format!("adc-{n}"), t, cpu, memory);
                 let s = gatewatch::baseline::Sample::parse(&payload).unwrap();
                 offset += 1;
