@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod offsets;
 pub mod parse;
 pub mod pipeline;
+pub mod replay;
 pub mod sink;
 pub mod source;
 pub mod telemetry;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 
 use gatewatch::config::Settings;
@@ -51,6 +52,41 @@ enum Command {
         /// Print counts per dataset (parsed, unknown, errors) instead of the events.
         #[arg(long)]
         stats: bool,
+    },
+    /// Replay history through the live rules and baselines; write the alerts and a compromise-window
+    /// report per appliance.
+    #[command(group(clap::ArgGroup::new("source").required(true).args(["kafka", "input"])))]
+    Replay {
+        /// Start of the range (RFC 3339, or a date: 2019-12-17).
+        #[arg(long, value_parser = parse_time, value_name = "TIME")]
+        from: DateTime<Utc>,
+        /// End of the range, exclusive (default: the end of the data).
+        #[arg(long, value_parser = parse_time, value_name = "TIME")]
+        to: Option<DateTime<Utc>>,
+        /// Read a Kafka topic (the first of kafka.input_topics, or --topic) with an ephemeral group that
+        /// never commits.
+        #[arg(long)]
+        kafka: bool,
+        #[arg(long, requires = "kafka", value_name = "TOPIC")]
+        topic: Option<String>,
+        /// Read files and globs (plain, .gz, .zst).
+        #[arg(long, num_args = 1.., value_name = "PATH")]
+        input: Vec<String>,
+        /// Metric samples (NDJSON, as on baseline.metrics_topic) for the baselines.
+        #[arg(long, value_name = "FILE")]
+        metrics: Option<PathBuf>,
+        /// Write the alerts as NDJSON to FILE (`-`: stdout) instead of the alerts topic.
+        #[arg(long = "alerts-out", value_name = "FILE|-")]
+        alerts_out: Option<String>,
+        /// Write the compromise-window report (FILE.md or FILE.json).
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
+        /// When an appliance's mitigation or patch was in place (repeatable): HOST=DATE.
+        #[arg(long = "mitigation-date", value_parser = parse_mitigation, value_name = "HOST=DATE")]
+        mitigation_date: Vec<(String, DateTime<Utc>)>,
+        /// When exploits became public: mitigation after it means "assume compromise".
+        #[arg(long = "exploit-published", value_parser = parse_time, default_value = "2020-01-10", value_name = "TIME")]
+        exploit_published: DateTime<Utc>,
     },
     /// Work with the CPU/memory baselines.
     Baseline {
@@ -200,6 +236,58 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Replay {
+            from,
+            to,
+            kafka,
+            topic,
+            input,
+            metrics,
+            alerts_out,
+            report,
+            mitigation_date,
+            exploit_published,
+        } => {
+            let options = gatewatch::replay::Options {
+                from,
+                to,
+                source: if kafka {
+                    gatewatch::replay::Source::Kafka { topic }
+                } else {
+                    gatewatch::replay::Source::Files(input)
+                },
+                metrics,
+                alerts_out,
+                report,
+                mitigations: mitigation_date.into_iter().collect(),
+                publication: exploit_published,
+                progress: true,
+            };
+            match gatewatch::replay::run(&settings, &options) {
+                Ok((summary, report)) => {
+                    eprintln!(
+                        "replay {}: {} records ({} unparsed), {} metric samples",
+                        summary.run_id, summary.records, summary.unparsed, summary.samples
+                    );
+                    for (stage, n) in &summary.alerts {
+                        eprintln!("  alerts {stage:<18} {n}");
+                    }
+                    for a in &report.appliances {
+                        let (records, alerts) = summary.appliances.get(&a.appliance).copied().unwrap_or_default();
+                        eprintln!(
+                            "  {:<24} {records:>8} records {alerts:>6} alerts  {}",
+                            a.appliance,
+                            a.verdict.as_str()
+                        );
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("gatewatch: replay: {error:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run => match run(settings) {
             Ok(_) => ExitCode::SUCCESS,
             Err(error) => {
@@ -330,6 +418,24 @@ fn run(settings: Settings) -> anyhow::Result<Outcome> {
     let _ = runtime.block_on(admin);
     runtime.shutdown_timeout(Duration::from_secs(1));
     Ok(outcome?)
+}
+
+/// A time on the command line: RFC 3339, or a date (midnight UTC).
+fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc())
+        .map_err(|_| format!("{text:?} is not an RFC 3339 time or a YYYY-MM-DD date"))
+}
+
+fn parse_mitigation(text: &str) -> Result<(String, DateTime<Utc>), String> {
+    let (host, date) = text.split_once('=').ok_or_else(|| format!("{text:?} is not HOST=DATE"))?;
+    if host.is_empty() {
+        return Err(format!("{text:?}: the host is empty"));
+    }
+    Ok((host.to_owned(), parse_time(date)?))
 }
 
 /// Every rule file's identity, to notice edits, additions and removals.

@@ -10,33 +10,6 @@ use std::time::Duration;
 use chrono::{DateTime, Duration as Span, Utc};
 use common::*;
 
-/// A NetScaler audit line: `FEATURE EVENT seq 0 : body`.
-/// Every builder returns (event time, appliance, line), what the scenario sorts and produces.
-type Line = (DateTime<Utc>, String, String);
-
-fn audit(at: DateTime<Utc>, host: &str, seq: u32, feature_event: &str, body: &str) -> Line {
-    let line = format!(
-        "<134> {} GMT {host} 0-PPE-0 : default {feature_event} {seq} 0 : {body}",
-        at.format("%m/%d/%Y:%H:%M:%S")
-    );
-    (at, host.to_owned(), line)
-}
-
-/// An httpaccess line relayed by syslog with the appliance's name.
-fn access(at: DateTime<Utc>, host: &str, ip: &str, method: &str, path: &str, status: u16) -> Line {
-    let line = format!(
-        r#"{} {host} httpd: {ip} - - [{}] "{method} {path} HTTP/1.1" {status} 512 "-" "Mozilla/5.0""#,
-        at.format("%Y-%m-%dT%H:%M:%SZ"),
-        at.format("%d/%b/%Y:%H:%M:%S +0000")
-    );
-    (at, host.to_owned(), line)
-}
-
-fn cron(at: DateTime<Utc>, host: &str, user: &str, command: &str) -> Line {
-    let line = format!("{} {host} /usr/sbin/cron[4242]: ({user}) CMD ({command})", at.format("%Y-%m-%dT%H:%M:%SZ"));
-    (at, host.to_owned(), line)
-}
-
 struct Scenario {
     lines: Vec<(String, String)>,
     expected: BTreeSet<(String, String)>,

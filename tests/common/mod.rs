@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -125,6 +126,25 @@ impl Broker {
             }
             out
         })
+    }
+
+    /// Produces `(partition, timestamp, payload)` records one at a time (each its own batch, so offsets
+    /// and watermarks are exact), with the given CreateTime; returns where each landed.
+    pub fn produce_at(&self, topic: &str, records: &[(i32, DateTime<Utc>, Vec<u8>)]) -> Vec<(i32, i64)> {
+        let producer: FutureProducer =
+            self.client_config().set("linger.ms", "0").set("enable.idempotence", "true").create().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        records
+            .iter()
+            .map(|(partition, at, payload)| {
+                let record = FutureRecord::<(), Vec<u8>>::to(topic)
+                    .partition(*partition)
+                    .timestamp(at.timestamp_millis())
+                    .payload(payload);
+                let delivery = rt.block_on(producer.send(record, Duration::from_secs(30))).expect("acknowledged");
+                (delivery.partition, delivery.offset)
+            })
+            .collect()
     }
 
     /// Reads `topic` from the beginning of every partition until `expected` records arrived and the
@@ -483,4 +503,33 @@ pub fn assert_all_covered(seen: &HashMap<i32, BTreeMap<i64, usize>>, landed: &[(
         landed.len(),
         &missing[..missing.len().min(10)]
     );
+}
+
+// Log line builders for scenarios.
+
+/// A NetScaler audit line: `FEATURE EVENT seq 0 : body`.
+/// Every builder returns (event time, appliance, line), what the scenario sorts and produces.
+pub type Line = (DateTime<Utc>, String, String);
+
+pub fn audit(at: DateTime<Utc>, host: &str, seq: u32, feature_event: &str, body: &str) -> Line {
+    let line = format!(
+        "<134> {} GMT {host} 0-PPE-0 : default {feature_event} {seq} 0 : {body}",
+        at.format("%m/%d/%Y:%H:%M:%S")
+    );
+    (at, host.to_owned(), line)
+}
+
+/// An httpaccess line relayed by syslog with the appliance's name.
+pub fn access(at: DateTime<Utc>, host: &str, ip: &str, method: &str, path: &str, status: u16) -> Line {
+    let line = format!(
+        r#"{} {host} httpd: {ip} - - [{}] "{method} {path} HTTP/1.1" {status} 512 "-" "Mozilla/5.0""#,
+        at.format("%Y-%m-%dT%H:%M:%SZ"),
+        at.format("%d/%b/%Y:%H:%M:%S +0000")
+    );
+    (at, host.to_owned(), line)
+}
+
+pub fn cron(at: DateTime<Utc>, host: &str, user: &str, command: &str) -> Line {
+    let line = format!("{} {host} /usr/sbin/cron[4242]: ({user}) CMD ({command})", at.format("%Y-%m-%dT%H:%M:%SZ"));
+    (at, host.to_owned(), line)
 }

@@ -1,0 +1,597 @@
+//! The compromise-window report: what a replay found per appliance, when compromise likely began, a
+//! verdict and what to do. Built from the replay's alerts and events; rendered as Markdown for people
+//! and as JSON (schema: `docs/replay-report.schema.json`) for tools.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use serde_json::{Map, Value as Json};
+
+use crate::detect::sigma::Stage;
+use crate::detect::Alert;
+
+/// Per appliance, at most this many sessions and back-end connections are kept (the earliest ones).
+const MAX_ACTIVITY: usize = 100_000;
+/// Evidence lines kept per finding.
+const MAX_EVIDENCE: usize = 5;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    NotSeen,
+    Probed,
+    Attempted,
+    LikelyCompromised,
+    Compromised,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::NotSeen => "not-seen",
+            Verdict::Probed => "probed",
+            Verdict::Attempted => "attempted",
+            Verdict::LikelyCompromised => "likely-compromised",
+            Verdict::Compromised => "compromised",
+        }
+    }
+
+    fn actions(self) -> &'static [&'static str] {
+        match self {
+            Verdict::Compromised | Verdict::LikelyCompromised => &[
+                "Isolate the appliance; take a forensic image (disk and memory) before changing anything.",
+                "Rebuild it from clean firmware at a fixed version rather than cleaning it in place.",
+                "Reset the passwords of every account active during the window (below) and of the appliance's \
+                 own accounts (nsroot, LDAP bind and service accounts); revoke their sessions.",
+                "Replace the appliance's TLS keys and certificates and any secrets in its configuration.",
+                "Hunt on the back-end systems it connected to during the window, and block the source addresses.",
+            ],
+            Verdict::Attempted => &[
+                "Confirm the mitigation or patch was in place before the first attempt; if not, treat as likely \
+                 compromised.",
+                "Check the appliance for post-exploitation artefacts (new files under the portal templates, cron \
+                 jobs, processes running as nobody) and keep watching its CPU and memory.",
+                "Block the source addresses.",
+            ],
+            Verdict::Probed => &["Verify the patch level; block the scanning sources if they persist."],
+            Verdict::NotSeen => &["No activity in the replayed range; keep monitoring."],
+        }
+    }
+}
+
+/// One finding: when, which rule, the alert and the evidence lines.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    pub at: String,
+    pub stage: &'static str,
+    pub rule: String,
+    pub alert_id: String,
+    pub evidence: Vec<String>,
+}
+
+/// A source address seen in the appliance's alerts, with its context.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Source {
+    pub ip: String,
+    pub first: String,
+    pub last: String,
+    pub stages: BTreeSet<&'static str>,
+    pub alerts: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub city: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub asn: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub as_org: Option<String>,
+    /// Indicator feeds that listed the address (`feed: indicator`).
+    pub indicators: BTreeSet<String>,
+}
+
+/// A user session active on the appliance.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Session {
+    pub user: String,
+    pub first: String,
+    pub last: String,
+    pub sessions: BTreeSet<String>,
+    pub client_ips: BTreeSet<String>,
+}
+
+/// A back-end system the appliance connected to (for a user).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Backend {
+    pub ip: String,
+    pub ports: BTreeSet<u64>,
+    pub first: String,
+    pub last: String,
+    pub users: BTreeSet<String>,
+    pub connections: u64,
+}
+
+/// The window in which compromise has to be assumed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Window {
+    pub start: String,
+    pub end: String,
+    pub basis: String,
+}
+
+/// The report of one appliance.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ApplianceReport {
+    pub appliance: String,
+    pub verdict: Verdict,
+    pub reasons: Vec<String>,
+    pub first_probe: Option<Finding>,
+    pub first_exploit_attempt: Option<Finding>,
+    pub first_likely_success: Option<Finding>,
+    pub post_exploitation: Vec<Finding>,
+    pub window: Option<Window>,
+    pub sources: Vec<Source>,
+    pub sessions_in_window: Vec<Session>,
+    pub backends_in_window: Vec<Backend>,
+    pub anomalies: Vec<Finding>,
+    pub other_alerts: BTreeMap<&'static str, u64>,
+    pub mitigated: Option<String>,
+    pub actions: Vec<&'static str>,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    pub version: u32,
+    pub run_id: String,
+    pub from: String,
+    pub to: Option<String>,
+    pub exploit_publication: String,
+    pub records: u64,
+    pub unparsed: u64,
+    pub alerts: BTreeMap<&'static str, u64>,
+    pub appliances: Vec<ApplianceReport>,
+}
+
+/// A user seen at a time: (time, user, session id, client address).
+type Seen = (DateTime<Utc>, String, Option<String>, Option<String>);
+/// A connection to a back-end: (time, back-end address, port, user).
+type Connection = (DateTime<Utc>, String, Option<u64>, Option<String>);
+
+#[derive(Default)]
+struct Activity {
+    probe: Option<(DateTime<Utc>, Finding)>,
+    attempt: Option<(DateTime<Utc>, Finding)>,
+    success: Option<(DateTime<Utc>, Finding)>,
+    post: Vec<(DateTime<Utc>, Finding)>,
+    anomalies: Vec<(DateTime<Utc>, Finding)>,
+    others: BTreeMap<&'static str, u64>,
+    sources: BTreeMap<String, (DateTime<Utc>, DateTime<Utc>, Source)>,
+    sessions: Vec<Seen>,
+    backends: Vec<Connection>,
+    last_seen: Option<DateTime<Utc>>,
+}
+
+/// Collects what the report needs while a replay runs.
+#[derive(Default)]
+pub struct Hunt {
+    appliances: BTreeMap<String, Activity>,
+}
+
+fn at_text(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn path<'d>(doc: &'d Json, dotted: &str) -> Option<&'d Json> {
+    dotted.split('.').try_fold(doc, |node, part| node.get(part))
+}
+
+fn field<'d>(doc: &'d Map<String, Json>, dotted: &str) -> Option<&'d Json> {
+    let (head, rest) = dotted.split_once('.').unwrap_or((dotted, ""));
+    let node = doc.get(head)?;
+    if rest.is_empty() {
+        Some(node)
+    } else {
+        path(node, rest)
+    }
+}
+
+fn field_text(doc: &Map<String, Json>, dotted: &str) -> Option<String> {
+    match field(doc, dotted)? {
+        Json::String(s) => Some(s.clone()),
+        Json::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn text(doc: &Json, dotted: &str) -> Option<String> {
+    match path(doc, dotted)? {
+        Json::String(s) => Some(s.clone()),
+        Json::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn time(doc: &Json, dotted: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(path(doc, dotted)?.as_str()?).ok().map(|t| t.with_timezone(&Utc))
+}
+
+impl Hunt {
+    /// An enriched event: remembers sessions and back-end connections of its appliance.
+    pub fn event(&mut self, doc: &Map<String, Json>, at: DateTime<Utc>) {
+        let Some(host) = field_text(doc, "observer.hostname") else { return };
+        let a = self.appliances.entry(host).or_default();
+        a.last_seen = Some(a.last_seen.map_or(at, |l| l.max(at)));
+        // Accounts of people and administrators (gateway sessions, AAA, CLI/GUI/API); the local users of
+        // the appliance's own shell and cron records (nobody, root) are not accounts to reset.
+        let dataset = field_text(doc, "event.dataset").unwrap_or_default();
+        let local = dataset.ends_with(".shell") || dataset.ends_with(".cron");
+        let user = field_text(doc, "user.name").filter(|u| !u.is_empty() && u != "-" && !local);
+        if let Some(user) = &user {
+            if a.sessions.len() < MAX_ACTIVITY {
+                let session = field_text(doc, "citrix_adc.log.session_id");
+                let client = field_text(doc, "client.ip").or_else(|| field_text(doc, "source.ip"));
+                a.sessions.push((at, user.clone(), session, client));
+            }
+        }
+        // Connections through the gateway (SSLVPN TCP/UDP/HTTP, TCP CONN records): the back-end side.
+        let feature = field_text(doc, "citrix_adc.log.feature").unwrap_or_default();
+        if matches!(feature.as_str(), "SSLVPN" | "TCP" | "ICA") {
+            if let Some(ip) = field_text(doc, "destination.ip") {
+                if a.backends.len() < MAX_ACTIVITY {
+                    let port = field(doc, "destination.port").and_then(Json::as_u64);
+                    a.backends.push((at, ip, port, user));
+                }
+            }
+        }
+    }
+
+    /// An alert of the replay (rule or anomaly).
+    pub fn alert(&mut self, alert: &Alert) {
+        let doc = &alert.doc;
+        let Some(host) = text(doc, "observer.hostname") else { return };
+        let Some(at) = time(doc, "@timestamp") else { return };
+        let evidence: Vec<String> = path(doc, "gatewatch.evidence")
+            .and_then(Json::as_array)
+            .map(|items| {
+                items.iter().filter_map(|e| text(e, "original")).filter(|s| !s.is_empty()).take(MAX_EVIDENCE).collect()
+            })
+            .unwrap_or_default();
+        // An anomaly's evidence is the metric sample; its message says more.
+        let evidence = if evidence.is_empty() || alert.stage == Stage::Anomaly {
+            vec![text(doc, "message").unwrap_or_default()]
+        } else {
+            evidence
+        };
+        let finding = Finding {
+            at: at_text(at),
+            stage: alert.stage.as_str(),
+            rule: alert.rule_id.clone(),
+            alert_id: alert.id.clone(),
+            evidence,
+        };
+        let a = self.appliances.entry(host).or_default();
+        let keep_first = |slot: &mut Option<(DateTime<Utc>, Finding)>, f: Finding| {
+            if slot.as_ref().is_none_or(|(t, _)| at < *t) {
+                *slot = Some((at, f));
+            }
+        };
+        match alert.stage {
+            Stage::Probe => keep_first(&mut a.probe, finding),
+            Stage::ExploitAttempt => keep_first(&mut a.attempt, finding),
+            Stage::ExploitSuccess | Stage::SessionHijack => keep_first(&mut a.success, finding),
+            Stage::PostExploitation => a.post.push((at, finding)),
+            Stage::Anomaly => a.anomalies.push((at, finding)),
+            Stage::IocMatch | Stage::AuthAbuse => *a.others.entry(alert.stage.as_str()).or_default() += 1,
+        }
+        if let Some(ip) = text(doc, "source.ip") {
+            let entry = a.sources.entry(ip.clone()).or_insert_with(|| (at, at, Source { ip, ..Source::default() }));
+            entry.0 = entry.0.min(at);
+            entry.1 = entry.1.max(at);
+            let s = &mut entry.2;
+            s.alerts += 1;
+            s.stages.insert(alert.stage.as_str());
+            s.country = s.country.take().or_else(|| text(doc, "source.geo.country_iso_code"));
+            s.city = s.city.take().or_else(|| text(doc, "source.geo.city_name"));
+            s.asn = s.asn.or_else(|| path(doc, "source.as.number").and_then(Json::as_u64));
+            s.as_org = s.as_org.take().or_else(|| text(doc, "source.as.organization.name"));
+            for e in path(doc, "threat.enrichments").and_then(Json::as_array).into_iter().flatten() {
+                let feed = text(e, "indicator.provider").unwrap_or_else(|| "feed".into());
+                let what = text(e, "matched.atomic").unwrap_or_default();
+                s.indicators.insert(format!("{feed}: {what}"));
+            }
+        }
+    }
+
+    /// The report. `mitigations`: appliance → date its mitigation or patch was in place.
+    pub fn report(
+        self,
+        header: Report,
+        mitigations: &BTreeMap<String, DateTime<Utc>>,
+        publication: DateTime<Utc>,
+        range_end: Option<DateTime<Utc>>,
+    ) -> Report {
+        let mut report = header;
+        let mut hosts: BTreeSet<String> = self.appliances.keys().cloned().collect();
+        hosts.extend(mitigations.keys().cloned());
+        let mut appliances = self.appliances;
+        for host in hosts {
+            let a = appliances.remove(&host).unwrap_or_default();
+            report.appliances.push(appliance_report(host, a, mitigations, publication, range_end));
+        }
+        report
+    }
+}
+
+fn appliance_report(
+    host: String,
+    mut a: Activity,
+    mitigations: &BTreeMap<String, DateTime<Utc>>,
+    publication: DateTime<Utc>,
+    range_end: Option<DateTime<Utc>>,
+) -> ApplianceReport {
+    a.post.sort_by(|x, y| x.0.cmp(&y.0).then_with(|| x.1.alert_id.cmp(&y.1.alert_id)));
+    a.anomalies.sort_by(|x, y| x.0.cmp(&y.0).then_with(|| x.1.alert_id.cmp(&y.1.alert_id)));
+    let mitigated = mitigations.get(&host).copied();
+    let mut reasons = Vec::new();
+    let mut verdict = Verdict::NotSeen;
+    let mut raise = |v: Verdict, why: String| {
+        verdict = verdict.max(v);
+        reasons.push(why);
+    };
+    if let Some((t, f)) = &a.probe {
+        raise(Verdict::Probed, format!("probed from {} ({})", at_text(*t), f.rule));
+    }
+    if let Some((t, f)) = &a.attempt {
+        raise(Verdict::Attempted, format!("exploitation attempted from {} ({})", at_text(*t), f.rule));
+    }
+    if let Some((t, f)) = &a.success {
+        raise(Verdict::LikelyCompromised, format!("likely successful exploitation at {} ({})", at_text(*t), f.rule));
+    }
+    if let Some((t, f)) = a.post.first() {
+        raise(Verdict::Compromised, format!("post-exploitation activity from {} ({})", at_text(*t), f.rule));
+    }
+    if let Some(m) = mitigated {
+        if m > publication {
+            raise(
+                Verdict::LikelyCompromised,
+                format!(
+                    "mitigated {} — after the exploit publication on {}: assume compromise",
+                    at_text(m),
+                    at_text(publication)
+                ),
+            );
+        } else {
+            reasons.push(format!(
+                "mitigated {} — before the exploit publication on {}",
+                at_text(m),
+                at_text(publication)
+            ));
+        }
+    }
+    if reasons.is_empty() {
+        reasons.push("no probe, exploitation or post-exploitation alert in the replayed range".into());
+    }
+    // The window starts with the first exploitation evidence (attempt, success or post-exploitation);
+    // when only the late-mitigation rule applies, with the exploit publication. It ends with the
+    // mitigation, else with the end of the replayed range (or the appliance's last record).
+    let evidence_start =
+        [a.attempt.as_ref().map(|x| x.0), a.success.as_ref().map(|x| x.0), a.post.first().map(|x| x.0)]
+            .into_iter()
+            .flatten()
+            .min();
+    let window = if verdict >= Verdict::Attempted {
+        let (start, basis) = match evidence_start {
+            Some(t) => (t, "first exploitation evidence".to_owned()),
+            None => (publication, "exploit publication (mitigated late)".to_owned()),
+        };
+        let end = mitigated.filter(|m| *m > start).or(range_end).or(a.last_seen).unwrap_or(start);
+        let end_basis = if mitigated.is_some_and(|m| m > start) { "mitigation" } else { "end of the replayed range" };
+        Some((start, end, format!("{basis} → {end_basis}")))
+    } else {
+        None
+    };
+    let in_window = |t: DateTime<Utc>| window.as_ref().is_some_and(|(s, e, _)| t >= *s && t <= *e);
+    let mut sessions: BTreeMap<String, Session> = BTreeMap::new();
+    for (t, user, session, client) in a.sessions.iter().filter(|s| in_window(s.0)) {
+        let s = sessions.entry(user.clone()).or_insert_with(|| Session {
+            user: user.clone(),
+            first: at_text(*t),
+            last: at_text(*t),
+            sessions: BTreeSet::new(),
+            client_ips: BTreeSet::new(),
+        });
+        s.first = s.first.clone().min(at_text(*t));
+        s.last = s.last.clone().max(at_text(*t));
+        s.sessions.extend(session.clone());
+        s.client_ips.extend(client.clone());
+    }
+    let mut backends: BTreeMap<String, Backend> = BTreeMap::new();
+    for (t, ip, port, user) in a.backends.iter().filter(|b| in_window(b.0)) {
+        let b = backends.entry(ip.clone()).or_insert_with(|| Backend {
+            ip: ip.clone(),
+            ports: BTreeSet::new(),
+            first: at_text(*t),
+            last: at_text(*t),
+            users: BTreeSet::new(),
+            connections: 0,
+        });
+        b.first = b.first.clone().min(at_text(*t));
+        b.last = b.last.clone().max(at_text(*t));
+        b.ports.extend(*port);
+        b.users.extend(user.clone());
+        b.connections += 1;
+    }
+    let mut sources: Vec<Source> = a
+        .sources
+        .into_values()
+        .map(|(first, last, mut s)| {
+            s.first = at_text(first);
+            s.last = at_text(last);
+            s
+        })
+        .collect();
+    sources.sort_by(|x, y| x.first.cmp(&y.first).then_with(|| x.ip.cmp(&y.ip)));
+    ApplianceReport {
+        appliance: host,
+        verdict,
+        actions: verdict.actions().to_vec(),
+        reasons,
+        first_probe: a.probe.map(|x| x.1),
+        first_exploit_attempt: a.attempt.map(|x| x.1),
+        first_likely_success: a.success.map(|x| x.1),
+        post_exploitation: a.post.into_iter().map(|x| x.1).collect(),
+        anomalies: a.anomalies.into_iter().filter(|x| window.is_none() || in_window(x.0)).map(|x| x.1).collect(),
+        window: window.map(|(s, e, basis)| Window { start: at_text(s), end: at_text(e), basis }),
+        sources,
+        sessions_in_window: sessions.into_values().collect(),
+        backends_in_window: backends.into_values().collect(),
+        other_alerts: a.others,
+        mitigated: mitigated.map(at_text),
+    }
+}
+
+fn finding_line(out: &mut String, label: &str, f: &Option<Finding>) {
+    match f {
+        Some(f) => {
+            let _ = writeln!(out, "- **{label}:** {} — `{}` (alert `{}`)", f.at, f.rule, f.alert_id);
+            for e in &f.evidence {
+                let _ = writeln!(out, "  - `{}`", e.trim().replace('`', "'"));
+            }
+        }
+        None => {
+            let _ = writeln!(out, "- **{label}:** none");
+        }
+    }
+}
+
+impl Report {
+    pub fn json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("the report serializes") + "\n"
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "# Compromise-window report\n");
+        let _ = writeln!(
+            out,
+            "Replay `{}` of {} → {}: {} records ({} unparsed), exploit publication taken as {}.\n",
+            self.run_id,
+            self.from,
+            self.to.as_deref().unwrap_or("the end of the data"),
+            self.records,
+            self.unparsed,
+            self.exploit_publication
+        );
+        let _ = writeln!(out, "| appliance | verdict | window | sources | accounts to reset | back-ends |");
+        let _ = writeln!(out, "| --- | --- | --- | --- | --- | --- |");
+        for a in &self.appliances {
+            let window = a.window.as_ref().map_or("—".to_owned(), |w| format!("{} → {}", w.start, w.end));
+            let _ = writeln!(
+                out,
+                "| {} | **{}** | {} | {} | {} | {} |",
+                a.appliance,
+                a.verdict.as_str(),
+                window,
+                a.sources.len(),
+                a.sessions_in_window.len(),
+                a.backends_in_window.len()
+            );
+        }
+        for a in &self.appliances {
+            let _ = writeln!(out, "\n## {} — {}\n", a.appliance, a.verdict.as_str());
+            for r in &a.reasons {
+                let _ = writeln!(out, "- {r}");
+            }
+            if let Some(w) = &a.window {
+                let _ = writeln!(out, "\n**Window of assumed compromise:** {} → {} ({})\n", w.start, w.end, w.basis);
+            } else {
+                let _ = writeln!(out);
+            }
+            finding_line(&mut out, "First probe", &a.first_probe);
+            finding_line(&mut out, "First exploitation attempt", &a.first_exploit_attempt);
+            finding_line(&mut out, "First likely success", &a.first_likely_success);
+            if a.post_exploitation.is_empty() {
+                let _ = writeln!(out, "- **Post-exploitation evidence:** none");
+            } else {
+                let _ = writeln!(out, "- **Post-exploitation evidence:** {} alerts", a.post_exploitation.len());
+                for f in &a.post_exploitation {
+                    let _ = writeln!(
+                        out,
+                        "  - {} `{}`: `{}`",
+                        f.at,
+                        f.rule,
+                        f.evidence.join(" | ").trim().replace('`', "'")
+                    );
+                }
+            }
+            if !a.sources.is_empty() {
+                let _ = writeln!(out, "\n### Source addresses\n");
+                let _ = writeln!(out, "| address | first | last | stages | country / city | AS | indicators |");
+                let _ = writeln!(out, "| --- | --- | --- | --- | --- | --- | --- |");
+                for s in &a.sources {
+                    let place =
+                        [s.country.clone(), s.city.clone()].into_iter().flatten().collect::<Vec<_>>().join(" / ");
+                    let asn = match (s.asn, &s.as_org) {
+                        (Some(n), Some(o)) => format!("AS{n} {o}"),
+                        (Some(n), None) => format!("AS{n}"),
+                        _ => String::new(),
+                    };
+                    let stages = s.stages.iter().copied().collect::<Vec<_>>().join(", ");
+                    let indicators = s.indicators.iter().cloned().collect::<Vec<_>>().join("; ");
+                    let _ = writeln!(
+                        out,
+                        "| {} | {} | {} | {stages} | {place} | {asn} | {indicators} |",
+                        s.ip, s.first, s.last
+                    );
+                }
+            }
+            if a.window.is_some() {
+                let _ = writeln!(out, "\n### Accounts active during the window (reset them)\n");
+                if a.sessions_in_window.is_empty() {
+                    let _ = writeln!(out, "None seen.");
+                } else {
+                    let _ = writeln!(out, "| user | first | last | sessions | client addresses |");
+                    let _ = writeln!(out, "| --- | --- | --- | --- | --- |");
+                    for s in &a.sessions_in_window {
+                        let sessions = s.sessions.iter().cloned().collect::<Vec<_>>().join(", ");
+                        let clients = s.client_ips.iter().cloned().collect::<Vec<_>>().join(", ");
+                        let _ = writeln!(out, "| {} | {} | {} | {sessions} | {clients} |", s.user, s.first, s.last);
+                    }
+                }
+                let _ = writeln!(out, "\n### Back-end systems it connected to during the window\n");
+                if a.backends_in_window.is_empty() {
+                    let _ = writeln!(out, "None seen.");
+                } else {
+                    let _ = writeln!(out, "| address | ports | first | last | users | connections |");
+                    let _ = writeln!(out, "| --- | --- | --- | --- | --- | --- |");
+                    for b in &a.backends_in_window {
+                        let ports = b.ports.iter().map(u64::to_string).collect::<Vec<_>>().join(", ");
+                        let users = b.users.iter().cloned().collect::<Vec<_>>().join(", ");
+                        let _ = writeln!(
+                            out,
+                            "| {} | {ports} | {} | {} | {users} | {} |",
+                            b.ip, b.first, b.last, b.connections
+                        );
+                    }
+                }
+            }
+            if !a.anomalies.is_empty() {
+                let _ = writeln!(out, "\n### CPU / memory anomalies\n");
+                for f in &a.anomalies {
+                    let _ = writeln!(out, "- {} `{}`: {}", f.at, f.rule, f.evidence.join(" | "));
+                }
+            }
+            if !a.other_alerts.is_empty() {
+                let others = a.other_alerts.iter().map(|(s, n)| format!("{s}: {n}")).collect::<Vec<_>>().join(", ");
+                let _ = writeln!(out, "\nOther alerts: {others}.");
+            }
+            let _ = writeln!(out, "\n### Recommended actions\n");
+            for (i, action) in a.actions.iter().enumerate() {
+                let _ = writeln!(out, "{}. {action}", i + 1);
+            }
+        }
+        out
+    }
+}
