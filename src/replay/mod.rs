@@ -50,7 +50,7 @@ pub struct Options {
     pub metrics: Option<PathBuf>,
     /// NDJSON file for the alerts, `-` for stdout; `None`: the alerts topic.
     pub alerts_out: Option<String>,
-    /// `.md` or `.json`.
+    /// `.md` or `.json`; `-`: Markdown on stdout.
     pub report: Option<PathBuf>,
     pub mitigations: BTreeMap<String, DateTime<Utc>>,
     pub publication: DateTime<Utc>,
@@ -311,6 +311,9 @@ pub fn run(settings: &Settings, options: &Options) -> anyhow::Result<(Summary, R
     if options.to.is_some_and(|to| to <= options.from) {
         bail!("--to must be later than --from");
     }
+    if options.alerts_out.as_deref() == Some("-") && options.report.as_deref() == Some(Path::new("-")) {
+        bail!("--alerts-out - and --report - would both write to stdout");
+    }
     let (enricher, events) = Enricher::load(settings, true).context("loading enrichment databases and feeds")?;
     drop(events);
     let detect = settings.detect.options();
@@ -366,6 +369,10 @@ pub fn run(settings: &Settings, options: &Options) -> anyhow::Result<(Summary, R
     };
     let report = hunt.report(header, &options.mitigations, options.publication, options.to);
     if let Some(path) = &options.report {
+        if path == Path::new("-") {
+            std::io::stdout().write_all(report.markdown().as_bytes())?;
+            return Ok((summary, report));
+        }
         let text = match path.extension().and_then(|e| e.to_str()) {
             Some("json") => report.json(),
             Some("md") => report.markdown(),

@@ -156,3 +156,127 @@ ca_file = "/etc/gatewatch/nitro-ca/ca.crt"
 {{- end }}
 {{- end }}
 {{- end -}}
+
+{{/* The geoipupdate init container, when GeoIP comes from MaxMind at start-up. */}}
+{{- define "gatewatch.initContainers" -}}
+- name: geoipupdate
+  image: {{ .Values.geoip.geoipupdate.image }}
+  securityContext:
+    {{- toYaml .Values.securityContext | nindent 4 }}
+  env:
+    - name: GEOIPUPDATE_ACCOUNT_ID
+      value: {{ required "geoip.geoipupdate.accountId is required" .Values.geoip.geoipupdate.accountId | quote }}
+    - name: GEOIPUPDATE_LICENSE_KEY
+      valueFrom:
+        secretKeyRef:
+          name: {{ required "geoip.geoipupdate.licenseKeySecret is required" .Values.geoip.geoipupdate.licenseKeySecret }}
+          key: GEOIPUPDATE_LICENSE_KEY
+    - name: GEOIPUPDATE_EDITION_IDS
+      value: {{ .Values.geoip.geoipupdate.editionIds | quote }}
+    - name: GEOIPUPDATE_DB_DIR
+      value: /var/lib/gatewatch/geoip
+  volumeMounts:
+    - name: geoip
+      mountPath: /var/lib/gatewatch/geoip
+{{- end -}}
+
+{{/* Mounts of the gatewatch container (deployment and replay job). */}}
+{{- define "gatewatch.volumeMounts" -}}
+- name: config
+  mountPath: /etc/gatewatch/gatewatch.toml
+  subPath: gatewatch.toml
+  readOnly: true
+- name: rules
+  mountPath: /etc/gatewatch/rules
+  readOnly: true
+{{- if .Values.detect.customRules }}
+- name: custom-rules
+  mountPath: /etc/gatewatch/custom-rules
+  readOnly: true
+{{- end }}
+{{- if ne .Values.geoip.source "none" }}
+- name: geoip
+  mountPath: /var/lib/gatewatch/geoip
+  readOnly: true
+{{- end }}
+{{- if or .Values.feeds.configMap .Values.feeds.secret }}
+- name: feeds
+  mountPath: /feeds
+  readOnly: true
+{{- end }}
+{{- if .Values.kafka.sasl.mechanism }}
+- name: kafka-sasl
+  mountPath: /etc/gatewatch/kafka-sasl
+  readOnly: true
+{{- end }}
+{{- if .Values.kafka.tls.existingSecret }}
+- name: kafka-tls
+  mountPath: /etc/gatewatch/kafka-tls
+  readOnly: true
+{{- end }}
+{{- if or .Values.nitro.username .Values.nitro.existingSecret }}
+- name: nitro
+  mountPath: /etc/gatewatch/nitro
+  readOnly: true
+{{- end }}
+{{- if .Values.nitro.caSecret }}
+- name: nitro-ca
+  mountPath: /etc/gatewatch/nitro-ca
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{/* Volumes behind gatewatch.volumeMounts. */}}
+{{- define "gatewatch.volumes" -}}
+- name: config
+  configMap:
+    name: {{ include "gatewatch.fullname" . }}-config
+- name: rules
+  configMap:
+    name: {{ include "gatewatch.fullname" . }}-rules
+{{- if .Values.detect.customRules }}
+- name: custom-rules
+  configMap:
+    name: {{ include "gatewatch.fullname" . }}-custom-rules
+{{- end }}
+{{- if eq .Values.geoip.source "pvc" }}
+- name: geoip
+  persistentVolumeClaim:
+    claimName: {{ required "geoip.existingClaim is required with geoip.source=pvc" .Values.geoip.existingClaim }}
+    readOnly: true
+{{- else if eq .Values.geoip.source "geoipupdate" }}
+- name: geoip
+  emptyDir: {}
+{{- end }}
+{{- if .Values.feeds.configMap }}
+- name: feeds
+  configMap:
+    name: {{ .Values.feeds.configMap }}
+{{- else if .Values.feeds.secret }}
+- name: feeds
+  secret:
+    secretName: {{ .Values.feeds.secret }}
+{{- end }}
+{{- if .Values.kafka.sasl.mechanism }}
+- name: kafka-sasl
+  secret:
+    secretName: {{ include "gatewatch.saslSecret" . }}
+{{- end }}
+{{- if .Values.kafka.tls.existingSecret }}
+- name: kafka-tls
+  secret:
+    secretName: {{ .Values.kafka.tls.existingSecret }}
+{{- end }}
+{{- if or .Values.nitro.username .Values.nitro.existingSecret }}
+- name: nitro
+  secret:
+    secretName: {{ include "gatewatch.nitroSecret" . }}
+    items: [{key: password, path: password}]
+{{- end }}
+{{- if .Values.nitro.caSecret }}
+- name: nitro-ca
+  secret:
+    secretName: {{ .Values.nitro.caSecret }}
+    items: [{key: ca.crt, path: ca.crt}]
+{{- end }}
+{{- end -}}
