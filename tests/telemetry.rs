@@ -141,6 +141,14 @@ fn metrics_and_spans_reach_an_otlp_http_receiver() {
     let mut records: Vec<_> = (0..25).map(|i| (Some(i % 2), None, good.clone())).collect();
     records.push((Some(0), None, b"not an adc line".to_vec()));
     broker.produce(&topics.input, &records);
+    // Three CPU samples of one appliance: one series, still warming up.
+    let samples: Vec<_> = (0..3)
+        .map(|i| {
+            let doc = format!(r#"{{"@timestamp":"2020-01-10T10:{:02}:00Z","observer":{{"hostname":"VPX01"}},"system.cpu.total.pct":0.2}}"#, i * 5);
+            (None, Some("VPX01".to_owned()), doc.into_bytes())
+        })
+        .collect();
+    broker.produce(&topics.metrics, &samples);
     let mut gw = Gatewatch::spawn(
         &broker,
         &topics,
@@ -149,15 +157,20 @@ fn metrics_and_spans_reach_an_otlp_http_receiver() {
             ("GATEWATCH__TELEMETRY__OTLP_PROTOCOL", "http"),
             ("GATEWATCH__TELEMETRY__EXPORT_INTERVAL", "1s"),
             ("GATEWATCH__TELEMETRY__RESOURCE_ATTRIBUTES__DEPLOYMENT", "test"),
+            ("GATEWATCH__BASELINE__SNAPSHOT_INTERVAL", "1s"),
         ],
     );
-    assert_eq!(topics.outputs(&broker, 26, Duration::from_secs(60)).len(), 26, "log:\n{}", gw.log_text());
+    assert_eq!(topics.outputs(&broker, 29, Duration::from_secs(60)).len(), 29, "log:\n{}", gw.log_text());
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let r = received.lock().unwrap();
         let seen = metric_value(&r, "gatewatch_records_in", "topic", &topics.input);
         // Consumer lag comes from librdkafka statistics (1 s in tests): wait for it too.
-        if seen == Some(26.0) && metric_value(&r, "gatewatch_consumer_lag", "topic", &topics.input).is_some() {
+        // The baselines' warm-up gauge is set when their state is written (1 s in tests): wait for it too.
+        if seen == Some(26.0)
+            && metric_value(&r, "gatewatch_consumer_lag", "topic", &topics.input).is_some()
+            && metric_value(&r, "gatewatch_baseline_series", "state", "warming") == Some(1.0)
+        {
             break;
         }
         drop(r);
@@ -167,7 +180,8 @@ fn metrics_and_spans_reach_an_otlp_http_receiver() {
     gw.signal("TERM");
     assert!(gw.wait_timeout(Duration::from_secs(30)).expect("stops").success(), "log:\n{}", gw.log_text());
     let r = received.lock().unwrap();
-    assert_eq!(metric_value(&r, "gatewatch_records_out", "topic", &topics.enriched), Some(25.0));
+    assert_eq!(metric_value(&r, "gatewatch_records_out", "topic", &topics.enriched), Some(28.0));
+    assert_eq!(metric_value(&r, "gatewatch_baseline_series", "state", "ready"), Some(0.0));
     assert_eq!(metric_value(&r, "gatewatch_records_out", "topic", &topics.dlq), Some(1.0));
     assert_eq!(metric_value(&r, "gatewatch_parse_errors", "reason", "unrecognised"), Some(1.0));
     assert_eq!(
@@ -190,7 +204,7 @@ fn metrics_and_spans_reach_an_otlp_http_receiver() {
         .collect();
     let batches: Vec<_> = spans.iter().filter(|s| s.name == "pipeline.batch").collect();
     let records_in_batches: i64 = batches.iter().filter_map(|s| int_attr(&s.attributes, "records")).sum();
-    assert!(records_in_batches > 0 && records_in_batches <= 26, "records in batch spans: {records_in_batches}");
+    assert!(records_in_batches > 0 && records_in_batches <= 29, "records in batch spans: {records_in_batches}");
     assert!(spans.iter().any(|s| s.name == "offsets.ack"));
-    assert!(spans.len() < 26, "spans are per batch, not per record: {}", spans.len());
+    assert!(spans.len() < 29, "spans are per batch, not per record: {}", spans.len());
 }
