@@ -12,6 +12,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use serde_json::{json, Map, Value as Json};
 
+use super::METRICS;
 use crate::config::{NitroSettings, Settings};
 use crate::metrics::{Metrics, PollLabels};
 use crate::offsets::Stop;
@@ -19,12 +20,12 @@ use crate::offsets::Stop;
 /// NITRO's "not available" value.
 pub const NOT_AVAILABLE: f64 = 4_294_967_295.0;
 
-/// NITRO counter → the sample field it becomes.
+/// NITRO counter → the sample field it becomes (in [`METRICS`] order).
 pub const COUNTERS: [(&str, &str); 4] = [
-    ("cpuusagepcnt", "system.cpu.total.pct"),
-    ("memusagepcnt", "system.memory.used.pct"),
-    ("pktcpuusagepcnt", "citrix_adc.cpu.packet_engine.pct"),
-    ("mgmtcpuusagepcnt", "citrix_adc.cpu.management.pct"),
+    ("cpuusagepcnt", METRICS[0].0),
+    ("memusagepcnt", METRICS[1].0),
+    ("pktcpuusagepcnt", METRICS[2].0),
+    ("mgmtcpuusagepcnt", METRICS[3].0),
 ];
 
 #[derive(Debug, thiserror::Error, PartialEq)]
