@@ -1,7 +1,7 @@
 //! `gatewatch replay`: history through the live parser, enrichment, rules and baselines, in event time.
 //!
-//! Sources: a Kafka topic from a time (start offsets by offsets-for-times, every partition assigned to
-//! one consumer of an ephemeral group that never commits, each partition read in offset order with its
+//! Sources: a Kafka topic from a time (start offsets by offsets-for-times; every partition read in
+//! parallel by a consumer of its own in an ephemeral group that never commits, in offset order with its
 //! own detection state, exactly as live), or files (plain, `.gz`, `.zst`; records put in event-time
 //! order per appliance). Metric samples (`--metrics`) go through the baselines. The same record gives the
 //! same alert with the same `event.id` as live processing; replayed alerts carry the tag `retro` and
@@ -22,7 +22,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
-use serde_json::{json, Value as Json};
+use serde_json::{json, Map, Value as Json};
 use sha2::{Digest, Sha256};
 
 use crate::baseline::{Partition, Sample};
@@ -136,40 +136,35 @@ impl AlertOut {
     }
 }
 
-/// The per-record machinery shared by both sources.
-struct Engine<'a> {
+/// What one record gave: its appliance, event time, enriched document and alerts.
+struct Analysed {
+    host: String,
+    at: DateTime<Utc>,
+    doc: Map<String, Json>,
+    alerts: Vec<Alert>,
+}
+
+/// The per-record machinery: parse, enrich, detect. Shared by the partition threads of a Kafka replay;
+/// the detection state (`Worker`) is the caller's.
+struct Analyser<'a> {
     ctx: ParseContext,
     enricher: &'a Enricher,
     rules: &'a RuleSet,
     detect: DetectOptions,
-    run_id: String,
-    out: AlertOut,
-    hunt: Hunt,
-    summary: Summary,
-    workers: HashMap<String, Worker>,
 }
 
-impl Engine<'_> {
-    /// One record: parse, enrich, detect, publish alerts. `worker` names the detection state it belongs
-    /// to (a Kafka partition, as live; an appliance for files).
-    #[allow(clippy::too_many_arguments)]
-    fn record(
-        &mut self,
-        worker: &str,
+impl Analyser<'_> {
+    /// `None` when the record does not parse. `appliance` names the appliance of records that do not.
+    fn analyse(
+        &self,
+        worker: &mut Worker,
         payload: &[u8],
         received: DateTime<Utc>,
         hint: Option<Dataset>,
         origin: Origin<'_>,
         appliance: Option<&str>,
-    ) -> anyhow::Result<()> {
-        self.summary.records += 1;
-        let event = match parse::parse(payload, received, &self.ctx, hint) {
-            Ok(event) => event,
-            Err(_) => {
-                self.summary.unparsed += 1;
-                return Ok(());
-            }
-        };
+    ) -> Option<Analysed> {
+        let event = parse::parse(payload, received, &self.ctx, hint).ok()?;
         let mut doc = ecs::event_map(&event, origin);
         if event.appliance().is_none() {
             if let Some(host) = appliance {
@@ -179,15 +174,53 @@ impl Engine<'_> {
         self.enricher.enrich(&event, &mut doc, Utc::now());
         let origin_json = serde_json::to_value(origin).expect("coordinates serialize");
         let at = event.timestamp;
-        self.hunt.event(&doc, at);
+        let alerts = worker.evaluate(self.rules, &self.detect, &doc, origin_json, at, at);
         let host = event.appliance().or(appliance).unwrap_or("-").to_owned();
-        self.summary.appliances.entry(host).or_default().0 += 1;
+        Some(Analysed { host, at, doc, alerts })
+    }
+}
+
+/// What a replay accumulates: the alert output, the report's material, the counts and, for file
+/// replays, the detection state per appliance.
+struct Engine {
+    run_id: String,
+    out: AlertOut,
+    hunt: Hunt,
+    summary: Summary,
+    workers: HashMap<String, Worker>,
+}
+
+impl Engine {
+    /// One record of a file replay, with the detection state of its appliance.
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &mut self,
+        analyser: &Analyser<'_>,
+        worker: &str,
+        payload: &[u8],
+        received: DateTime<Utc>,
+        hint: Option<Dataset>,
+        origin: Origin<'_>,
+        appliance: Option<&str>,
+    ) -> anyhow::Result<()> {
         if !self.workers.contains_key(worker) {
             self.workers.insert(worker.to_owned(), Worker::default());
         }
         let w = self.workers.get_mut(worker).expect("inserted above");
-        let alerts = w.evaluate(self.rules, &self.detect, &doc, origin_json, at, at);
-        self.publish(alerts)
+        let analysed = analyser.analyse(w, payload, received, hint, origin, appliance);
+        self.apply(analysed)
+    }
+
+    /// Counts a record and publishes what it gave.
+    fn apply(&mut self, analysed: Option<Analysed>) -> anyhow::Result<()> {
+        self.summary.records += 1;
+        let Some(a) = analysed else {
+            self.summary.unparsed += 1;
+            return Ok(());
+        };
+        self.hunt.event(&a.doc, a.at);
+        self.summary.appliances.entry(a.host).or_default().0 += 1;
+        self.publish(a.alerts)
     }
 
     fn publish(&mut self, alerts: Vec<Alert>) -> anyhow::Result<()> {
@@ -332,11 +365,8 @@ pub fn run(settings: &Settings, options: &Options) -> anyhow::Result<(Summary, R
         Source::Kafka { topic } => vec![(format!("kafka:{}", topic.clone().unwrap_or_default()), 0)],
     };
     let run_id = run_id(options, &inputs, &rules);
+    let analyser = Analyser { ctx: settings.parse_context(), enricher: &enricher, rules: &rules, detect };
     let mut engine = Engine {
-        ctx: settings.parse_context(),
-        enricher: &enricher,
-        rules: &rules,
-        detect,
         out: AlertOut::open(settings, options.alerts_out.as_deref())?,
         hunt: Hunt::default(),
         summary: Summary { run_id: run_id.clone(), ..Summary::default() },
@@ -344,10 +374,10 @@ pub fn run(settings: &Settings, options: &Options) -> anyhow::Result<(Summary, R
         run_id,
     };
     match &options.source {
-        Source::Files(_) => replay_files(&mut engine, options, &inputs)?,
+        Source::Files(_) => replay_files(&mut engine, &analyser, options, &inputs)?,
         Source::Kafka { topic } => {
             let topic = topic.clone().unwrap_or_else(|| settings.kafka.input_topics[0].clone());
-            replay_kafka(&mut engine, settings, options, &topic)?
+            replay_kafka(&mut engine, &analyser, settings, options, &topic)?
         }
     }
     engine.finish_workers()?;
@@ -392,7 +422,12 @@ fn directory_appliance(path: &Path) -> Option<String> {
 
 /// Files: every record parsed once to learn its appliance and time, then replayed in event-time order
 /// per appliance (ties in file and line order).
-fn replay_files(engine: &mut Engine<'_>, options: &Options, inputs: &[(String, u64)]) -> anyhow::Result<()> {
+fn replay_files(
+    engine: &mut Engine,
+    analyser: &Analyser<'_>,
+    options: &Options,
+    inputs: &[(String, u64)],
+) -> anyhow::Result<()> {
     struct Item {
         host: String,
         at: DateTime<Utc>,
@@ -412,7 +447,7 @@ fn replay_files(engine: &mut Engine<'_>, options: &Options, inputs: &[(String, u
         hints.push(hint);
         dirs.push(directory_appliance(path));
         for record in reader::records(&text) {
-            match parse::parse(record.text.as_bytes(), received, &engine.ctx, hint) {
+            match parse::parse(record.text.as_bytes(), received, &analyser.ctx, hint) {
                 Ok(event) if event.timestamp >= options.from && options.to.is_none_or(|to| event.timestamp < to) => {
                     items.push(Item {
                         host: event
@@ -439,7 +474,7 @@ fn replay_files(engine: &mut Engine<'_>, options: &Options, inputs: &[(String, u
     for (n, item) in items.iter().enumerate() {
         let origin = Origin::File { file: &inputs[item.file].0, line: item.line };
         let appliance = (item.host != "-").then_some(item.host.as_str());
-        engine.record(&item.host, item.text.as_bytes(), received, hints[item.file], origin, appliance)?;
+        engine.record(analyser, &item.host, item.text.as_bytes(), received, hints[item.file], origin, appliance)?;
         if n % 1024 == 0 {
             bar.set_position(n as u64);
             bar.set_message(format!("{} at {}", item.host, rfc3339(item.at)));
@@ -449,10 +484,16 @@ fn replay_files(engine: &mut Engine<'_>, options: &Options, inputs: &[(String, u
     Ok(())
 }
 
-/// Kafka: an ephemeral group (never committed) assigned every partition from its offset for `from`,
-/// each partition read to the offset for `to` (or its end) with its own detection state, as live.
-/// Records are selected by their timestamps, `from <= timestamp < to`.
-fn replay_kafka(engine: &mut Engine<'_>, settings: &Settings, options: &Options, topic: &str) -> anyhow::Result<()> {
+/// Kafka: an ephemeral group (never committed); every partition read from its offset for `from` to the
+/// offset for `to` (or its end) by a thread and consumer of its own, in parallel, each with its own
+/// detection state, as live. Records are selected by their timestamps, `from <= timestamp < to`.
+fn replay_kafka(
+    engine: &mut Engine,
+    analyser: &Analyser<'_>,
+    settings: &Settings,
+    options: &Options,
+    topic: &str,
+) -> anyhow::Result<()> {
     let mut config = crate::source::consumer_config(settings);
     config
         .set("group.id", format!("{}.replay.{}", settings.kafka.group_id, engine.run_id))
@@ -484,75 +525,109 @@ fn replay_kafka(engine: &mut Engine<'_>, settings: &Settings, options: &Options,
         Some(to) => at(to)?,
         None => HashMap::new(),
     };
-    let mut assignment = TopicPartitionList::new();
-    let mut open: HashMap<i32, Option<i64>> = HashMap::new();
+    // (partition, first offset, end offset if bounded)
+    let mut plan = Vec::new();
     let mut total = 0u64;
     for p in &partitions {
-        let start = starts.get(p).copied().unwrap_or(Offset::End);
-        let Offset::Offset(start_offset) = start else { continue };
+        let Some(Offset::Offset(start)) = starts.get(p).copied() else { continue };
         // The offset for `to` bounds the read only when it lies after the start: a broker that answers
         // the earliest offset for every time (as tansu does) is read to its end instead. Every record is
         // checked against the range by its own timestamp either way.
         let end = match ends.get(p) {
-            Some(Offset::Offset(e)) if *e > start_offset => Some(*e),
+            Some(Offset::Offset(e)) if *e > start => Some(*e),
             _ => None,
         };
         let (_, high) = consumer.fetch_watermarks(topic, *p, timeout).unwrap_or((0, 0));
-        total += (end.unwrap_or(high) - start_offset).max(0) as u64;
-        assignment.add_partition_offset(topic, *p, Offset::Offset(start_offset))?;
-        open.insert(*p, end);
+        total += (end.unwrap_or(high) - start).max(0) as u64;
+        plan.push((*p, start, end));
     }
-    if open.is_empty() {
-        return Ok(());
-    }
-    consumer.assign(&assignment)?;
+    drop(consumer);
     let hint = settings.topic_datasets().get(topic).copied();
     let bar = progress_bar(options, total);
-    let mut idle = 0u32;
-    while !open.is_empty() {
-        let message = match consumer.poll(Duration::from_millis(500)) {
-            None => {
-                idle += 1;
-                if idle > 120 {
-                    bail!("topic {topic}: no data for a minute while partitions {:?} were unfinished", open.keys());
-                }
-                continue;
-            }
-            Some(Err(KafkaError::PartitionEOF(p))) => {
-                open.remove(&p);
-                continue;
-            }
-            Some(Err(e)) => return Err(anyhow!("reading {topic}: {e}")),
-            Some(Ok(m)) => m,
-        };
-        idle = 0;
-        let (p, offset) = (message.partition(), message.offset());
-        let Some(end) = open.get(&p).copied() else { continue };
-        if end.is_some_and(|e| offset >= e) {
-            open.remove(&p);
-            continue;
-        }
-        let ts = message.timestamp().to_millis().and_then(DateTime::<Utc>::from_timestamp_millis);
-        let in_range = ts.is_some_and(|t| t >= options.from && options.to.is_none_or(|to| t < to));
-        if in_range {
-            let received = ts.unwrap_or_else(Utc::now);
-            let origin = Origin::Kafka(SourceRef { topic, partition: p, offset });
-            engine.record(&p.to_string(), message.payload().unwrap_or_default(), received, hint, origin, None)?;
-        }
-        bar.inc(1);
-        if let Some(t) = ts {
-            bar.set_message(format!("partition {p} at {}", rfc3339(t)));
-        }
-        if end.is_some_and(|e| offset + 1 >= e) {
-            open.remove(&p);
-        }
+    /// What a partition thread sends: per record read, its timestamp and, when in range, what it gave;
+    /// at its end, the alerts its detection state still held.
+    enum Step {
+        Read(i32, Option<DateTime<Utc>>, Option<Option<Analysed>>),
+        Done(Vec<Alert>),
     }
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Step>(4096);
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let mut threads = Vec::new();
+        for (p, start, end) in plan {
+            let (tx, config) = (tx.clone(), config.clone());
+            threads.push(scope.spawn(move || -> anyhow::Result<()> {
+                let consumer: BaseConsumer = config.create().context("creating a partition reader")?;
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition_offset(topic, p, Offset::Offset(start))?;
+                consumer.assign(&tpl)?;
+                let mut worker = Worker::default();
+                let mut idle = 0u32;
+                let finish = |worker: &mut Worker| {
+                    let _ = tx.send(Step::Done(worker.flush_all()));
+                    Ok(())
+                };
+                loop {
+                    let message = match consumer.poll(Duration::from_millis(500)) {
+                        None => {
+                            idle += 1;
+                            if idle > 120 {
+                                bail!("{topic}/{p}: no data for a minute before its end");
+                            }
+                            continue;
+                        }
+                        Some(Err(KafkaError::PartitionEOF(_))) => return finish(&mut worker),
+                        Some(Err(e)) => bail!("reading {topic}/{p}: {e}"),
+                        Some(Ok(m)) => m,
+                    };
+                    idle = 0;
+                    let offset = message.offset();
+                    if end.is_some_and(|e| offset >= e) {
+                        return finish(&mut worker);
+                    }
+                    let ts = message.timestamp().to_millis().and_then(DateTime::<Utc>::from_timestamp_millis);
+                    let analysed = ts.filter(|t| *t >= options.from && options.to.is_none_or(|to| *t < to)).map(|t| {
+                        let origin = Origin::Kafka(SourceRef { topic, partition: p, offset });
+                        let payload = message.payload().unwrap_or_default();
+                        analyser.analyse(&mut worker, payload, t, hint, origin, None)
+                    });
+                    if tx.send(Step::Read(p, ts, analysed)).is_err() {
+                        return Ok(()); // the main thread stopped on an error
+                    }
+                    if end.is_some_and(|e| offset + 1 >= e) {
+                        return finish(&mut worker);
+                    }
+                }
+            }));
+        }
+        drop(tx);
+        let mut failed = None;
+        for step in rx {
+            let applied = match step {
+                Step::Read(p, ts, analysed) => {
+                    bar.inc(1);
+                    if let Some(t) = ts {
+                        bar.set_message(format!("partition {p} at {}", rfc3339(t)));
+                    }
+                    analysed.map_or(Ok(()), |a| engine.apply(a))
+                }
+                Step::Done(alerts) => engine.publish(alerts),
+            };
+            if let Err(e) = applied {
+                failed = Some(e);
+                break;
+            }
+        }
+        for thread in threads {
+            thread.join().map_err(|_| anyhow!("a partition reader panicked"))??;
+        }
+        failed.map_or(Ok(()), Err)
+    })?;
     bar.finish_and_clear();
     Ok(())
 }
 
 /// Metric samples (NDJSON, optionally compressed) through the baselines, per appliance in time order.
-fn replay_metrics(engine: &mut Engine<'_>, settings: &Settings, options: &Options, path: &Path) -> anyhow::Result<()> {
+fn replay_metrics(engine: &mut Engine, settings: &Settings, options: &Options, path: &Path) -> anyhow::Result<()> {
     let bytes = read_file(path)?;
     let text = String::from_utf8_lossy(&bytes);
     let name = path.display().to_string();
