@@ -84,6 +84,10 @@ enum Command {
         /// When an appliance's mitigation or patch was in place (repeatable): HOST=DATE.
         #[arg(long = "mitigation-date", value_parser = parse_mitigation, value_name = "HOST=DATE")]
         mitigation_date: Vec<(String, DateTime<Utc>)>,
+        /// Pin the indicator feeds: DIR is created from the configured feeds (and the time) when missing,
+        /// and used instead of them when present, so the hunt can be repeated exactly.
+        #[arg(long = "feeds-snapshot", value_name = "DIR")]
+        feeds_snapshot: Option<PathBuf>,
         /// When exploits became public: mitigation after it means "assume compromise".
         #[arg(long = "exploit-published", value_parser = parse_time, default_value = "2020-01-10", value_name = "TIME")]
         exploit_published: DateTime<Utc>,
@@ -247,6 +251,7 @@ fn main() -> ExitCode {
             report,
             mitigation_date,
             exploit_published,
+            feeds_snapshot,
         } => {
             let options = gatewatch::replay::Options {
                 from,
@@ -261,6 +266,7 @@ fn main() -> ExitCode {
                 report,
                 mitigations: mitigation_date.into_iter().collect(),
                 publication: exploit_published,
+                feeds_snapshot,
                 progress: true,
             };
             match gatewatch::replay::run(&settings, &options) {

@@ -433,3 +433,59 @@ fn kafka_replay_selects_the_range_leaves_the_live_group_alone_and_repeats_live_a
     let after = records.iter().filter(|(_, at, _)| *at >= t("2020-01-12T00:00:00Z")).count();
     assert!(text(&open).contains(&format!(": {after} records")), "expected {after}: {}", text(&open));
 }
+
+#[test]
+fn a_feed_snapshot_pins_the_indicators_so_the_hunt_repeats() {
+    let dir = tempfile::tempdir().unwrap();
+    write_files(dir.path());
+    std::fs::write(dir.path().join("feed.csv"), "type,value,source\nipv4,203.0.113.9,cert-feed\n").unwrap();
+    std::fs::write(
+        dir.path().join("gw.toml"),
+        "[[enrich.ioc.feeds]]\nname = \"cert\"\npath = \"feed.csv\"\nformat = \"csv\"\n",
+    )
+    .unwrap();
+    let hunt = |alerts: &str, snapshot: bool| {
+        let mut args = vec!["--config", "gw.toml", "replay", "--from", "2020-01-10", "--to", "2020-01-12"];
+        args.extend(["--input", "logs/adc-a/*", "--alerts-out", alerts]);
+        if snapshot {
+            args.extend(["--feeds-snapshot", "snap"]);
+        }
+        let out = gatewatch(dir.path(), &args, &[]);
+        assert!(out.status.success(), "{}", text(&out));
+        std::fs::read_to_string(dir.path().join(alerts)).unwrap()
+    };
+    let ioc_alerts = |ndjson: &str| ndjson.lines().filter(|l| l.contains("\"gw-ioc-match\"")).count();
+    // The first hunt takes the snapshot; the feed then changes (the address is withdrawn).
+    let first = hunt("first.ndjson", true);
+    assert!(ioc_alerts(&first) > 0, "{first}");
+    assert!(dir.path().join("snap/snapshot.json").is_file());
+    std::fs::write(dir.path().join("feed.csv"), "type,value,source\nipv4,192.0.2.1,cert-feed\n").unwrap();
+    // With the snapshot the hunt repeats exactly; without it, today's feed no longer matches.
+    assert_eq!(hunt("again.ndjson", true), first);
+    assert_eq!(ioc_alerts(&hunt("today.ndjson", false)), 0);
+    // A tampered snapshot is refused.
+    let pinned = std::fs::read_dir(dir.path().join("snap"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.path().extension().is_some_and(|x| x == "csv"))
+        .unwrap();
+    std::fs::write(pinned.path(), "type,value\nipv4,198.51.100.1\n").unwrap();
+    let out = gatewatch(
+        dir.path(),
+        &[
+            "--config",
+            "gw.toml",
+            "replay",
+            "--from",
+            "2020-01-10",
+            "--input",
+            "logs/adc-a/*",
+            "--alerts-out",
+            "x",
+            "--feeds-snapshot",
+            "snap",
+        ],
+        &[],
+    );
+    assert!(!out.status.success() && text(&out).contains("changed since the snapshot"), "{}", text(&out));
+}

@@ -54,6 +54,9 @@ pub struct Options {
     pub report: Option<PathBuf>,
     pub mitigations: BTreeMap<String, DateTime<Utc>>,
     pub publication: DateTime<Utc>,
+    /// Indicator feeds pinned to a directory: created from the configured feeds when it does not exist,
+    /// used instead of them (and their clock) when it does, so a hunt can be repeated exactly.
+    pub feeds_snapshot: Option<PathBuf>,
     /// Draw a progress bar on stderr (when it is a terminal).
     pub progress: bool,
 }
@@ -151,6 +154,8 @@ struct Analyser<'a> {
     enricher: &'a Enricher,
     rules: &'a RuleSet,
     detect: DetectOptions,
+    /// The indicators' clock (expiry): a pinned snapshot's time, else now.
+    as_of: Option<DateTime<Utc>>,
 }
 
 impl Analyser<'_> {
@@ -171,7 +176,7 @@ impl Analyser<'_> {
                 ecs::insert(&mut doc, "observer.hostname", json!(host));
             }
         }
-        self.enricher.enrich(&event, &mut doc, Utc::now());
+        self.enricher.enrich(&event, &mut doc, self.as_of.unwrap_or_else(Utc::now));
         let origin_json = serde_json::to_value(origin).expect("coordinates serialize");
         let at = event.timestamp;
         let alerts = worker.evaluate(self.rules, &self.detect, &doc, origin_json, at, at);
@@ -280,6 +285,9 @@ fn run_id(options: &Options, inputs: &[(String, u64)], rules: &RuleSet) -> Strin
         h.update(format!("\0{host}={}", rfc3339(*date)));
     }
     h.update(rfc3339(options.publication));
+    if let Some(dir) = &options.feeds_snapshot {
+        h.update(format!("\0feeds\0{}", dir.display()));
+    }
     for rule in &rules.rules {
         h.update(format!("\0{}@{}", rule.meta.id, rule.meta.version));
     }
@@ -339,8 +347,76 @@ fn progress_bar(options: &Options, len: u64) -> indicatif::ProgressBar {
     bar
 }
 
+/// The manifest of a feed snapshot directory.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Snapshot {
+    version: u32,
+    as_of: DateTime<Utc>,
+    feeds: Vec<SnapshotFeed>,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct SnapshotFeed {
+    name: String,
+    format: crate::enrich::feeds::Format,
+    file: String,
+    sha256: String,
+}
+
+const SNAPSHOT_MANIFEST: &str = "snapshot.json";
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Settings whose feeds are those of the snapshot in `dir` (created from the configured feeds first
+/// when `dir` does not exist), and the snapshot's time.
+fn pin_feeds(settings: &Settings, dir: &Path) -> anyhow::Result<(Settings, DateTime<Utc>)> {
+    let manifest = dir.join(SNAPSHOT_MANIFEST);
+    if !dir.exists() {
+        std::fs::create_dir_all(dir).with_context(|| format!("--feeds-snapshot {}", dir.display()))?;
+        let mut feeds = Vec::new();
+        for (i, feed) in settings.enrich.ioc.feeds.iter().enumerate() {
+            let bytes = std::fs::read(&feed.path).with_context(|| format!("feed {}: {}", feed.name, feed.path))?;
+            let file =
+                format!("{i:02}-{}", Path::new(&feed.path).file_name().and_then(|n| n.to_str()).unwrap_or("feed"));
+            std::fs::write(dir.join(&file), &bytes)?;
+            feeds.push(SnapshotFeed { name: feed.name.clone(), format: feed.format, file, sha256: sha256_hex(&bytes) });
+        }
+        let snapshot = Snapshot { version: 1, as_of: Utc::now(), feeds };
+        std::fs::write(&manifest, serde_json::to_vec_pretty(&snapshot)?)?;
+    }
+    let snapshot: Snapshot = serde_json::from_slice(
+        &std::fs::read(&manifest).with_context(|| format!("--feeds-snapshot: {}", manifest.display()))?,
+    )
+    .with_context(|| format!("--feeds-snapshot: {}", manifest.display()))?;
+    let mut pinned = settings.clone();
+    pinned.enrich.ioc.feeds.clear();
+    for feed in &snapshot.feeds {
+        let path = dir.join(&feed.file);
+        let bytes = std::fs::read(&path).with_context(|| format!("--feeds-snapshot: {}", path.display()))?;
+        if sha256_hex(&bytes) != feed.sha256 {
+            bail!("--feeds-snapshot: {} changed since the snapshot was taken", path.display());
+        }
+        pinned.enrich.ioc.feeds.push(crate::config::FeedSettings {
+            name: feed.name.clone(),
+            path: path.display().to_string(),
+            format: feed.format,
+        });
+    }
+    Ok((pinned, snapshot.as_of))
+}
+
 /// Runs a replay.
 pub fn run(settings: &Settings, options: &Options) -> anyhow::Result<(Summary, Report)> {
+    let (pinned, as_of) = match &options.feeds_snapshot {
+        Some(dir) => {
+            let (pinned, as_of) = pin_feeds(settings, dir)?;
+            (Some(pinned), Some(as_of))
+        }
+        None => (None, None),
+    };
+    let settings = pinned.as_ref().unwrap_or(settings);
     if options.to.is_some_and(|to| to <= options.from) {
         bail!("--to must be later than --from");
     }
@@ -365,7 +441,7 @@ pub fn run(settings: &Settings, options: &Options) -> anyhow::Result<(Summary, R
         Source::Kafka { topic } => vec![(format!("kafka:{}", topic.clone().unwrap_or_default()), 0)],
     };
     let run_id = run_id(options, &inputs, &rules);
-    let analyser = Analyser { ctx: settings.parse_context(), enricher: &enricher, rules: &rules, detect };
+    let analyser = Analyser { ctx: settings.parse_context(), enricher: &enricher, rules: &rules, detect, as_of };
     let mut engine = Engine {
         out: AlertOut::open(settings, options.alerts_out.as_deref())?,
         hunt: Hunt::default(),
