@@ -172,8 +172,16 @@ impl Pipeline {
                 .and_then(DateTime::<Utc>::from_timestamp_millis)
                 .unwrap_or_else(Utc::now);
             if let Some(stage) = self.baseline.as_mut().filter(|s| s.topic() == topic) {
-                let ledger = &self.consumer.context().ledger;
-                match stage.handle(&message, received, &self.sink, &self.metrics, ledger, &store) {
+                let context = self.consumer.context();
+                match stage.handle(
+                    &message,
+                    received,
+                    &self.sink,
+                    &self.metrics,
+                    &context.ledger,
+                    &store,
+                    &context.revoked,
+                ) {
                     Ok(Submitted::Queued) => continue,
                     Ok(Submitted::Stopping) => break,
                     Err(reason) => {
@@ -249,18 +257,13 @@ impl Pipeline {
 
     /// Drops the baseline state of revoked partitions and writes the state snapshots that are due.
     fn baseline_housekeeping(&mut self, all: bool, store: &Arc<dyn OffsetStore>) -> Submitted {
-        let Some(stage) = self.baseline.as_mut() else { return Submitted::Queued };
         let context = self.consumer.context();
-        let revoked: Vec<i32> = {
-            let mut revoked = context.revoked.lock().expect("never held across a panic");
-            let metrics_topic = stage.topic();
-            let mine = revoked.iter().filter(|(t, _)| t == metrics_topic).map(|(_, p)| *p).collect();
-            revoked.clear();
-            mine
+        let Some(stage) = self.baseline.as_mut() else {
+            // Nobody keeps per-partition state: the list only needs emptying.
+            context.revoked.lock().expect("never held across a panic").clear();
+            return Submitted::Queued;
         };
-        if !revoked.is_empty() {
-            stage.revoke(&revoked, &self.metrics);
-        }
+        stage.forget_revoked(&context.revoked, &self.metrics);
         match stage.flush_due(all, &self.sink, &self.metrics, &context.ledger, store) {
             Ok(submitted) => submitted,
             Err(reason) => {
