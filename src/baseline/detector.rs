@@ -4,10 +4,11 @@
 //! in the series' own history:
 //!
 //! * **patterns** — the sample, quantised on the range learned during warm-up, together with the
-//!   samples before it (contexts of 1..`context` samples) is looked up in the patterns seen so far. The
-//!   share of unseen contexts, both now and averaged over the last `short` samples, is the novelty:
-//!   daily and weekly rhythms, backups and other recurring shapes become known patterns, a new shape
-//!   does not.
+//!   samples before it (contexts of 1..`context` samples), and together with its time-of-day slot (one
+//!   of `day_slots` per day), is looked up in the patterns seen so far. The share of unseen contexts,
+//!   averaged over the last `short` samples (and, with a weight, now), is the novelty: daily rhythms,
+//!   the nightly backup and other recurring shapes become known patterns, a new shape — or a familiar
+//!   level at an unfamiliar time of day — does not.
 //! * **values** — how often values in the sample's part of the range have occurred (averaged over the
 //!   last `short` samples): a level the series rarely visits.
 //! * **excursion** — the distance from a slowly moving centre in units of the usual spread: spikes.
