@@ -204,14 +204,14 @@ impl BaselineStage {
         ledger: &Ledger,
         store: &Arc<dyn OffsetStore>,
     ) -> Result<Submitted, String> {
+        // Runs once per polled record: finds due partitions one at a time, allocating nothing when none is.
         let interval = self.settings.snapshot_interval;
-        let due: Vec<i32> = self
+        while let Some(partition) = self
             .partitions
             .iter()
-            .filter(|(_, h)| h.oldest.is_some_and(|t| all || t.elapsed() >= interval))
+            .find(|(_, h)| h.oldest.is_some_and(|t| all || t.elapsed() >= interval))
             .map(|(p, _)| *p)
-            .collect();
-        for partition in due {
+        {
             if self.flush(partition, sink, metrics, ledger, store)? == Submitted::Stopping {
                 return Ok(Submitted::Stopping);
             }
