@@ -9,6 +9,7 @@ echo "test: cargo fmt --check"
 cargo fmt --all -- --check
 echo "test: cargo clippy"
 cargo clippy --locked --all-targets --quiet -- -D warnings
+./scripts/deny.sh
 echo "test: cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
