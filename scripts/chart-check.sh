@@ -68,11 +68,54 @@ for d in docs:
                     if e["name"].startswith("GATEWATCH__"):
                         env.write("%s=%s\n" % (e["name"], e.get("value", "from-a-secret")))
 PY
+  # What the chart promises whatever the values: no service-account token, a NetworkPolicy (on by
+  # default) with ingress to the admin port only and egress to DNS and the brokers' ports; with the TLS
+  # values, the image by digest and the Kafka security settings wired through.
+  python3 - "$out/$name.yaml" "$name" <<'PY'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+name = sys.argv[2]
+def fail(msg):
+    sys.exit("chart: %s: %s" % (name, msg))
+pods = [d["spec"]["template"]["spec"] if d["kind"] == "Deployment" else d["spec"]["template"]["spec"]
+        for d in docs if d["kind"] in ("Deployment", "Job")]
+for spec in pods:
+    if spec.get("automountServiceAccountToken") is not False:
+        fail("a pod mounts the service-account token")
+policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
+if len(policies) != 1:
+    fail("expected one NetworkPolicy, found %d" % len(policies))
+policy = policies[0]["spec"]
+if sorted(policy["policyTypes"]) != ["Egress", "Ingress"]:
+    fail("policyTypes %s" % policy["policyTypes"])
+if [p["port"] for r in policy["ingress"] for p in r["ports"]] != [9464]:
+    fail("ingress is not the admin port only: %s" % policy["ingress"])
+egress_ports = {p["port"] for r in policy["egress"] for p in r["ports"]}
+config = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-config"))
+toml = config["data"]["gatewatch.toml"]
+brokers = [b for line in toml.splitlines() if line.startswith("brokers") for b in line.split('"')[1].split(",")]
+wanted = {53} | {int(b.rsplit(":", 1)[1]) for b in brokers}
+if not wanted <= egress_ports:
+    fail("egress ports %s miss %s" % (sorted(egress_ports), sorted(wanted - egress_ports)))
+if name == "tls-values":
+    image = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
+    if "@sha256:" not in image:
+        fail("image %s is not pinned by digest" % image)
+    for key in ('security_protocol = "sasl_ssl"', 'sasl_mechanism = "SCRAM-SHA-256"', "sasl_password_file",
+                "ssl_ca_file", "ssl_certificate_file", "ssl_key_file"):
+        if key not in toml:
+            fail("the rendered gatewatch.toml lacks %s" % key)
+    if not policy["egress"][1].get("to"):
+        fail("kafkaPeers did not narrow the brokers' egress rule")
+PY
   config="$out/$name/gatewatch.toml"
   for f in cert.csv; do printf 'type,value\nipv4,192.0.2.1\n' >"$out/$name/feeds/$f"; done
   printf '{"Event": {"Attribute": [{"type": "ip-dst", "value": "192.0.2.2"}]}}' >"$out/$name/feeds/misp.json"
   printf 'secret\n' >"$out/$name/password"
-  for pem in ca.crt tls.crt tls.key; do printf 'pem\n' >"$out/$name/$pem"; done
+  # Throw-away PEM stand-ins for the mounted TLS secrets (gatewatch check reads them).
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj /CN=chart-check \
+    -keyout "$out/$name/tls.key" -out "$out/$name/tls.crt" 2>/dev/null
+  cp "$out/$name/tls.crt" "$out/$name/ca.crt"
   sed -i \
     -e "s#/etc/gatewatch/custom-rules#$out/$name/custom-rules#" \
     -e "s#/etc/gatewatch/rules#$PWD/rules#" \

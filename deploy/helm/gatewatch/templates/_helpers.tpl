@@ -24,7 +24,33 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
 {{- define "gatewatch.image" -}}
+{{- if .Values.image.digest -}}
+{{ .Values.image.repository }}@{{ .Values.image.digest }}
+{{- else -}}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end -}}
+{{- end -}}
+
+{{/* The port of each "host:port" in a comma-separated broker list, de-duplicated, as a YAML list. */}}
+{{- define "gatewatch.brokerPorts" -}}
+{{- $ports := list -}}
+{{- range splitList "," .Values.kafka.brokers -}}
+{{- $parts := splitList ":" (trim .) -}}
+{{- $ports = append $ports (last $parts | int) -}}
+{{- end -}}
+{{- toYaml (uniq $ports) -}}
+{{- end -}}
+
+{{/* The port of a URL (its explicit port, else 443 for https and 80 for http). */}}
+{{- define "gatewatch.urlPort" -}}
+{{- $hostport := regexReplaceAll "^[a-z]+://([^/]*).*$" . "${1}" -}}
+{{- if regexMatch ":[0-9]+$" $hostport -}}
+{{ regexFind "[0-9]+$" $hostport }}
+{{- else if hasPrefix "https://" . -}}
+443
+{{- else -}}
+80
+{{- end -}}
 {{- end -}}
 
 {{- define "gatewatch.saslSecret" -}}
