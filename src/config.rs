@@ -16,6 +16,7 @@ use bytesize::ByteSize;
 use serde::{Deserialize, Serialize};
 
 use crate::parse::{Dataset, DateOrder, Device, ParseContext};
+use crate::secrets::Secret;
 
 /// Environment variable prefix; `GATEWATCH__KAFKA__BROKERS` sets `kafka.brokers`.
 pub const ENV_PREFIX: &str = "GATEWATCH";
@@ -25,6 +26,8 @@ pub const ENV_SEPARATOR: &str = "__";
 pub const DEFAULT_FILE: &str = "config/default.toml";
 
 /// Keys whose environment value is a comma-separated list.
+/// The environment variable that may carry the SASL password instead of `kafka.sasl_password_file`.
+pub const SASL_PASSWORD_ENV: &str = "GATEWATCH__KAFKA__SASL_PASSWORD";
 const ENV_LIST_KEYS: &[&str] = &["kafka.input_topics", "detect.rules_dirs", "enrich.geoip.roles"];
 
 /// librdkafka properties gatewatch sets itself because at-least-once delivery depends on them.
@@ -71,7 +74,10 @@ pub enum ConfigError {
     Invalid { key: String, value: String, reason: String },
 }
 
-fn invalid(key: impl Into<String>, value: impl std::fmt::Display, reason: impl Into<String>) -> ConfigError {
+/// Stands for a value an error message must not repeat.
+pub const REDACTED_VALUE: &str = "[redacted]";
+
+pub(crate) fn invalid(key: impl Into<String>, value: impl std::fmt::Display, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { key: key.into(), value: value.to_string(), reason: reason.into() }
 }
 
@@ -337,10 +343,13 @@ pub struct NitroSettings {
     pub username: String,
     /// File holding the NITRO password (a mounted secret); `password` is used when this is empty.
     pub password_file: String,
-    /// The password itself, for environments that inject it as a variable.
-    pub password: String,
+    /// The password itself, for environments that inject it as a variable
+    /// (`GATEWATCH__BASELINE__NITRO__PASSWORD`).
+    pub password: Secret,
     /// Verify the appliance's TLS certificate (against `ca_file`, or the system's roots).
     pub tls_verify: bool,
+    /// Accept `http://` appliance URLs. Off by default: the NITRO credentials travel in headers.
+    pub allow_http: bool,
     /// PEM file of the CA that signed the appliances' certificates.
     pub ca_file: String,
 }
@@ -353,8 +362,9 @@ impl Default for NitroSettings {
             timeout: Duration::from_secs(10),
             username: String::new(),
             password_file: String::new(),
-            password: String::new(),
+            password: Secret::default(),
             tls_verify: true,
+            allow_http: false,
             ca_file: String::new(),
         }
     }
@@ -391,12 +401,16 @@ pub struct KafkaSettings {
     #[serde(with = "humantime_serde")]
     pub stats_interval: Duration,
     /// `plaintext`, `ssl`, `sasl_plaintext` or `sasl_ssl` (librdkafka `security.protocol`).
-    pub security_protocol: String,
+    pub security_protocol: SecurityProtocol,
     /// SASL mechanism (`PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`); empty = none.
-    pub sasl_mechanism: String,
+    pub sasl_mechanism: SaslMechanism,
     pub sasl_username: String,
-    /// File holding the SASL password (a mounted secret); empty = none.
+    /// File holding the SASL password (a mounted secret); empty = none. Read once at start-up.
     pub sasl_password_file: String,
+    /// The content of `sasl_password_file`, read by [`Settings::load`]; never configured directly, so
+    /// a password cannot sit in a config file.
+    #[serde(skip)]
+    pub sasl_password: Secret,
     /// CA bundle to verify the brokers (PEM); empty = the system's.
     pub ssl_ca_file: String,
     /// Client certificate and key for mutual TLS (PEM); empty = none.
@@ -406,6 +420,65 @@ pub struct KafkaSettings {
     pub consumer_options: BTreeMap<String, String>,
     /// Extra librdkafka producer properties, passed through unchanged.
     pub producer_options: BTreeMap<String, String>,
+}
+
+/// librdkafka `security.protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecurityProtocol {
+    Plaintext,
+    Ssl,
+    SaslPlaintext,
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    pub fn as_librdkafka(self) -> &'static str {
+        match self {
+            SecurityProtocol::Plaintext => "plaintext",
+            SecurityProtocol::Ssl => "ssl",
+            SecurityProtocol::SaslPlaintext => "sasl_plaintext",
+            SecurityProtocol::SaslSsl => "sasl_ssl",
+        }
+    }
+
+    pub fn uses_tls(self) -> bool {
+        matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
+    }
+
+    pub fn uses_sasl(self) -> bool {
+        matches!(self, SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl)
+    }
+}
+
+/// librdkafka `sasl.mechanism`; `""` = none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SaslMechanism {
+    #[serde(rename = "")]
+    None,
+    #[serde(rename = "PLAIN")]
+    Plain,
+    #[serde(rename = "SCRAM-SHA-256")]
+    ScramSha256,
+    #[serde(rename = "SCRAM-SHA-512")]
+    ScramSha512,
+    #[serde(rename = "GSSAPI")]
+    Gssapi,
+    #[serde(rename = "OAUTHBEARER")]
+    Oauthbearer,
+}
+
+impl SaslMechanism {
+    pub fn as_librdkafka(self) -> Option<&'static str> {
+        match self {
+            SaslMechanism::None => None,
+            SaslMechanism::Plain => Some("PLAIN"),
+            SaslMechanism::ScramSha256 => Some("SCRAM-SHA-256"),
+            SaslMechanism::ScramSha512 => Some("SCRAM-SHA-512"),
+            SaslMechanism::Gssapi => Some("GSSAPI"),
+            SaslMechanism::Oauthbearer => Some("OAUTHBEARER"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -434,10 +507,11 @@ impl Default for KafkaSettings {
             session_timeout: Duration::from_secs(45),
             delivery_timeout: Duration::from_secs(30),
             stats_interval: Duration::from_secs(5),
-            security_protocol: "plaintext".into(),
-            sasl_mechanism: String::new(),
+            security_protocol: SecurityProtocol::Plaintext,
+            sasl_mechanism: SaslMechanism::None,
             sasl_username: String::new(),
             sasl_password_file: String::new(),
+            sasl_password: Secret::default(),
             ssl_ca_file: String::new(),
             ssl_certificate_file: String::new(),
             ssl_key_file: String::new(),
@@ -516,13 +590,27 @@ impl Default for ParseSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdminSettings {
-    /// Address of the admin HTTP listener (`/livez`, `/readyz`, `/metrics`).
+    /// Address of the admin HTTP listener (`/livez`, `/readyz`, `/metrics`). All interfaces by
+    /// default, for the kubelet's probes and Prometheus; `127.0.0.1:9464` keeps it on the host.
     pub listen: SocketAddr,
+    /// Connections open at once; a further one closes the oldest.
+    pub max_connections: usize,
+    /// Time a client has to send its request headers.
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// Time a connection may take from accept to the end of its one response.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
 }
 
 impl Default for AdminSettings {
     fn default() -> Self {
-        AdminSettings { listen: SocketAddr::from(([0, 0, 0, 0], 9464)) }
+        AdminSettings {
+            listen: SocketAddr::from(([0, 0, 0, 0], 9464)),
+            max_connections: 64,
+            header_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(10),
+        }
     }
 }
 
@@ -571,8 +659,11 @@ impl Settings {
             }
             builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
         }
-        let env: config::Map<String, String> =
+        let mut env: config::Map<String, String> =
             env.into_iter().filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}{ENV_SEPARATOR}"))).collect();
+        // The SASL password is no configuration key (it may not sit in a file of settings): it comes
+        // from `kafka.sasl_password_file` or from this variable, and never reaches the config layers.
+        let env_sasl_password = env.remove(SASL_PASSWORD_ENV);
         let mut environment = config::Environment::with_prefix(ENV_PREFIX)
             .prefix_separator(ENV_SEPARATOR)
             .separator(ENV_SEPARATOR)
@@ -582,8 +673,19 @@ impl Settings {
         for key in ENV_LIST_KEYS {
             environment = environment.with_list_parse_key(key);
         }
-        let settings: Settings = builder.add_source(environment).build()?.try_deserialize()?;
+        let mut settings: Settings = builder.add_source(environment).build()?.try_deserialize()?;
+        if let Some(password) = env_sasl_password {
+            crate::secrets::register(&password);
+            settings.kafka.sasl_password = Secret::from(password);
+        }
         settings.validate()?;
+        crate::secrets::register(settings.baseline.nitro.password.expose());
+        if !settings.kafka.sasl_password_file.is_empty() {
+            let path = Path::new(&settings.kafka.sasl_password_file);
+            settings.kafka.sasl_password = crate::secrets::read_file(path)
+                .map_err(|e| invalid("kafka.sasl_password_file", format!("{path:?}"), format!("unreadable: {e}")))?;
+        }
+        crate::kafka::check_build(&settings)?;
         Ok(settings)
     }
 
@@ -643,13 +745,7 @@ impl Settings {
         if self.pipeline.shutdown_timeout.is_zero() {
             return Err(invalid("pipeline.shutdown_timeout", "\"0s\"", "must be longer than zero"));
         }
-        if !["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"].contains(&k.security_protocol.as_str()) {
-            return Err(invalid(
-                "kafka.security_protocol",
-                format!("{:?}", k.security_protocol),
-                "must be plaintext, ssl, sasl_plaintext or sasl_ssl",
-            ));
-        }
+        self.validate_kafka_security()?;
         for (key, path) in [
             ("kafka.sasl_password_file", &k.sasl_password_file),
             ("kafka.ssl_ca_file", &k.ssl_ca_file),
@@ -658,6 +754,16 @@ impl Settings {
         ] {
             if !path.is_empty() && !Path::new(path).is_file() {
                 return Err(invalid(key, format!("{path:?}"), "file not found"));
+            }
+        }
+        if self.admin.max_connections == 0 {
+            return Err(invalid("admin.max_connections", 0, "must be at least 1"));
+        }
+        for (key, value) in
+            [("admin.header_timeout", self.admin.header_timeout), ("admin.request_timeout", self.admin.request_timeout)]
+        {
+            if value.is_zero() {
+                return Err(invalid(key, "\"0s\"", "must be longer than zero"));
             }
         }
         if self.pipeline.max_in_flight_per_partition == 0 {
@@ -707,11 +813,12 @@ impl Settings {
         for (section, options) in
             [("kafka.consumer_options", &k.consumer_options), ("kafka.producer_options", &k.producer_options)]
         {
-            for (name, value) in options {
+            for name in options.keys() {
                 if PROTECTED_LIBRDKAFKA_OPTIONS.contains(&name.as_str()) {
+                    // The value is never echoed: it may be a password.
                     return Err(invalid(
                         format!("{section}.\"{name}\""),
-                        format!("{value:?}"),
+                        REDACTED_VALUE,
                         "gatewatch sets this librdkafka option itself; at-least-once delivery depends on it \
                          (use the kafka.* settings where one exists)",
                     ));
@@ -722,34 +829,74 @@ impl Settings {
     }
 }
 
-impl KafkaSettings {
-    /// The connection and security properties both clients share. Reads the SASL password file; if it
-    /// cannot be read (it was checked at start-up) the error is logged and the broker refuses the login.
-    pub fn connection_options(&self) -> Vec<(&'static str, String)> {
-        let mut out =
-            vec![("bootstrap.servers", self.brokers.clone()), ("security.protocol", self.security_protocol.clone())];
-        if !self.sasl_mechanism.is_empty() {
-            out.push(("sasl.mechanism", self.sasl_mechanism.clone()));
-            out.push(("sasl.username", self.sasl_username.clone()));
+impl Settings {
+    /// Security settings that only make sense together.
+    fn validate_kafka_security(&self) -> Result<(), ConfigError> {
+        let k = &self.kafka;
+        let protocol = format!("{:?}", k.security_protocol.as_librdkafka());
+        match (k.security_protocol.uses_sasl(), k.sasl_mechanism) {
+            (true, SaslMechanism::None) => {
+                return Err(invalid(
+                    "kafka.sasl_mechanism",
+                    "\"\"",
+                    format!("must be set when kafka.security_protocol = {protocol}"),
+                ))
+            }
+            (false, mechanism) if mechanism != SaslMechanism::None => {
+                return Err(invalid(
+                    "kafka.security_protocol",
+                    protocol,
+                    "must be sasl_plaintext or sasl_ssl when kafka.sasl_mechanism is set",
+                ))
+            }
+            _ => {}
         }
-        if !self.sasl_password_file.is_empty() {
-            match std::fs::read_to_string(&self.sasl_password_file) {
-                Ok(password) => out.push(("sasl.password", password.trim_end_matches(['\n', '\r']).to_owned())),
-                Err(error) => {
-                    tracing::error!(file = %self.sasl_password_file, %error, "kafka.sasl_password_file unreadable")
+        if matches!(k.sasl_mechanism, SaslMechanism::Plain | SaslMechanism::ScramSha256 | SaslMechanism::ScramSha512) {
+            if k.sasl_username.is_empty() {
+                return Err(invalid("kafka.sasl_username", "\"\"", "must be set for PLAIN and SCRAM logins"));
+            }
+            let from_env = !k.sasl_password.expose().is_empty();
+            if k.sasl_password_file.is_empty() && !from_env {
+                return Err(invalid(
+                    "kafka.sasl_password_file",
+                    "\"\"",
+                    format!(
+                        "must name the file holding the password (mount it from a secret), or set {SASL_PASSWORD_ENV}"
+                    ),
+                ));
+            }
+            if !k.sasl_password_file.is_empty() && from_env {
+                return Err(invalid(
+                    "kafka.sasl_password_file",
+                    format!("{:?}", k.sasl_password_file),
+                    format!("and {SASL_PASSWORD_ENV} are both set: keep one"),
+                ));
+            }
+        }
+        if !k.security_protocol.uses_tls() {
+            for (key, path) in [
+                ("kafka.ssl_ca_file", &k.ssl_ca_file),
+                ("kafka.ssl_certificate_file", &k.ssl_certificate_file),
+                ("kafka.ssl_key_file", &k.ssl_key_file),
+            ] {
+                if !path.is_empty() {
+                    return Err(invalid(
+                        key,
+                        format!("{path:?}"),
+                        format!("has no effect with kafka.security_protocol = {protocol}: use ssl or sasl_ssl"),
+                    ));
                 }
             }
         }
-        for (key, path) in [
-            ("ssl.ca.location", &self.ssl_ca_file),
-            ("ssl.certificate.location", &self.ssl_certificate_file),
-            ("ssl.key.location", &self.ssl_key_file),
-        ] {
-            if !path.is_empty() {
-                out.push((key, path.clone()));
-            }
+        if k.ssl_certificate_file.is_empty() != k.ssl_key_file.is_empty() {
+            let (key, path) = if k.ssl_key_file.is_empty() {
+                ("kafka.ssl_key_file", &k.ssl_key_file)
+            } else {
+                ("kafka.ssl_certificate_file", &k.ssl_certificate_file)
+            };
+            return Err(invalid(key, format!("{path:?}"), "mutual TLS needs both the certificate and its key"));
         }
-        out
+        Ok(())
     }
 }
 
@@ -796,13 +943,18 @@ impl Settings {
         }
         let n = &b.nitro;
         for (name, url) in &n.appliances {
-            if !(url.starts_with("https://") || url.starts_with("http://")) {
-                return Err(invalid(
-                    format!("baseline.nitro.appliances.{name}"),
-                    format!("{url:?}"),
-                    "must be an https:// (or http://) URL",
-                ));
-            }
+            let reason = if url.starts_with("https://") {
+                continue;
+            } else if url.starts_with("http://") {
+                if n.allow_http {
+                    continue;
+                }
+                "must be an https:// URL: the NITRO credentials travel in request headers \
+                 (set baseline.nitro.allow_http = true to accept http:// on a trusted network)"
+            } else {
+                "must be an https:// URL"
+            };
+            return Err(invalid(format!("baseline.nitro.appliances.{name}"), format!("{url:?}"), reason));
         }
         if !n.appliances.is_empty() {
             if b.metrics_topic.is_empty() {
@@ -926,7 +1078,8 @@ mod tests {
     fn protected_librdkafka_option_is_rejected() {
         let err =
             load(Some("[kafka.consumer_options]\n\"enable.auto.commit\" = \"false\"\n"), &[]).unwrap_err().to_string();
-        assert!(err.contains("enable.auto.commit") && err.contains("false"), "{err}");
+        // Named, but its value is not repeated: a protected option may as well be `sasl.password`.
+        assert!(err.contains("enable.auto.commit") && err.contains("[redacted]") && !err.contains("false"), "{err}");
         assert!(load(Some("[kafka.producer_options]\n\"compression.type\" = \"zstd\"\n"), &[]).is_ok());
     }
 
@@ -951,6 +1104,21 @@ mod tests {
     }
 
     #[test]
+    fn sasl_password_from_the_environment_instead_of_a_file() {
+        let text =
+            "[kafka]\nsecurity_protocol = \"sasl_plaintext\"\nsasl_mechanism = \"PLAIN\"\nsasl_username = \"gw\"\n";
+        let s = load(Some(text), &[(SASL_PASSWORD_ENV, "env-s3cret")]).unwrap();
+        assert_eq!(s.kafka.sasl_password.expose(), "env-s3cret");
+        assert!(crate::kafka::connection_options(&s.kafka).contains(&("sasl.password", "env-s3cret".into())));
+        assert!(!format!("{s:?}").contains("env-s3cret"));
+        let err = load(Some(text), &[]).unwrap_err().to_string();
+        assert!(err.contains("kafka.sasl_password_file") && err.contains(SASL_PASSWORD_ENV), "{err}");
+        let both = format!("{text}sasl_password_file = \"/run/secrets/kafka\"\n");
+        let err = load(Some(&both), &[(SASL_PASSWORD_ENV, "env-s3cret")]).unwrap_err().to_string();
+        assert!(err.contains("both set") && !err.contains("env-s3cret"), "{err}");
+    }
+
+    #[test]
     fn kafka_security_settings_become_librdkafka_options() {
         let dir = tempfile::tempdir().unwrap();
         let password = dir.path().join("password");
@@ -960,16 +1128,40 @@ mod tests {
             password
         );
         let s = load(Some(&text), &[]).unwrap();
-        let options = s.kafka.connection_options();
+        let options = crate::kafka::connection_options(&s.kafka);
         assert!(options.contains(&("security.protocol", "sasl_ssl".into())));
         assert!(options.contains(&("sasl.password", "s3cret".into())));
         assert!(options.contains(&("sasl.username", "gw".into())));
+        assert_eq!(format!("{:?}", s.kafka.sasl_password), "[redacted]");
+        assert!(!format!("{s:?}").contains("s3cret"));
         let err = load(Some("[kafka]\nssl_ca_file = \"/no/ca.pem\"\n"), &[]).unwrap_err().to_string();
         assert!(err.contains("kafka.ssl_ca_file") && err.contains("/no/ca.pem"), "{err}");
         let err = load(Some("[kafka]\nsecurity_protocol = \"tls\"\n"), &[]).unwrap_err().to_string();
         assert!(err.contains("security_protocol"), "{err}");
-        let err = load(Some("[kafka.producer_options]\n\"sasl.password\" = \"x\"\n"), &[]).unwrap_err().to_string();
-        assert!(err.contains("sasl.password"), "{err}");
+        let err = load(Some("[kafka.producer_options]\n\"sasl.password\" = \"pr0tected-value\"\n"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sasl.password") && !err.contains("pr0tected-value"), "{err}");
+        let err = load(Some("[kafka]\nsecurity_protocol = \"sasl_ssl\"\n"), &[]).unwrap_err().to_string();
+        assert!(err.contains("kafka.sasl_mechanism"), "{err}");
+        let err = load(Some("[kafka]\nsasl_mechanism = \"SCRAM-SHA-256\"\n"), &[]).unwrap_err().to_string();
+        assert!(err.contains("kafka.security_protocol") && err.contains("plaintext"), "{err}");
+        let err = load(Some("[kafka]\nsecurity_protocol = \"ssl\"\nsasl_mechanism = \"SCRAM-SHA-1\"\n"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sasl_mechanism") && err.contains("SCRAM-SHA-1"), "{err}");
+    }
+
+    #[test]
+    fn nitro_password_never_shows_in_debug_and_http_needs_allow_http() {
+        let s = load(None, &[("GATEWATCH__BASELINE__NITRO__PASSWORD", "n1tro-s3cret")]).unwrap();
+        assert_eq!(s.baseline.nitro.password.expose(), "n1tro-s3cret");
+        assert!(!format!("{s:?}").contains("n1tro-s3cret"));
+        let http = "[baseline.nitro]\nusername = \"u\"\n[baseline.nitro.appliances]\nadc1 = \"http://10.0.0.5\"\n";
+        let err = load(Some(http), &[]).unwrap_err().to_string();
+        assert!(err.contains("baseline.nitro.appliances.adc1") && err.contains("allow_http"), "{err}");
+        let allowed = http.replace("username = \"u\"\n", "username = \"u\"\nallow_http = true\n");
+        assert!(load(Some(&allowed), &[]).is_ok(), "{allowed}");
     }
 
     #[test]

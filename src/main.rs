@@ -34,7 +34,13 @@ enum Command {
     /// Consume the input topics and publish events, alerts and dead letters until SIGTERM/SIGINT.
     Run,
     /// Validate the configuration without touching the network; non-zero exit names the bad key or file.
-    Check,
+    Check {
+        /// Also connect with the configured Kafka clients: brokers, TLS, login, topics (exist, have
+        /// leaders, readable), the group's offsets and the producer; each failure on one line naming
+        /// the setting. Publishes nothing.
+        #[arg(long)]
+        connect: bool,
+    },
     /// Work with the detection rules.
     Rules {
         #[command(subcommand)]
@@ -118,6 +124,7 @@ enum RulesAction {
 }
 
 fn main() -> ExitCode {
+    gatewatch::secrets::install_panic_hook();
     let cli = Cli::parse();
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(settings) => settings,
@@ -160,7 +167,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-        Command::Check => {
+        Command::Check { connect } => {
             let (rules, rule_errors) =
                 gatewatch::detect::RuleSet::load(&settings.detect.dirs(), &settings.detect.options());
             if !rule_errors.is_empty() {
@@ -198,7 +205,28 @@ fn main() -> ExitCode {
                 settings.output.alerts_topic,
                 settings.output.dlq_topic
             );
-            ExitCode::SUCCESS
+            if !connect {
+                return ExitCode::SUCCESS;
+            }
+            match gatewatch::kafka::connect(&settings, gatewatch::kafka::CONNECT_TIMEOUT) {
+                Ok(connected) => {
+                    let topics: Vec<String> =
+                        connected.topics.iter().map(|(_, t, partitions)| format!("{t} ({partitions})")).collect();
+                    println!(
+                        "kafka ok: {} brokers over {}, topics {}",
+                        connected.brokers,
+                        settings.kafka.security_protocol.as_librdkafka(),
+                        topics.join(", ")
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(problems) => {
+                    for problem in problems {
+                        eprintln!("gatewatch: {problem}");
+                    }
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Parse { files, dataset, stats } => {
             let hint = match dataset.as_deref().map(|d| (d, gatewatch::parse::Dataset::from_name(d))) {
@@ -296,6 +324,8 @@ fn main() -> ExitCode {
         }
         Command::Run => match run(settings) {
             Ok(_) => ExitCode::SUCCESS,
+            // Already logged, on one line naming the setting.
+            Err(error) if error.downcast_ref::<gatewatch::kafka::Problem>().is_some() => ExitCode::from(2),
             Err(error) => {
                 tracing::error!(
                     error = format!("{error:#}"),
@@ -322,12 +352,11 @@ fn run(settings: Settings) -> anyhow::Result<Outcome> {
     let health = Arc::new(Health::default());
     health.beat();
     let stop = Stop::new();
-    let admin_stop = tokio_util::sync::CancellationToken::new();
     let shutdown_timeout = settings.pipeline.shutdown_timeout;
 
-    let admin = runtime
-        .block_on(gatewatch::admin::serve(settings.admin.listen, metrics.clone(), health.clone(), admin_stop.clone()))
+    let admin = gatewatch::admin::spawn(&settings.admin, metrics.clone(), health.clone())
         .with_context(|| format!("admin.listen = \"{}\": cannot listen", settings.admin.listen))?;
+    preflight(&settings)?;
     let (enricher, events) = Enricher::load(&settings, false).context("loading enrichment databases")?;
     let enricher = Arc::new(enricher);
     report_reloads(&metrics, events);
@@ -420,10 +449,30 @@ fn run(settings: Settings) -> anyhow::Result<Outcome> {
         let _guard = runtime.enter();
         telemetry.shutdown();
     }
-    admin_stop.cancel();
-    let _ = runtime.block_on(admin);
+    admin.shutdown();
     runtime.shutdown_timeout(Duration::from_secs(1));
     Ok(outcome?)
+}
+
+/// Connects once before anything starts: brokers that refuse our TLS or login stop the service with
+/// one line naming the setting (retrying cannot help); unreachable brokers or missing topics are
+/// warnings (librdkafka keeps retrying, and the topics may be created later).
+fn preflight(settings: &Settings) -> anyhow::Result<()> {
+    let problems = match gatewatch::kafka::connect(settings, gatewatch::kafka::CONNECT_TIMEOUT) {
+        Ok(connected) => {
+            tracing::info!(brokers = connected.brokers, "kafka connection checked");
+            return Ok(());
+        }
+        Err(problems) => problems,
+    };
+    if let Some(refused) = problems.iter().find(|p| p.refused) {
+        tracing::error!(setting = %refused.setting, "{}", refused.message);
+        return Err(refused.clone().into());
+    }
+    for problem in problems {
+        tracing::warn!(setting = %problem.setting, "{}; starting anyway", problem.message);
+    }
+    Ok(())
 }
 
 /// A time on the command line: RFC 3339, or a date (midnight UTC).
@@ -444,23 +493,16 @@ fn parse_mitigation(text: &str) -> Result<(String, DateTime<Utc>), String> {
     Ok((host.to_owned(), parse_time(date)?))
 }
 
-/// Every rule file's identity, to notice edits, additions and removals.
-fn rules_stamp(dirs: &[std::path::PathBuf]) -> Vec<(std::path::PathBuf, gatewatch::enrich::FileStamp)> {
-    let mut out = Vec::new();
-    let mut stack: Vec<std::path::PathBuf> = dirs.to_vec();
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                let stamp = gatewatch::enrich::FileStamp::of(&path);
-                out.push((path, stamp));
-            }
-        }
-    }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
+/// Every rule file's identity, to notice edits, additions and removals (a ConfigMap update swaps the
+/// `..data` link, which changes what each file's symlink resolves to).
+fn rules_stamp(dirs: &[PathBuf]) -> Vec<(PathBuf, gatewatch::enrich::FileStamp)> {
+    gatewatch::detect::rule_files(dirs)
+        .into_iter()
+        .map(|path| {
+            let stamp = gatewatch::enrich::FileStamp::of(&path);
+            (path, stamp)
+        })
+        .collect()
 }
 
 /// Logs and counts a rules (re)load; broken files are reported and the others run.

@@ -101,6 +101,7 @@ pub struct Metrics {
     pub baseline_snapshots: Counter,
     pub baseline_restored: Counter,
     pub nitro_polls: Family<PollLabels, Counter>,
+    pub admin_connections_closed: Counter,
 }
 
 impl Default for Metrics {
@@ -192,6 +193,12 @@ impl Metrics {
             baseline_restored.clone(),
         );
         registry.register("nitro_polls", "NITRO polls, per appliance and outcome", nitro_polls.clone());
+        let admin_connections_closed = Counter::default();
+        registry.register(
+            "admin_connections_closed",
+            "Admin connections closed early because admin.max_connections were open",
+            admin_connections_closed.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             records_in,
@@ -216,6 +223,7 @@ impl Metrics {
             baseline_snapshots,
             baseline_restored,
             nitro_polls,
+            admin_connections_closed,
         }
     }
 

@@ -52,7 +52,7 @@ pub fn producer_config(settings: &Settings) -> ClientConfig {
     for (key, value) in &k.producer_options {
         config.set(key, value);
     }
-    for (key, value) in k.connection_options() {
+    for (key, value) in crate::kafka::connection_options(k) {
         config.set(key, value);
     }
     config

@@ -97,7 +97,8 @@ pub fn init(settings: &Settings, metrics: &Metrics) -> Result<Telemetry, Telemet
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&settings.log.level));
     let otel = tracer.map(|tracer| tracing_opentelemetry::layer().with_tracer(tracer));
     let registry = tracing_subscriber::registry().with(filter).with(otel);
-    let writer = std::io::stderr;
+    // Every line goes through the secret scrubber (see `secrets`).
+    let writer = crate::secrets::RedactingWriter;
     match settings.log.format {
         LogFormat::Json => {
             registry.with(tracing_subscriber::fmt::layer().json().flatten_event(true).with_writer(writer)).init()

@@ -182,3 +182,83 @@ fn runs_and_stops_cleanly_with_every_file_system_read_only() {
     assert!(status.success(), "exit {status:?}; log:\n{}", gw.log_text());
     assert!(!gw.log_text().contains("Read-only file system"), "{}", gw.log_text());
 }
+
+/// Opens connections that send half a request and then wait, one every `every`, keeping the last
+/// `keep` open, until `stop` is set; returns how many it opened.
+fn slow_clients(
+    addr: String,
+    every: Duration,
+    keep: usize,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<usize> {
+    std::thread::spawn(move || {
+        use std::io::Write;
+        let mut open = std::collections::VecDeque::new();
+        let mut opened = 0;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) && opened < 20_000 {
+            if let Ok(mut stream) = std::net::TcpStream::connect(&addr) {
+                let _ = stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: slow\r\nX-Slow: ");
+                open.push_back(stream);
+                opened += 1;
+                if open.len() > keep {
+                    open.pop_front();
+                }
+            }
+            std::thread::sleep(every);
+        }
+        opened
+    })
+}
+
+#[test]
+fn slow_clients_neither_lock_out_the_probes_nor_slow_the_records() {
+    let broker = Broker::start();
+    let topics = Topics::new("slowloris");
+    topics.create(&broker, 1);
+    let gw = Gatewatch::spawn(
+        &broker,
+        &topics,
+        &[("GATEWATCH__ADMIN__MAX_CONNECTIONS", "16"), ("GATEWATCH__ADMIN__HEADER_TIMEOUT", "2s")],
+    );
+    gw.wait_ready(Duration::from_secs(60));
+    let line = b"<134> 09/09/2024:20:46:07 GMT VPX01 0-PPE-1 : default SSLVPN LOGIN 1 0 : Context a@b".to_vec();
+    let batch: Vec<_> = (0..2000).map(|_| (Some(0), None, line.clone())).collect();
+
+    let started = Instant::now();
+    broker.produce(&topics.input, &batch);
+    gw.wait_for_outputs(&topics, 2000.0, Duration::from_secs(120));
+    let quiet = started.elapsed();
+
+    // 200 half-sent requests a second, 500 held open, for the whole second batch.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let attack = slow_clients(gw.admin.clone(), Duration::from_millis(5), 500, stop.clone());
+    std::thread::sleep(Duration::from_secs(1));
+    let started = Instant::now();
+    broker.produce(&topics.input, &batch);
+    let mut probes = 0;
+    let mut attacked = None;
+    while attacked.is_none() || probes < 30 {
+        if attacked.is_none() && gw.outputs(&topics) >= 4000.0 {
+            attacked = Some(started.elapsed());
+        }
+        let asked = Instant::now();
+        let answer = gw.get("/livez");
+        assert_eq!(answer.as_ref().map(|(s, _)| *s), Some(200), "/livez locked out after {probes} probes: {answer:?}");
+        assert!(asked.elapsed() < Duration::from_secs(2), "/livez took {:?}", asked.elapsed());
+        probes += 1;
+        assert!(started.elapsed() < Duration::from_secs(120), "records stalled; log:\n{}", gw.log_text());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let attacked = attacked.unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let opened = attack.join().unwrap();
+    let closed = gw.metric("gatewatch_admin_connections_closed_total");
+    println!(
+        "2000 records: {:.2}s without slow clients, {:.2}s with {opened} slow connections ({closed} closed early); \
+         {probes} /livez probes all answered",
+        quiet.as_secs_f64(),
+        attacked.as_secs_f64()
+    );
+    assert!(opened > 100 && closed > 0.0, "the attack did not fill the cap: opened {opened}, closed {closed}");
+    assert_eq!(gw.outputs(&topics), 4000.0);
+}

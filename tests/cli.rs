@@ -197,3 +197,116 @@ fn baseline_backtest_scores_every_row_with_the_configured_threshold() {
     let bad = gatewatch(dir.path(), &["baseline", "backtest", "--input", "bad.csv", "--output", "o.csv"], &[]);
     assert!(!bad.status.success() && text(&bad).contains("bad.csv:2"), "{}", text(&bad));
 }
+
+/// Lays `files` out the way the kubelet mounts a ConfigMap volume: the files in a timestamped
+/// `..<time>` directory, a `..data` symlink to it, and one symlink per file through `..data`.
+fn kubelet_configmap_volume(dir: &Path, files: &[std::path::PathBuf]) {
+    let stamp = "..2026_12_02_01_00_00.123456789";
+    std::fs::create_dir_all(dir.join(stamp)).unwrap();
+    for file in files {
+        let name = file.file_name().unwrap();
+        std::fs::copy(file, dir.join(stamp).join(name)).unwrap();
+        std::os::unix::fs::symlink(Path::new("..data").join(name), dir.join(name)).unwrap();
+    }
+    std::os::unix::fs::symlink(stamp, dir.join("..data")).unwrap();
+}
+
+fn shipped_rule_files() -> Vec<std::path::PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/citrix");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yml"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn rules_mounted_as_a_kubelet_configmap_volume_load_once() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let plain = gatewatch(root, &["check"], &[]);
+    assert!(plain.status.success(), "{}", text(&plain));
+    let counts = |out: &Output| {
+        let t = text(out);
+        let line = t.lines().find(|l| l.starts_with("rules ok:")).unwrap_or_else(|| panic!("{t}")).to_owned();
+        let numbers: Vec<usize> = line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+        (numbers[0], numbers[1])
+    };
+    // Today's pack; a change to the pack changes these two numbers here and nowhere else.
+    assert_eq!(counts(&plain), (14, 5), "{}", text(&plain));
+
+    let dir = tempfile::tempdir().unwrap();
+    let mounted = dir.path().join("rules");
+    kubelet_configmap_volume(&mounted, &shipped_rule_files());
+    let mounted_dir = mounted.display().to_string();
+    let out = gatewatch(dir.path(), &["check"], &[("GATEWATCH__DETECT__RULES_DIRS", &mounted_dir)]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(counts(&out), (14, 5), "{}", text(&out));
+}
+
+#[test]
+fn a_custom_rule_with_a_shipped_id_is_refused_naming_both_files() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let custom = dir.path().join("custom-rules");
+    // The custom directory is a ConfigMap volume too; its one rule reuses a shipped rule's id.
+    let shipped = root.join("rules/citrix/cve-2019-19781-probe.yml");
+    let copy = dir.path().join("my-probe.yml");
+    std::fs::copy(&shipped, &copy).unwrap();
+    kubelet_configmap_volume(&custom, &[copy]);
+    let dirs = format!("{},{}", root.join("rules").display(), custom.display());
+    let out = gatewatch(dir.path(), &["check"], &[("GATEWATCH__DETECT__RULES_DIRS", &dirs)]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains("duplicate id"), "{t}");
+    assert!(t.contains("custom-rules/my-probe.yml") && t.contains("rules/citrix/cve-2019-19781-probe.yml"), "{t}");
+}
+
+#[test]
+fn check_refuses_settings_this_build_cannot_honour_naming_the_key() {
+    // librdkafka here has TLS and SCRAM but no Kerberos (libsasl2).
+    let out = check_with("[kafka]\nsecurity_protocol = \"sasl_ssl\"\nsasl_mechanism = \"GSSAPI\"\n", &[]);
+    assert!(!out.status.success());
+    let t = text(&out);
+    assert!(t.contains("kafka.sasl_mechanism") && t.contains("GSSAPI") && t.contains("sasl_gssapi"), "{t}");
+    // An option librdkafka does not know, passed through.
+    let out = check_with("[kafka.consumer_options]\n\"no.such.option\" = \"1\"\n", &[]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("kafka.consumer_options.\"no.such.option\""), "{}", text(&out));
+    // A CA file that is not PEM.
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.crt");
+    std::fs::write(&ca, "pem\n").unwrap();
+    let out = check_with(&format!("[kafka]\nsecurity_protocol = \"ssl\"\nssl_ca_file = {ca:?}\n"), &[]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("kafka.ssl_ca_file") && text(&out).contains("not a PEM file"), "{}", text(&out));
+    // What this build can do passes offline.
+    let password = dir.path().join("password");
+    std::fs::write(&password, "x\n").unwrap();
+    let ok = format!(
+        "[kafka]\nsecurity_protocol = \"sasl_plaintext\"\nsasl_mechanism = \"SCRAM-SHA-512\"\nsasl_username = \"gw\"\n\
+         sasl_password_file = {password:?}\n"
+    );
+    let out = check_with(&ok, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn check_refuses_plain_http_nitro_unless_allowed() {
+    let config = "[baseline.nitro]\nusername = \"nsroot\"\n[baseline.nitro.appliances]\nadc1 = \"http://192.0.2.10\"\n";
+    let out = check_with(config, &[]);
+    assert!(!out.status.success());
+    let t = text(&out);
+    assert!(t.contains("baseline.nitro.appliances.adc1") && t.contains("https://"), "{t}");
+    let out = check_with(config, &[("GATEWATCH__BASELINE__NITRO__ALLOW_HTTP", "true")]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn a_protected_option_is_refused_without_echoing_its_value() {
+    let out = check_with("[kafka.consumer_options]\n\"sasl.password\" = \"Pr0tected-Secret-Value\"\n", &[]);
+    assert!(!out.status.success());
+    let t = text(&out);
+    assert!(t.contains("sasl.password") && !t.contains("Pr0tected-Secret-Value"), "{t}");
+}

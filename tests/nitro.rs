@@ -71,9 +71,12 @@ fn appliance(answer: Arc<Answer>) -> (String, String) {
                     }
                 }
                 let (status, body) = answer(&user, &pass);
+                // A redirect's "body" is where it points.
+                let location =
+                    if (300..400).contains(&status) { format!("Location: {body}\r\n") } else { String::new() };
                 let _ = write!(
                     tls,
-                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    "HTTP/1.1 {status} X\r\n{location}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                     body.len()
                 );
                 let _ = tls.flush();
@@ -150,6 +153,28 @@ fn wrong_password_is_an_authentication_failure() {
     // The secret file is read on every poll: a rotated password is picked up without a restart.
     std::fs::write(&secret, "s3cret\n").unwrap();
     assert!(nitro::poll(&nitro::agent(&s).unwrap(), &url, &s).is_ok());
+}
+
+#[test]
+fn a_redirect_is_not_followed_and_its_target_never_sees_the_password() {
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let record = seen.clone();
+    let (target, ca) = appliance(Arc::new(move |_user: &str, pass: &str| {
+        record.lock().unwrap().push(pass.to_owned());
+        (200, stat("1", "1", "1", "1"))
+    }));
+    let elsewhere = format!("{target}/nitro/v1/stat/system");
+    let (url, _) = appliance(Arc::new(move |_: &str, _: &str| (302, elsewhere.clone())));
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca).unwrap();
+    let s = settings(ca_file.to_str().unwrap(), "s3cret");
+    let error = nitro::poll(&nitro::agent(&s).unwrap(), &url, &s).unwrap_err();
+    assert_eq!(error.code(), "http_error", "{error}");
+    assert!(error.to_string().contains("redirect") && error.to_string().contains(&target), "{error}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(seen.lock().unwrap().iter().all(|p| p != "s3cret"), "the redirect target received the password");
+    assert!(seen.lock().unwrap().is_empty(), "the redirect was followed");
 }
 
 #[test]

@@ -26,7 +26,7 @@ fn benign(host: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Line> {
         let user = format!("user{}", n % 5);
         let session = 7000 + n;
         out.push(audit(at, host, n, "SSLVPN LOGIN", &format!("Context {user}@8.8.8.8 - SessionId: {session} - User {user} - Client_ip 8.8.8.8 - Nat_ip 10.8.0.1 - Vserver 10.0.0.10:443")));
-        let backend = if (n / 2) % 2 == 0 { "10.20.0.5:443" } else { "10.20.0.7:445" };
+        let backend = if (n / 2).is_multiple_of(2) { "10.20.0.5:443" } else { "10.20.0.7:445" };
         out.push(audit(at + Span::minutes(1), host, n + 1, "SSLVPN TCPCONNSTAT", &format!("Context {user}@8.8.8.8 - SessionId: {session} - User {user} - Client_ip 8.8.8.8 - Nat_ip 10.8.0.1 - Vserver 10.0.0.10:443 - Source 8.8.8.8:50000 - Destination {backend} - Start_time \"01/10/2020:00:00:00 GMT\" - End_time \"01/10/2020:00:01:00 GMT\" - Duration 00:01:00  - Total_bytes_send 100 - Total_bytes_recv 200 - Total_compressedbytes_send 0 - Total_compressedbytes_recv 0 - Compression_ratio_send 0.00% - Compression_ratio_recv 0.00% - Access Allowed - Group(s) \"staff\"")));
         at += Span::hours(2);
         n += 2;

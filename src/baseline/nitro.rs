@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use serde_json::{json, Map, Value as Json};
 
 use super::METRICS;
@@ -76,19 +76,20 @@ pub fn agent(settings: &NitroSettings) -> anyhow::Result<ureq::Agent> {
     let config = ureq::Agent::config_builder()
         .timeout_global(Some(settings.timeout))
         .http_status_as_error(false)
+        // Never follow a redirect: the credentials are request headers and would go with it.
+        .max_redirects(0)
         .tls_config(tls.build())
         .build();
     Ok(config.into())
 }
 
 /// The password: the secret file's content (trimmed) when configured, else `password`. Read on every
-/// poll, so a rotated secret is picked up.
-fn password(settings: &NitroSettings) -> Result<String, PollError> {
+/// poll, so a rotated secret is picked up; every value read is registered as a secret.
+fn password(settings: &NitroSettings) -> Result<crate::secrets::Secret, PollError> {
     if settings.password_file.is_empty() {
         return Ok(settings.password.clone());
     }
-    std::fs::read_to_string(&settings.password_file)
-        .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
+    crate::secrets::read_file(std::path::Path::new(&settings.password_file))
         .map_err(|e| PollError::Auth(format!("reading baseline.nitro.password_file: {e}")))
 }
 
@@ -103,7 +104,7 @@ pub fn poll(
     let mut response = agent
         .get(&url)
         .header("X-NITRO-USER", &settings.username)
-        .header("X-NITRO-PASS", &pass)
+        .header("X-NITRO-PASS", pass.expose())
         .header("Accept", "application/json")
         .call()
         .map_err(|e| PollError::Unreachable(e.to_string()))?;
@@ -119,6 +120,13 @@ pub fn poll(
     let message = doc.get("message").and_then(Json::as_str).unwrap_or("").to_owned();
     if status == 401 || status == 403 || AUTH_ERRORCODES.contains(&errorcode) {
         return Err(PollError::Auth(if message.is_empty() { format!("HTTP {status}") } else { message }));
+    }
+    if (300..400).contains(&status) {
+        let target = response.headers().get("location").and_then(|l| l.to_str().ok()).unwrap_or("?");
+        return Err(PollError::Http {
+            status,
+            body: format!("redirect to {target:?} not followed (the credentials are never sent to a redirect target)"),
+        });
     }
     if !(200..300).contains(&status) {
         let mut body = body;
@@ -178,14 +186,44 @@ pub fn sample_json(appliance: &str, at: DateTime<Utc>, values: &[(&str, f64)]) -
     serde_json::to_vec(&doc).expect("a JSON map serializes")
 }
 
+/// Counts a poll's outcome when the broker has acknowledged (or refused) its sample.
+struct Delivered {
+    metrics: Metrics,
+}
+
+impl rdkafka::ClientContext for Delivered {}
+
+impl rdkafka::producer::ProducerContext for Delivered {
+    type DeliveryOpaque = Box<String>;
+
+    fn delivery(&self, result: &rdkafka::message::DeliveryResult<'_>, appliance: Self::DeliveryOpaque) {
+        let outcome = match result {
+            Ok(_) => "ok",
+            Err((error, _)) => {
+                tracing::warn!(appliance = %appliance, %error, "NITRO sample not delivered");
+                "not_published"
+            }
+        };
+        self.metrics.nitro_polls.get_or_create(&PollLabels { appliance: *appliance, outcome }).inc();
+    }
+}
+
 /// Starts the poller thread when appliances are configured.
 pub fn spawn(settings: &Settings, metrics: Metrics, stop: Stop) -> anyhow::Result<Option<std::thread::JoinHandle<()>>> {
     let nitro = settings.baseline.nitro.clone();
     if nitro.appliances.is_empty() {
         return Ok(None);
     }
+    if !nitro.tls_verify {
+        tracing::warn!(
+            "baseline.nitro.tls_verify = false: the appliances' certificates are not checked, so anyone on the \
+             path can read the NITRO credentials"
+        );
+    }
     let agent = agent(&nitro)?;
-    let producer: ThreadedProducer<DefaultProducerContext> = crate::sink::producer_config(settings).create()?;
+    let producer: ThreadedProducer<Delivered> = crate::sink::producer_config(settings)
+        .create_with_context(Delivered { metrics: metrics.clone() })
+        .map_err(|e| anyhow::anyhow!(crate::kafka::describe_error(&e)))?;
     let topic = settings.baseline.metrics_topic.clone();
     let handle = std::thread::Builder::new().name("gatewatch-nitro".into()).spawn(move || {
         let mut next = Instant::now();
@@ -202,9 +240,12 @@ pub fn spawn(settings: &Settings, metrics: Metrics, stop: Stop) -> anyhow::Resul
                 let outcome = match poll(&agent, url, &nitro) {
                     Ok(values) => {
                         let payload = sample_json(name, at, &values);
-                        let record = BaseRecord::to(&topic).key(name.as_str()).payload(&payload);
+                        let record = BaseRecord::with_opaque_to(&topic, Box::new(name.clone()))
+                            .key(name.as_str())
+                            .payload(&payload);
                         match producer.send(record) {
-                            Ok(()) => "ok",
+                            // Counted by the delivery report.
+                            Ok(()) => continue,
                             Err((error, _)) => {
                                 tracing::warn!(appliance = %name, %error, "NITRO sample not queued");
                                 "not_published"

@@ -11,7 +11,7 @@ pub mod examples;
 pub mod sigma;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -48,21 +48,40 @@ impl Default for DetectOptions {
     }
 }
 
-fn rule_files(dir: &Path) -> Vec<PathBuf> {
+/// The rule files under `dirs` (`**/*.yml`, `**/*.yaml`), each real file once, in a stable order.
+///
+/// Entries whose name starts with a dot are skipped: Kubernetes lays a ConfigMap volume out as a
+/// timestamped `..2026_…` directory, a `..data` symlink to it and one symlink per file, so following
+/// the dot-entries would load every rule three times. Files reached twice (symlinks, overlapping
+/// directories) are listed once, under the first path that reached them.
+pub fn rule_files(dirs: &[PathBuf]) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "yml" || e == "yaml") {
+    let mut seen = std::collections::HashSet::new();
+    for dir in dirs {
+        let mut found = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&d) else { continue };
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().starts_with('.') {
+                    continue;
+                }
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if path.extension().is_some_and(|e| e == "yml" || e == "yaml") {
+                    found.push(path);
+                }
+            }
+        }
+        found.sort();
+        for path in found {
+            let real = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+            if seen.insert(real) {
                 out.push(path);
             }
         }
     }
-    out.sort();
     out
 }
 
@@ -78,30 +97,46 @@ impl RuleSet {
                     line: None,
                     reason: "not a directory".into(),
                 });
-                continue;
             }
-            for path in rule_files(dir) {
-                let file = path.display().to_string();
-                let documents = match sigma::read_documents(&path) {
-                    Ok(d) => d,
-                    Err(e) => {
-                        errors.push(e);
-                        continue;
-                    }
-                };
-                for raw in documents {
-                    let compiled = if raw.correlation.is_some() {
-                        Correlation::compile(&raw, &file).map(|c| set.correlations.push(c))
-                    } else {
-                        Rule::compile(&raw, &file, &options.placeholders).map(|r| set.rules.push(r))
-                    };
-                    if let Err(reason) = compiled {
+        }
+        // Rule id → the file that defined it first: a second definition is refused, never merged or
+        // silently preferred (a custom rule cannot shadow a shipped one unnoticed).
+        let mut defined: HashMap<String, String> = HashMap::new();
+        for path in rule_files(dirs) {
+            let file = path.display().to_string();
+            let documents = match sigma::read_documents(&path) {
+                Ok(d) => d,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
+            for raw in documents {
+                if let Some(id) = raw.id.as_deref() {
+                    if let Some(first) = defined.get(id) {
                         errors.push(RuleError {
                             file: file.clone(),
                             line: None,
-                            reason: format!("rule {:?}: {reason}", raw.title),
+                            reason: format!(
+                                "rule {:?}: duplicate id {id:?}, already defined in {first}; not loaded",
+                                raw.title
+                            ),
                         });
+                        continue;
                     }
+                    defined.insert(id.to_owned(), file.clone());
+                }
+                let compiled = if raw.correlation.is_some() {
+                    Correlation::compile(&raw, &file).map(|c| set.correlations.push(c))
+                } else {
+                    Rule::compile(&raw, &file, &options.placeholders).map(|r| set.rules.push(r))
+                };
+                if let Err(reason) = compiled {
+                    errors.push(RuleError {
+                        file: file.clone(),
+                        line: None,
+                        reason: format!("rule {:?}: {reason}", raw.title),
+                    });
                 }
             }
         }

@@ -3,6 +3,8 @@
 //! feed inputs and read outputs back.
 #![allow(dead_code)]
 
+pub mod secure;
+
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -29,13 +31,15 @@ fn manifest_dir() -> PathBuf {
 /// A broker for one test: a private tansu process, or the shared external broker.
 pub struct Broker {
     pub bootstrap: String,
-    process: Option<Child>,
+    processes: Vec<Child>,
+    /// Connection options of the harness's own clients (security, for a secured broker).
+    options: Vec<(String, String)>,
 }
 
 impl Broker {
     pub fn start() -> Broker {
         if let Ok(bootstrap) = std::env::var("GATEWATCH_TEST_BROKERS") {
-            return Broker { bootstrap, process: None };
+            return Broker::external(&bootstrap);
         }
         let tansu = std::env::var_os("GATEWATCH_TANSU")
             .map(PathBuf::from)
@@ -56,17 +60,25 @@ impl Broker {
             assert!(Instant::now() < deadline, "tansu did not listen on {bootstrap}");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Broker { bootstrap, process: Some(process) }
+        Broker::with_processes(bootstrap, vec![process], Vec::new())
+    }
+
+    /// A broker made of these processes (stopped with it), reached with these client options.
+    pub fn with_processes(bootstrap: String, processes: Vec<Child>, options: Vec<(String, String)>) -> Broker {
+        Broker { bootstrap, processes, options }
     }
 
     /// A broker this harness did not start (a mock cluster, an external Kafka).
     pub fn external(bootstrap: &str) -> Broker {
-        Broker { bootstrap: bootstrap.to_owned(), process: None }
+        Broker { bootstrap: bootstrap.to_owned(), processes: Vec::new(), options: Vec::new() }
     }
 
-    fn client_config(&self) -> ClientConfig {
+    pub fn client_config(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.bootstrap);
+        for (k, v) in &self.options {
+            c.set(k, v);
+        }
         c
     }
 
@@ -216,7 +228,7 @@ impl Broker {
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        if let Some(p) = &mut self.process {
+        for p in &mut self.processes {
             let _ = p.kill();
             let _ = p.wait();
         }
