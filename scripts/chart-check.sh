@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Checks the Dockerfile (hadolint) and the Helm chart with real tooling: helm lint --strict and helm template for the default values
+# Checks the Dockerfile (hadolint), the chart's alerting rules (promtool check/test) and the Helm chart with real tooling: helm lint --strict and helm template for the default values
 # and every ci/*.yaml, every rendered manifest validated offline against the Kubernetes schemas
 # (kubernetes-validate, pinned version; CRDs of KEDA and the Prometheus operator have no bundled schema
 # and are reported as such), and `gatewatch check` on the configuration the chart renders, with the
@@ -130,3 +130,17 @@ PY
   env "${pod_env[@]}" "$bin" check --config "$config" >/dev/null
   echo "chart: $name rendered, validated against Kubernetes $KUBERNETES_VERSION, gatewatch check ok"
 done
+
+# The alerting rules (PrometheusRule), rendered with the default thresholds: promtool checks them and
+# runs their unit tests (deploy/prometheus/gatewatch-rules.test.yaml).
+if ! command -v promtool >/dev/null 2>&1; then
+  echo "chart: installing promtool (Debian prometheus)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
+fi
+"$helm" template ci "$chart" --set prometheusRule.enabled=true --show-only templates/prometheusrule.yaml 2>/dev/null |
+  python3 -c "import sys, yaml; yaml.safe_dump(yaml.safe_load(sys.stdin)['spec'], sys.stdout, sort_keys=False)" \
+  >"$out/gatewatch-rules.yaml"
+cp deploy/prometheus/gatewatch-rules.test.yaml "$out/"
+promtool check rules "$out/gatewatch-rules.yaml"
+(cd "$out" && promtool test rules gatewatch-rules.test.yaml)
+echo "chart: alerting rules checked and unit-tested with promtool"

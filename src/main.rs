@@ -416,10 +416,13 @@ fn run(settings: Settings) -> anyhow::Result<Outcome> {
     let sink = pipeline.sink();
     let probe_stop = stop.clone();
     let probe_health = health.clone();
+    let probe_metrics = metrics.clone();
     std::thread::Builder::new().name("gatewatch-probe".into()).spawn(move || {
         while !probe_stop.is_stopping() {
             let reachable = sink.reaches_broker(Duration::from_secs(5));
             probe_health.producer_reachable.store(reachable, Ordering::Relaxed);
+            // Also covers assignment changes: this runs every 2 s.
+            probe_metrics.ready.set(i64::from(probe_health.ready()));
             for _ in 0..20 {
                 if probe_stop.is_stopping() {
                     return;

@@ -102,6 +102,7 @@ pub struct Metrics {
     pub baseline_restored: Counter,
     pub nitro_polls: Family<PollLabels, Counter>,
     pub admin_connections_closed: Counter,
+    pub ready: Gauge,
 }
 
 impl Default for Metrics {
@@ -199,6 +200,12 @@ impl Metrics {
             "Admin connections closed early because admin.max_connections were open",
             admin_connections_closed.clone(),
         );
+        let ready = Gauge::default();
+        registry.register(
+            "ready",
+            "1 while the instance is ready as /readyz says: it holds partitions and its producer reaches a broker",
+            ready.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             records_in,
@@ -224,6 +231,7 @@ impl Metrics {
             baseline_restored,
             nitro_polls,
             admin_connections_closed,
+            ready,
         }
     }
 

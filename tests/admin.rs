@@ -23,11 +23,18 @@ fn readyz_is_not_ready_before_assignment_and_ready_after() {
     // Joining the group takes seconds; the first answer comes before the assignment.
     assert_eq!(first.0, 503, "{first:?}");
     assert!(first.1.contains("assigned=false"), "{first:?}");
+    assert_eq!(gw.metric("gatewatch_ready"), 0.0);
     assert_eq!(gw.get("/livez").map(|(s, _)| s), Some(200));
     gw.wait_ready(Duration::from_secs(60));
     let (status, body) = gw.get("/readyz").unwrap();
     assert_eq!(status, 200);
     assert!(body.contains("assigned=true") && body.contains("producer_reachable=true"), "{body}");
+    // The same as a metric, for alerting (the chart's GatewatchNotReady); updated every 2 s.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while gw.metric("gatewatch_ready") != 1.0 {
+        assert!(Instant::now() < deadline, "gatewatch_ready stayed 0 while /readyz says ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // The input partitions and the metrics topic's.
     assert_eq!(gw.metric("gatewatch_assigned_partitions"), 2.0 + f64::from(METRICS_PARTITIONS));
 }
