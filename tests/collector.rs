@@ -228,6 +228,16 @@ fn prometheus_series(body: &str, families: &[&str]) -> Vec<(String, Attributes, 
     series
 }
 
+/// The records of all `pipeline.batch` spans of the run `run`.
+fn batched_records(printed: &Printed, run: &str) -> i64 {
+    printed
+        .spans
+        .iter()
+        .filter(|s| s.name == "pipeline.batch" && s.resource.get("test_run").map(String::as_str) == Some(run))
+        .filter_map(|s| s.attributes.get("records").and_then(|r| r.parse::<i64>().ok()))
+        .sum()
+}
+
 const FAMILIES: &[&str] = &[
     "gatewatch_records_in_total",
     "gatewatch_records_out_total",
@@ -250,14 +260,8 @@ fn exports_to_the_collector(protocol: &str) {
     let mut records: Vec<_> = sample_lines().into_iter().map(|l| (None, None, l)).collect();
     records.push((Some(0), None, b"not an adc line".to_vec()));
     broker.produce(&topics.input, &records);
-    // CPU samples of one appliance: one series, still warming up.
-    let samples: Vec<_> = (0..3)
-        .map(|i| {
-            let doc = format!(r#"{{"@timestamp":"2020-01-10T10:{:02}:00Z","observer":{{"hostname":"VPX01"}},"system.cpu.total.pct":0.2}}"#, i * 5);
-            (None, Some("VPX01".to_owned()), doc.into_bytes())
-        })
-        .collect();
-    broker.produce(&topics.metrics, &samples);
+    // Three CPU samples of one appliance: one series, still warming up.
+    broker.produce(&topics.metrics, &warming_cpu_samples("VPX01", 3));
     let run = format!("{protocol}-{}", std::process::id());
     let gw = Gatewatch::spawn(
         &broker,
@@ -307,7 +311,8 @@ fn exports_to_the_collector(protocol: &str) {
             .points
             .iter()
             .any(|p| p.metric == "gatewatch_consumer_lag" && p.attributes.get("topic") == Some(&topics.input));
-        let spans = ["pipeline.batch", "offsets.ack"].iter().all(|n| printed.spans.iter().any(|s| s.name == *n));
+        // Spans are exported in batches of their own: wait for ones that carry records.
+        let spans = batched_records(&printed, &run) > 0 && printed.spans.iter().any(|s| s.name == "offsets.ack");
         if missing.is_empty() && lag && spans {
             break printed;
         }
@@ -334,11 +339,7 @@ fn exports_to_the_collector(protocol: &str) {
     let spans: Vec<&Span> = printed.spans.iter().filter(|s| s.resource.get("test_run") == Some(&run)).collect();
     assert!(spans.iter().all(|s| s.resource.get("service.name").map(String::as_str) == Some("gatewatch")));
     // Batch spans, not per-record ones: their `records` add up to at most what came in.
-    let batched: i64 = spans
-        .iter()
-        .filter(|s| s.name == "pipeline.batch")
-        .filter_map(|s| s.attributes.get("records").and_then(|r| r.parse::<i64>().ok()))
-        .sum();
+    let batched = batched_records(&printed, &run);
     assert!(batched > 0 && batched <= records.len() as i64, "records in batch spans: {batched}");
     assert!(spans.len() < records.len(), "spans are per batch, not per record: {}", spans.len());
 }

@@ -139,13 +139,7 @@ fn metrics_and_spans_reach_an_otlp_http_receiver() {
     records.push((Some(0), None, b"not an adc line".to_vec()));
     broker.produce(&topics.input, &records);
     // Three CPU samples of one appliance: one series, still warming up.
-    let samples: Vec<_> = (0..3)
-        .map(|i| {
-            let doc = format!(r#"{{"@timestamp":"2020-01-10T10:{:02}:00Z","observer":{{"hostname":"VPX01"}},"system.cpu.total.pct":0.2}}"#, i * 5);
-            (None, Some("VPX01".to_owned()), doc.into_bytes())
-        })
-        .collect();
-    broker.produce(&topics.metrics, &samples);
+    broker.produce(&topics.metrics, &warming_cpu_samples("VPX01", 3));
     let mut gw = Gatewatch::spawn(
         &broker,
         &topics,

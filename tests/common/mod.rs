@@ -480,6 +480,18 @@ pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
+/// `n` CPU samples of `host`, five minutes apart: fewer than a warm-up, so one series stays warming.
+pub fn warming_cpu_samples(host: &str, n: u32) -> Vec<(Option<i32>, Option<String>, Vec<u8>)> {
+    (0..n)
+        .map(|i| {
+            let at = format!("2020-01-10T10:{:02}:00Z", i * 5);
+            let doc =
+                serde_json::json!({"@timestamp": at, "observer": {"hostname": host}, "system.cpu.total.pct": 0.2});
+            (None, Some(host.to_owned()), doc.to_string().into_bytes())
+        })
+        .collect()
+}
+
 /// Real ADC lines from the public-sample fixtures (comment lines skipped).
 pub fn sample_lines() -> Vec<Vec<u8>> {
     let dir = manifest_dir().join("tests/fixtures/public-samples");
