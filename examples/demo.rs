@@ -67,11 +67,17 @@ fn main() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     match args.first().map(String::as_str) {
         Some("load") if args.len() >= 3 => rt.block_on(load(&args[1], &args[2..])),
+        Some("metrics") => {
+            // The same samples as NDJSON, for `gatewatch replay --metrics`.
+            for (_, payload) in metric_samples() {
+                println!("{}", String::from_utf8(payload).unwrap());
+            }
+        }
         Some("report") if args.len() >= 3 => {
             report(&args[1], args[2].parse().expect("EXPECTED is a count"), args.get(3))
         }
         _ => {
-            eprintln!("usage: demo load BROKERS FILE... | demo report BROKERS EXPECTED [ADMIN_ADDR]");
+            eprintln!("usage: demo load BROKERS FILE... | demo report BROKERS EXPECTED [ADMIN_ADDR] | demo metrics");
             std::process::exit(2);
         }
     }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The demo, from a fresh machine: installs what is missing, starts a local broker (tansu), creates the
 # topics, loads the real ADC sample lines from tests/fixtures/public-samples, runs gatewatch on them and
-# prints what came out. Stops everything it started on exit.
+# prints what came out, then replays the same history into a hunt report (.cache/demo/hunt.html).
+# Stops everything it started on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
@@ -39,3 +40,12 @@ pids=("$gw" "${pids[@]}")
 
 kill -TERM "$gw"
 if wait "$gw"; then echo "demo: gatewatch stopped cleanly (SIGTERM, offsets committed)"; fi
+
+# The retro-hunt over the same history, as `gatewatch replay` would run it on collected files: the
+# public samples and the two days of metric samples, 8-21 January 2020, into one HTML report.
+./target/release/examples/demo metrics >"$work/metrics.ndjson"
+./target/release/gatewatch replay --config config/demo.toml --from 2020-01-08 --to 2020-01-21 \
+  --input 'tests/fixtures/public-samples/*.log' --metrics "$work/metrics.ndjson" \
+  --mitigation-date vpx-dc1-01=2020-01-09 --mitigation-date vpx-dc2-01=2020-01-13 \
+  --alerts-out "$work/retro-alerts.ndjson" --report "$work/hunt.html"
+echo "demo: hunt report written to $work/hunt.html (open it in a browser)"

@@ -5,7 +5,7 @@
 #   - the rotel OpenTelemetry collector (prebuilt, from the PyPI wheel rotel) into .tools/bin/
 #   - the GeoLite2 City and ASN databases (npm package geolite2) into .tools/geoip/
 #   - MaxMind's mmdb writer (Debian libmaxmind-db-writer-perl), for tests that write databases
-#   - stunnel4 (Debian), the TLS front of the test broker
+#   - stunnel4 (Debian), the TLS front of the test broker; chromium (Debian), for the HTML report test
 #   - the Rust dependencies (cargo fetch)
 # Re-running is cheap: everything already present is kept.
 set -euo pipefail
@@ -76,11 +76,13 @@ fi
 ls -l "$tools/geoip"
 
 # Debian packages the tests use: MaxMind's mmdb writer (tests that write small databases of their own)
-# and stunnel4 (the TLS listener in front of tansu for the secured-Kafka tests: tansu's own TLS
-# listener is not wired up in this build, see README "Secured Kafka").
+# stunnel4 (the TLS listener in front of tansu for the secured-Kafka tests: tansu's own TLS listener is
+# not wired up in this build, see README "Secured Kafka") and chromium (renders the HTML hunt report in
+# its test, headless).
 missing=()
 perl -MMaxMind::DB::Writer::Tree -e1 2>/dev/null || missing+=(libmaxmind-db-writer-perl)
 command -v stunnel4 >/dev/null 2>&1 || missing+=(stunnel4)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
     echo "setup: installing ${missing[*]}"

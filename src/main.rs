@@ -84,7 +84,8 @@ enum Command {
         /// Write the alerts as NDJSON to FILE (`-`: stdout) instead of the alerts topic.
         #[arg(long = "alerts-out", value_name = "FILE|-")]
         alerts_out: Option<String>,
-        /// Write the compromise-window report (FILE.md or FILE.json; `-`: Markdown on stdout).
+        /// Write the compromise-window report (FILE.md, FILE.json, or FILE.html: one self-contained
+        /// page with a timeline per appliance; `-`: Markdown on stdout).
         #[arg(long, value_name = "FILE")]
         report: Option<PathBuf>,
         /// When an appliance's mitigation or patch was in place (repeatable): HOST=DATE.

@@ -489,3 +489,86 @@ fn a_feed_snapshot_pins_the_indicators_so_the_hunt_repeats() {
     );
     assert!(!out.status.success() && text(&out).contains("changed since the snapshot"), "{}", text(&out));
 }
+
+/// Headless Chromium (Debian package `chromium`, installed by scripts/setup.sh), as the probe of this
+/// machine kind starts it: no sandbox (root), no GPU, no background networking.
+fn chromium(args: &[&str]) -> Output {
+    let profile = tempfile::tempdir().unwrap();
+    Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"])
+        .args(["--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(args)
+        .output()
+        .expect("run chromium (Debian package chromium, installed by scripts/setup.sh)")
+}
+
+#[test]
+fn the_html_report_renders_in_a_browser_with_the_timeline_and_the_evidence() {
+    let dir = tempfile::tempdir().unwrap();
+    write_files(dir.path());
+    let out = replay_files(dir.path(), "alerts.ndjson", "hunt.html");
+    assert!(out.status.success(), "{}", text(&out));
+    let html = dir.path().join("hunt.html");
+    let page = std::fs::read_to_string(&html).unwrap();
+    // Self-contained: nothing is fetched (the only URL is the SVG namespace).
+    for fetch in ["<script", "<link", "src=\"http", "@import", "url("] {
+        assert!(!page.contains(fetch), "{fetch} in the report");
+    }
+    let url = format!("file://{}", html.display());
+    let dom = chromium(&["--dump-dom", &url]);
+    assert!(dom.status.success(), "{}", text(&dom));
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    // The fleet overview: one row per appliance, most serious first.
+    let rows: Vec<&str> = dom.match_indices("<tr class=\"row ").map(|(i, _)| &dom[i + 15..i + 40]).collect();
+    assert_eq!(rows.len(), 4, "{dom}");
+    assert!(rows[0].starts_with("compromised"), "{rows:?}");
+    // adc-a, compromised: a timeline with alert marks per stage, the window shaded, the mitigation,
+    // the CPU series with its learned band and the anomaly.
+    let a = &dom[dom.find("id=\"appliance-adc-a\"").expect("adc-a's section")..];
+    let a = &a[..a.find("</section>").unwrap()];
+    for needle in [
+        "<svg class=\"timeline\"",
+        "class=\"mark probe\"",
+        "class=\"mark exploit-attempt\"",
+        "class=\"mark post-exploitation\"",
+        "class=\"window\"",
+        "class=\"mitigation\"",
+        "class=\"band\"",
+        "class=\"series\"",
+        "class=\"anomaly-mark\"",
+        "Post-exploitation behaviours",
+        "Accounts to reset",
+        "Back-end systems contacted during the window",
+        "Recommended actions",
+    ] {
+        assert!(a.contains(needle), "missing {needle:?} in adc-a's section:\n{a}");
+    }
+    // Each behaviour once: no row repeats.
+    let behaviours: Vec<&str> =
+        a.split("<tr class=\"behaviour\">").skip(1).map(|r| &r[..r.find("</tr>").unwrap()]).collect();
+    assert!(!behaviours.is_empty());
+    let distinct: BTreeSet<&str> = behaviours.iter().map(|r| &r[r.find("<code>").unwrap()..]).collect();
+    assert_eq!(distinct.len(), behaviours.len(), "{behaviours:?}");
+
+    // Drawn, not blank: a screenshot with a good share of pixels that are not the background.
+    let png = dir.path().join("hunt.png");
+    let shot = chromium(&["--window-size=1100,1400", &format!("--screenshot={}", png.display()), &url]);
+    assert!(shot.status.success(), "{}", text(&shot));
+    if let Some(keep) = std::env::var_os("GATEWATCH_KEEP_SCREENSHOT") {
+        std::fs::copy(&png, keep).unwrap();
+        std::fs::copy(&html, Path::new(&std::env::var_os("GATEWATCH_KEEP_SCREENSHOT").unwrap()).with_extension("html"))
+            .unwrap();
+    }
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&png).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let channels = info.color_type.samples();
+    let pixels: Vec<&[u8]> = buf[..info.buffer_size()].chunks(channels).collect();
+    let background = pixels[0];
+    let drawn = pixels.iter().filter(|p| p[..3] != background[..3]).count();
+    let colours: BTreeSet<&[u8]> = pixels.iter().map(|p| &p[..3]).collect();
+    assert!(drawn * 100 / pixels.len() >= 3, "only {drawn} of {} pixels drawn", pixels.len());
+    assert!(colours.len() > 20, "{} colours: not the report", colours.len());
+}

@@ -7,8 +7,9 @@
 //! same alert with the same `event.id` as live processing; replayed alerts carry the tag `retro` and
 //! `gatewatch.replay.run_id`, and `event.created` is the event's time, so a replay over the same inputs
 //! writes byte-identical alerts. Alerts go to an NDJSON file (or stdout) or to the alerts topic; the
-//! compromise-window report (`report`) to Markdown or JSON.
+//! compromise-window report (`report`) to Markdown, JSON or HTML (`html`).
 
+pub mod html;
 pub mod report;
 
 use std::collections::{BTreeMap, HashMap};
@@ -482,7 +483,8 @@ pub fn run(settings: &Settings, options: &Options) -> anyhow::Result<(Summary, R
         let text = match path.extension().and_then(|e| e.to_str()) {
             Some("json") => report.json(),
             Some("md") => report.markdown(),
-            _ => bail!("--report {}: the name must end in .md or .json", path.display()),
+            Some("html") => report.html(),
+            _ => bail!("--report {}: the name must end in .md, .json or .html", path.display()),
         };
         std::fs::write(path, text).with_context(|| format!("--report {}", path.display()))?;
     }
@@ -722,6 +724,7 @@ fn replay_metrics(engine: &mut Engine, settings: &Settings, options: &Options, p
             .observe(sample, n as i64, origin, original, sample.at)
             .map_err(|e| anyhow!("{name}:{line}: {e}"))?;
         engine.summary.samples += 1;
+        engine.hunt.sample(sample, &seen.doc);
         engine.publish(seen.alerts)?;
     }
     Ok(())

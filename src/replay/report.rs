@@ -18,6 +18,8 @@ const MAX_ACTIVITY: usize = 100_000;
 const MAX_EVIDENCE: usize = 5;
 /// Alert ids listed per behaviour.
 const MAX_BEHAVIOUR_ALERTS: usize = 20;
+/// Alert marks and metric points kept per appliance for the HTML timeline (the earliest ones).
+const MAX_TIMELINE: usize = 200_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -161,6 +163,36 @@ pub struct ApplianceReport {
     pub other_alerts: BTreeMap<&'static str, u64>,
     pub mitigated: Option<String>,
     pub actions: Vec<&'static str>,
+    /// What the HTML report draws; not part of the JSON report.
+    #[serde(skip)]
+    pub timeline: Timeline,
+}
+
+/// One metric sample as the baselines scored it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MetricPoint {
+    pub at: DateTime<Utc>,
+    pub value: f64,
+    /// The learned band.
+    pub low: f64,
+    pub high: f64,
+    pub warming: bool,
+}
+
+/// An appliance's history for the HTML report: every alert as (time, stage), and its metric series.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Timeline {
+    pub marks: Vec<(DateTime<Utc>, &'static str)>,
+    /// Short metric name (`cpu`, `memory`, …) → points in time order.
+    pub series: BTreeMap<&'static str, Vec<MetricPoint>>,
+    /// The first and last time anything of the appliance was seen.
+    pub span: Option<(DateTime<Utc>, DateTime<Utc>)>,
+}
+
+impl Timeline {
+    fn saw(&mut self, at: DateTime<Utc>) {
+        self.span = Some(self.span.map_or((at, at), |(a, b)| (a.min(at), b.max(at))));
+    }
 }
 
 /// The whole report.
@@ -195,6 +227,7 @@ struct Activity {
     sessions: Vec<Seen>,
     backends: Vec<Connection>,
     last_seen: Option<DateTime<Utc>>,
+    timeline: Timeline,
 }
 
 /// Collects what the report needs while a replay runs.
@@ -247,6 +280,7 @@ impl Hunt {
         let Some(host) = field_text(doc, "observer.hostname") else { return };
         let a = self.appliances.entry(host).or_default();
         a.last_seen = Some(a.last_seen.map_or(at, |l| l.max(at)));
+        a.timeline.saw(at);
         // Accounts of people and administrators (gateway sessions, AAA, CLI/GUI/API); the local users of
         // the appliance's own shell and cron records (nobody, root) are not accounts to reset.
         let dataset = field_text(doc, "event.dataset").unwrap_or_default();
@@ -296,6 +330,10 @@ impl Hunt {
             evidence,
         };
         let a = self.appliances.entry(host).or_default();
+        a.timeline.saw(at);
+        if a.timeline.marks.len() < MAX_TIMELINE {
+            a.timeline.marks.push((at, alert.stage.as_str()));
+        }
         let keep_first = |slot: &mut Option<(DateTime<Utc>, Finding)>, f: Finding| {
             if slot.as_ref().is_none_or(|(t, _)| at < *t) {
                 *slot = Some((at, f));
@@ -328,6 +366,27 @@ impl Hunt {
                 let feed = text(e, "indicator.provider").unwrap_or_else(|| "feed".into());
                 let what = text(e, "matched.atomic").unwrap_or_default();
                 s.indicators.insert(format!("{feed}: {what}"));
+            }
+        }
+    }
+
+    /// A metric sample and how the baselines scored it (`gatewatch.baseline.<metric>` of the sample's
+    /// document): the HTML report draws the series and the learned band.
+    pub fn sample(&mut self, sample: &crate::baseline::Sample, doc: &Map<String, Json>) {
+        let a = self.appliances.entry(sample.host.clone()).or_default();
+        a.timeline.saw(sample.at);
+        for &(index, value) in &sample.values {
+            let short = crate::baseline::METRICS[index].1;
+            let Some(scored) = field(doc, "gatewatch.baseline").and_then(|b| b.get(short)) else { continue };
+            let (Some(low), Some(high)) =
+                (scored.get("low").and_then(Json::as_f64), scored.get("high").and_then(Json::as_f64))
+            else {
+                continue;
+            };
+            let points = a.timeline.series.entry(short).or_default();
+            if points.len() < MAX_TIMELINE {
+                let warming = scored.get("warming").and_then(Json::as_bool).unwrap_or(false);
+                points.push(MetricPoint { at: sample.at, value, low, high, warming });
             }
         }
     }
@@ -470,6 +529,11 @@ fn appliance_report(
         })
         .collect();
     sources.sort_by(|x, y| x.first.cmp(&y.first).then_with(|| x.ip.cmp(&y.ip)));
+    let mut timeline = a.timeline;
+    timeline.marks.sort();
+    for points in timeline.series.values_mut() {
+        points.sort_by_key(|p| p.at);
+    }
     ApplianceReport {
         appliance: host,
         verdict,
@@ -487,6 +551,7 @@ fn appliance_report(
         backends_in_window: backends.into_values().collect(),
         other_alerts: a.others,
         mitigated: mitigated.map(at_text),
+        timeline,
     }
 }
 
