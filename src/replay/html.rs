@@ -377,6 +377,12 @@ fn chart(out: &mut String, scale: &Scale, metric: &str, points: &[MetricPoint], 
     }
 }
 
+/// A table row of escaped cells.
+fn html_row(cells: &[String]) -> String {
+    let cells: Vec<String> = cells.iter().map(|c| format!("<td>{}</td>", escape(c))).collect();
+    format!("<tr>{}</tr>", cells.concat())
+}
+
 fn code_cell(lines: &[String]) -> String {
     lines.iter().map(|l| format!("<code>{}</code>", escape(l.trim()))).collect::<Vec<_>>().join("<br>")
 }
@@ -434,25 +440,7 @@ fn evidence(out: &mut String, a: &ApplianceReport) {
              <th>country / city</th><th>AS</th><th>indicators</th></tr>"
         );
         for s in &a.sources {
-            let place = [s.country.clone(), s.city.clone()].into_iter().flatten().collect::<Vec<_>>().join(" / ");
-            let asn = match (s.asn, &s.as_org) {
-                (Some(n), Some(o)) => format!("AS{n} {o}"),
-                (Some(n), None) => format!("AS{n}"),
-                _ => String::new(),
-            };
-            let stages = s.stages.iter().copied().collect::<Vec<_>>().join(", ");
-            let indicators = s.indicators.iter().cloned().collect::<Vec<_>>().join("; ");
-            let _ = writeln!(
-                out,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                escape(&s.ip),
-                escape(&s.first),
-                escape(&s.last),
-                escape(&stages),
-                escape(&place),
-                escape(&asn),
-                escape(&indicators)
-            );
+            let _ = writeln!(out, "{}", html_row(&s.cells()));
         }
         let _ = writeln!(out, "</table>");
     }
@@ -466,17 +454,7 @@ fn evidence(out: &mut String, a: &ApplianceReport) {
                 "<table class=\"accounts\"><tr><th>user</th><th>first</th><th>last</th><th>sessions</th><th>client addresses</th></tr>"
             );
             for s in &a.sessions_in_window {
-                let sessions = s.sessions.iter().cloned().collect::<Vec<_>>().join(", ");
-                let clients = s.client_ips.iter().cloned().collect::<Vec<_>>().join(", ");
-                let _ = writeln!(
-                    out,
-                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                    escape(&s.user),
-                    escape(&s.first),
-                    escape(&s.last),
-                    escape(&sessions),
-                    escape(&clients)
-                );
+                let _ = writeln!(out, "{}", html_row(&s.cells()));
             }
             let _ = writeln!(out, "</table>");
         }
@@ -489,17 +467,7 @@ fn evidence(out: &mut String, a: &ApplianceReport) {
                 "<table class=\"backends\"><tr><th>address</th><th>ports</th><th>first</th><th>last</th><th>users</th><th>connections</th></tr>"
             );
             for b in &a.backends_in_window {
-                let ports = b.ports.iter().map(u64::to_string).collect::<Vec<_>>().join(", ");
-                let users = b.users.iter().cloned().collect::<Vec<_>>().join(", ");
-                let _ = writeln!(
-                    out,
-                    "<tr><td>{}</td><td>{ports}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"count\">{}</td></tr>",
-                    escape(&b.ip),
-                    escape(&b.first),
-                    escape(&b.last),
-                    escape(&users),
-                    b.connections
-                );
+                let _ = writeln!(out, "{}", html_row(&b.cells()));
             }
             let _ = writeln!(out, "</table>");
         }

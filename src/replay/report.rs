@@ -195,6 +195,57 @@ impl Timeline {
     }
 }
 
+fn joined<'a>(items: impl IntoIterator<Item = &'a String>, separator: &str) -> String {
+    items.into_iter().cloned().collect::<Vec<_>>().join(separator)
+}
+
+impl Source {
+    /// The table row of every rendering: address, first, last, stages, country / city, AS, indicators.
+    pub fn cells(&self) -> [String; 7] {
+        let place = [self.country.clone(), self.city.clone()].into_iter().flatten().collect::<Vec<_>>().join(" / ");
+        let asn = match (self.asn, &self.as_org) {
+            (Some(n), Some(o)) => format!("AS{n} {o}"),
+            (Some(n), None) => format!("AS{n}"),
+            _ => String::new(),
+        };
+        let stages = self.stages.iter().copied().collect::<Vec<_>>().join(", ");
+        [self.ip.clone(), self.first.clone(), self.last.clone(), stages, place, asn, joined(&self.indicators, "; ")]
+    }
+}
+
+impl Session {
+    /// user, first, last, sessions, client addresses.
+    pub fn cells(&self) -> [String; 5] {
+        [
+            self.user.clone(),
+            self.first.clone(),
+            self.last.clone(),
+            joined(&self.sessions, ", "),
+            joined(&self.client_ips, ", "),
+        ]
+    }
+}
+
+impl Backend {
+    /// address, ports, first, last, users, connections.
+    pub fn cells(&self) -> [String; 6] {
+        let ports = self.ports.iter().map(u64::to_string).collect::<Vec<_>>().join(", ");
+        [
+            self.ip.clone(),
+            ports,
+            self.first.clone(),
+            self.last.clone(),
+            joined(&self.users, ", "),
+            self.connections.to_string(),
+        ]
+    }
+}
+
+/// A Markdown table row.
+fn md_row(cells: &[String]) -> String {
+    format!("| {} |", cells.join(" | "))
+}
+
 /// The whole report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
@@ -684,20 +735,7 @@ impl Report {
                 let _ = writeln!(out, "| address | first | last | stages | country / city | AS | indicators |");
                 let _ = writeln!(out, "| --- | --- | --- | --- | --- | --- | --- |");
                 for s in &a.sources {
-                    let place =
-                        [s.country.clone(), s.city.clone()].into_iter().flatten().collect::<Vec<_>>().join(" / ");
-                    let asn = match (s.asn, &s.as_org) {
-                        (Some(n), Some(o)) => format!("AS{n} {o}"),
-                        (Some(n), None) => format!("AS{n}"),
-                        _ => String::new(),
-                    };
-                    let stages = s.stages.iter().copied().collect::<Vec<_>>().join(", ");
-                    let indicators = s.indicators.iter().cloned().collect::<Vec<_>>().join("; ");
-                    let _ = writeln!(
-                        out,
-                        "| {} | {} | {} | {stages} | {place} | {asn} | {indicators} |",
-                        s.ip, s.first, s.last
-                    );
+                    let _ = writeln!(out, "{}", md_row(&s.cells()));
                 }
             }
             if a.window.is_some() {
@@ -708,9 +746,7 @@ impl Report {
                     let _ = writeln!(out, "| user | first | last | sessions | client addresses |");
                     let _ = writeln!(out, "| --- | --- | --- | --- | --- |");
                     for s in &a.sessions_in_window {
-                        let sessions = s.sessions.iter().cloned().collect::<Vec<_>>().join(", ");
-                        let clients = s.client_ips.iter().cloned().collect::<Vec<_>>().join(", ");
-                        let _ = writeln!(out, "| {} | {} | {} | {sessions} | {clients} |", s.user, s.first, s.last);
+                        let _ = writeln!(out, "{}", md_row(&s.cells()));
                     }
                 }
                 let _ = writeln!(out, "\n### Back-end systems it connected to during the window\n");
@@ -720,13 +756,7 @@ impl Report {
                     let _ = writeln!(out, "| address | ports | first | last | users | connections |");
                     let _ = writeln!(out, "| --- | --- | --- | --- | --- | --- |");
                     for b in &a.backends_in_window {
-                        let ports = b.ports.iter().map(u64::to_string).collect::<Vec<_>>().join(", ");
-                        let users = b.users.iter().cloned().collect::<Vec<_>>().join(", ");
-                        let _ = writeln!(
-                            out,
-                            "| {} | {ports} | {} | {} | {users} | {} |",
-                            b.ip, b.first, b.last, b.connections
-                        );
+                        let _ = writeln!(out, "{}", md_row(&b.cells()));
                     }
                 }
             }
