@@ -377,10 +377,21 @@ fn chart(out: &mut String, scale: &Scale, metric: &str, points: &[MetricPoint], 
     }
 }
 
-/// A table row of escaped cells.
-fn html_row(cells: &[String]) -> String {
-    let cells: Vec<String> = cells.iter().map(|c| format!("<td>{}</td>", escape(c))).collect();
-    format!("<tr>{}</tr>", cells.concat())
+/// A titled table of escaped cells, or "None seen." when there are no rows.
+fn table(out: &mut String, title: &str, class: &str, headers: &[&str], rows: impl Iterator<Item = Vec<String>>) {
+    let _ = writeln!(out, "<h3>{}</h3>", escape(title));
+    let mut rows = rows.peekable();
+    if rows.peek().is_none() {
+        let _ = writeln!(out, "<p>None seen.</p>");
+        return;
+    }
+    let head: String = headers.iter().map(|h| format!("<th>{}</th>", escape(h))).collect();
+    let _ = writeln!(out, "<table class=\"{class}\"><tr>{head}</tr>");
+    for cells in rows {
+        let cells: String = cells.iter().map(|c| format!("<td>{}</td>", escape(c))).collect();
+        let _ = writeln!(out, "<tr>{cells}</tr>");
+    }
+    let _ = writeln!(out, "</table>");
 }
 
 fn code_cell(lines: &[String]) -> String {
@@ -434,43 +445,16 @@ fn evidence(out: &mut String, a: &ApplianceReport) {
         let _ = writeln!(out, "</table>");
     }
     if !a.sources.is_empty() {
-        let _ = writeln!(
-            out,
-            "<h3>Source addresses</h3><table class=\"sources\"><tr><th>address</th><th>first</th><th>last</th><th>stages</th>\
-             <th>country / city</th><th>AS</th><th>indicators</th></tr>"
-        );
-        for s in &a.sources {
-            let _ = writeln!(out, "{}", html_row(&s.cells()));
-        }
-        let _ = writeln!(out, "</table>");
+        let headers = ["address", "first", "last", "stages", "country / city", "AS", "indicators"];
+        table(out, "Source addresses", "sources", &headers, a.sources.iter().map(|s| s.cells().to_vec()));
     }
     if a.window.is_some() {
-        let _ = writeln!(out, "<h3>Accounts to reset (active during the window)</h3>");
-        if a.sessions_in_window.is_empty() {
-            let _ = writeln!(out, "<p>None seen.</p>");
-        } else {
-            let _ = writeln!(
-                out,
-                "<table class=\"accounts\"><tr><th>user</th><th>first</th><th>last</th><th>sessions</th><th>client addresses</th></tr>"
-            );
-            for s in &a.sessions_in_window {
-                let _ = writeln!(out, "{}", html_row(&s.cells()));
-            }
-            let _ = writeln!(out, "</table>");
-        }
-        let _ = writeln!(out, "<h3>Back-end systems contacted during the window</h3>");
-        if a.backends_in_window.is_empty() {
-            let _ = writeln!(out, "<p>None seen.</p>");
-        } else {
-            let _ = writeln!(
-                out,
-                "<table class=\"backends\"><tr><th>address</th><th>ports</th><th>first</th><th>last</th><th>users</th><th>connections</th></tr>"
-            );
-            for b in &a.backends_in_window {
-                let _ = writeln!(out, "{}", html_row(&b.cells()));
-            }
-            let _ = writeln!(out, "</table>");
-        }
+        let headers = ["user", "first", "last", "sessions", "client addresses"];
+        let rows = a.sessions_in_window.iter().map(|s| s.cells().to_vec());
+        table(out, "Accounts to reset (active during the window)", "accounts", &headers, rows);
+        let headers = ["address", "ports", "first", "last", "users", "connections"];
+        let rows = a.backends_in_window.iter().map(|b| b.cells().to_vec());
+        table(out, "Back-end systems contacted during the window", "backends", &headers, rows);
     }
     if !a.anomalies.is_empty() {
         let _ = writeln!(out, "<h3>CPU / memory anomalies</h3><ul class=\"anomalies\">");
