@@ -95,6 +95,18 @@ fn field_json(value: &Value<'_>) -> Json {
 
 /// ECS `event.category` / `event.type` / `event.outcome` for the event names that have them.
 fn classify(event: &AdcEvent<'_>) -> Option<(&'static str, &'static str, Option<&'static str>)> {
+    // An AppFW record that names its request is a web request to the rules, as the access log's is.
+    let appfw = event.feature() == Some("APPFW") || event.name().is_some_and(|n| n.starts_with("APPFW_"));
+    if appfw && event.fields.get_str("url.original").is_some() {
+        return Some(("web", "access", None));
+    }
+    match event.dataset {
+        Dataset::HttpAccess if event.fields.get_str("http.request.method").is_some() => {
+            return Some(("web", "access", None))
+        }
+        Dataset::HttpError => return Some(("web", "error", None)),
+        _ => {}
+    }
     Some(match event.name()? {
         "LOGIN" => ("authentication", "start", Some("success")),
         "LOGOUT" => ("authentication", "end", Some("success")),

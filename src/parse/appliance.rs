@@ -122,12 +122,18 @@ pub fn request_line<'a>(request: &'a str, out: &mut Fields<'a>) {
     let protocol = parts.next().unwrap_or("");
     out.str("http.request.method", method);
     url_fields(target, out);
+    normalized_path(out);
+    if let Some(version) = protocol.strip_prefix("HTTP/") {
+        out.str("http.version", version);
+    }
+}
+
+/// `gatewatch.url.normalized_path` from `url.path`, for every record that carries a request URL (the
+/// access log, HTTPREQUEST, AppFW): the rules match on it whichever log saw the request.
+pub fn normalized_path(out: &mut Fields<'_>) {
     if let Some(path) = out.get_str("url.path") {
         let normalized = normalize_path(path);
         out.owned("gatewatch.url.normalized_path", normalized);
-    }
-    if let Some(version) = protocol.strip_prefix("HTTP/") {
-        out.str("http.version", version);
     }
 }
 

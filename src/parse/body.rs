@@ -562,6 +562,7 @@ fn appfw<'a>(body: &'a str, out: &mut Fields<'a>) -> Coverage {
         }
     };
     url_fields(url, out);
+    super::appliance::normalized_path(out);
     out.str("citrix_adc.log.message", message);
     Coverage::Known
 }

@@ -78,6 +78,17 @@ fn unescape(raw: &str) -> Cow<'_, str> {
     Cow::Owned(s)
 }
 
+/// [`url_fields`] for a URL that had escapes: the same fields, owned.
+fn owned_url_fields(url: String, out: &mut Fields<'_>) {
+    let mut borrowed = Fields::default();
+    url_fields(&url, &mut borrowed);
+    for field in borrowed.0 {
+        if let Value::Str(v) = field.value {
+            out.owned(field.name, v.to_owned());
+        }
+    }
+}
+
 /// Maps a CEF extension onto ECS fields (the `citrix_adc` integration's names).
 pub fn extension<'a>(ext: &'a str, out: &mut Fields<'a>) {
     let mut extra = Vec::new();
@@ -103,8 +114,9 @@ pub fn extension<'a>(ext: &'a str, out: &mut Fields<'a>) {
             "request" => {
                 match value {
                     Cow::Borrowed(url) => url_fields(url, out),
-                    Cow::Owned(url) => out.owned("url.original", url),
+                    Cow::Owned(url) => owned_url_fields(url, out),
                 }
+                super::appliance::normalized_path(out);
                 continue;
             }
             _ => {
