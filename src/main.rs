@@ -75,8 +75,8 @@ enum Command {
         kafka: bool,
         #[arg(long, requires = "kafka", value_name = "TOPIC")]
         topic: Option<String>,
-        /// Read files and globs (plain, .gz, .zst).
-        #[arg(long, num_args = 1.., value_name = "PATH")]
+        /// Read files and globs (plain, .gz, .zst); `-` reads standard input.
+        #[arg(long, num_args = 1.., value_name = "PATH|-")]
         input: Vec<String>,
         /// Metric samples (NDJSON, as on baseline.metrics_topic) for the baselines.
         #[arg(long, value_name = "FILE")]

@@ -220,7 +220,7 @@ impl Pipeline {
                     self.sink.publish(OutputKind::DeadLetter { reason }, message.key(), &json)
                 }
             };
-            batch_alerts += alerts.len() as u64;
+            batch_alerts += alerts.iter().filter(|a| !a.update).count() as u64;
             let mut deliveries = Vec::with_capacity(1 + alerts.len());
             let mut failed = None;
             match published {
@@ -228,8 +228,11 @@ impl Pipeline {
                 Err(error) => failed = Some(error),
             }
             for alert in &alerts {
-                self.metrics.alerts.get_or_create(&StageLabels { stage: alert.stage.as_str() }).inc();
-                self.metrics.rule_hits.get_or_create(&RuleLabels { rule: alert.rule_id.clone() }).inc();
+                // A suppression summary updates an alert already counted.
+                if !alert.update {
+                    self.metrics.alerts.get_or_create(&StageLabels { stage: alert.stage.as_str() }).inc();
+                    self.metrics.rule_hits.get_or_create(&RuleLabels { rule: alert.rule_id.clone() }).inc();
+                }
                 let json = serde_json::to_vec(&alert.doc).expect("a JSON value always serializes");
                 match self.sink.publish(OutputKind::Alert, Some(alert.id.as_bytes()), &json) {
                     Ok(delivery) => deliveries.push(delivery),

@@ -435,7 +435,7 @@ fn anomaly_alert(
             "evidence": [{"@timestamp": rfc3339(at), "source": origin, "original": original}],
         },
     });
-    Alert { id, rule_id, stage: Stage::Anomaly, doc }
+    Alert { id, rule_id, stage: Stage::Anomaly, doc, update: false }
 }
 
 #[cfg(test)]

@@ -6,7 +6,9 @@
 //! the same alerts as live processing did. Alert ids are derived from the rule, its version and the
 //! coordinates of the contributing records, so redelivery and replays produce the same ids.
 
+pub mod behaviour;
 pub mod correlate;
+mod dedupe;
 pub mod examples;
 pub mod sigma;
 
@@ -18,6 +20,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Map, Value as Json};
 use sha2::{Digest, Sha256};
 
+use behaviour::Behaviour;
 use correlate::{Correlation, Evidence, Fired};
 use sigma::{lookup, Rule, RuleError, RuleMeta, Stage};
 
@@ -202,13 +205,29 @@ pub struct Alert {
     pub rule_id: String,
     pub stage: Stage,
     pub doc: Json,
+    /// A later state of an alert already published under the same id (`event.action`
+    /// `alert-updated`: a suppression window's summary), not a new alert.
+    pub update: bool,
 }
 
 struct Suppressed {
     alert: Alert,
     first: DateTime<Utc>,
+    last: DateTime<Utc>,
     window: chrono::Duration,
     count: u64,
+}
+
+/// How a [`Worker`] publishes an alert that a suppression window may still update.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Publish {
+    /// At once, then again (same id, `alert-updated`) when its window closes with repeats: live
+    /// processing, where an analyst must not wait an hour for the first sign.
+    #[default]
+    Immediately,
+    /// Once, in its final state, when its window closes: a replay's alerts file, read by tools that do
+    /// not upsert by id.
+    Final,
 }
 
 /// The mutable detection state one partition owns.
@@ -217,6 +236,8 @@ pub struct Worker {
     correlations: HashMap<String, correlate::State>,
     suppressed: HashMap<(String, String), Suppressed>,
     watermark: Option<DateTime<Utc>>,
+    publish: Publish,
+    requests: dedupe::Requests,
 }
 
 /// ECS `event.severity` for a Sigma level.
@@ -259,6 +280,7 @@ fn alert_doc(
     trigger: &Map<String, Json>,
     evidence: &[Evidence],
     count: u64,
+    behaviour: &Behaviour,
     now: DateTime<Utc>,
 ) -> Alert {
     let id = alert_id(meta, evidence);
@@ -311,6 +333,7 @@ fn alert_doc(
                 "original": e.original,
             })).collect::<Vec<_>>(),
             "rule_file": meta.file,
+            "behaviour": behaviour,
         },
     });
     let out = doc.as_object_mut().expect("built as an object");
@@ -334,10 +357,15 @@ fn alert_doc(
             }
         }
     }
-    Alert { id, rule_id: meta.id.clone(), stage: meta.stage, doc }
+    Alert { id, rule_id: meta.id.clone(), stage: meta.stage, doc, update: false }
 }
 
 impl Worker {
+    /// A worker that publishes alerts the given way (the default is [`Publish::Immediately`]).
+    pub fn new(publish: Publish) -> Worker {
+        Worker { publish, ..Worker::default() }
+    }
+
     /// Evaluates one enriched document. `origin` names the record (Kafka coordinates or file/line),
     /// `at` is its event time, `now` the wall clock for `event.created`.
     pub fn evaluate(
@@ -351,6 +379,8 @@ impl Worker {
     ) -> Vec<Alert> {
         self.watermark = Some(self.watermark.map_or(at, |w| w.max(at)));
         let mut alerts = self.flush(at);
+        self.requests.expire(at);
+        let request = dedupe::Request::of(doc);
         let mut evidence_of_this: Option<Evidence> = None;
         let mut evidence = || {
             evidence_of_this
@@ -365,10 +395,15 @@ impl Worker {
             if !rule.matches(doc) {
                 continue;
             }
+            // The WAF and the access log may both record one request: the rule sees it once.
+            if request.as_ref().is_some_and(|r| self.requests.seen_in_another_log(&rule.meta.id, r, at)) {
+                continue;
+            }
             if !set.silent[ri] {
                 let e = evidence();
-                let alert = alert_doc(&rule.meta, doc, std::slice::from_ref(&e), 1, now);
-                alerts.extend(self.suppress(&rule.meta, options, doc, alert, at));
+                let behaviour = Behaviour::of_match(rule.matched_selections(doc), doc);
+                let alert = alert_doc(&rule.meta, doc, std::slice::from_ref(&e), 1, &behaviour, now);
+                alerts.extend(self.suppress(&rule.meta, options, doc, &behaviour, alert, at));
             }
             for &(ci, step) in &set.feeds[ri] {
                 let c = &set.correlations[ci];
@@ -383,10 +418,11 @@ impl Worker {
                 if let Some(Fired { evidence: ev, count, group }) =
                     state.observe(c, step, group, value, evidence(), options.max_groups)
                 {
-                    let mut alert = alert_doc(&c.meta, doc, &ev, count, now);
+                    let behaviour = Behaviour::of_group(&group);
+                    let mut alert = alert_doc(&c.meta, doc, &ev, count, &behaviour, now);
                     let g: Map<String, Json> = group.into_iter().map(|(k, v)| (k, Json::from(v))).collect();
                     alert.doc["gatewatch"]["group"] = Json::Object(g);
-                    alerts.extend(self.suppress(&c.meta, options, doc, alert, at));
+                    alerts.extend(self.suppress(&c.meta, options, doc, &behaviour, alert, at));
                 }
             }
         }
@@ -394,50 +430,64 @@ impl Worker {
     }
 
     /// One alert per rule and key within the suppression window; the window's summary (same id, with
-    /// the count) is emitted when it closes.
+    /// the count) is emitted when it closes. The key is the rule's `suppress.by`: field paths and
+    /// `behaviour` (what happened: the matched selections and the normalised command, indicator or
+    /// path) or `selection` (the matched selections alone); by default the appliance (or the rule's
+    /// `key`) and `behaviour`, so a new command or indicator always raises its own alert.
     fn suppress(
         &mut self,
         meta: &RuleMeta,
         options: &DetectOptions,
         doc: &Map<String, Json>,
+        behaviour: &Behaviour,
         alert: Alert,
         at: DateTime<Utc>,
     ) -> Vec<Alert> {
         let Some(window) = meta.suppress.as_ref().map(|s| s.window).or(options.default_suppress) else {
             return vec![alert];
         };
-        let by: &[String] =
-            meta.suppress.as_ref().map(|s| s.by.as_slice()).filter(|b| !b.is_empty()).unwrap_or(&meta.key);
-        let key = by.iter().map(|f| text(doc, f).unwrap_or_default()).collect::<Vec<_>>().join("\u{1f}");
+        let key = suppression_key(meta, doc, behaviour);
         match self.suppressed.get_mut(&(meta.id.clone(), key.clone())) {
             Some(s) if at < s.first + s.window => {
                 s.count += 1;
+                s.last = s.last.max(at);
                 Vec::new()
             }
             _ => {
+                let publish = self.publish;
                 let mut out = Vec::new();
                 if self.suppressed.len() >= options.max_groups {
                     // Bounded state: the oldest window closes early (its summary goes out now).
                     let oldest = self.suppressed.iter().min_by_key(|(_, s)| s.first).map(|(k, _)| k.clone());
-                    out.extend(oldest.and_then(|k| self.suppressed.remove(&k)).and_then(Suppressed::summary));
+                    out.extend(oldest.and_then(|k| self.suppressed.remove(&k)).and_then(|s| s.summary(publish)));
                 }
                 let window = chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
-                let open = Suppressed { alert: alert.clone(), first: at, window, count: 1 };
+                let open = Suppressed { alert: alert.clone(), first: at, last: at, window, count: 1 };
                 // A window that closed without a flush (no later event moved the watermark) ends here.
-                let previous = self.suppressed.insert((meta.id.clone(), key), open).and_then(Suppressed::summary);
+                let previous = self.suppressed.insert((meta.id.clone(), key), open).and_then(|s| s.summary(publish));
                 out.extend(previous);
-                out.push(alert);
+                if publish == Publish::Immediately {
+                    out.push(alert);
+                }
                 out
             }
         }
     }
 
-    /// Closes suppression windows that ended before `watermark` (event time) and returns the
-    /// summaries of those that suppressed anything.
+    /// Closes suppression windows that ended before `watermark` (event time) and returns what they
+    /// publish: summaries of those that suppressed anything, and with [`Publish::Final`] every alert.
     pub fn flush(&mut self, watermark: DateTime<Utc>) -> Vec<Alert> {
         let closed: Vec<(String, String)> =
             self.suppressed.iter().filter(|(_, s)| watermark >= s.first + s.window).map(|(k, _)| k.clone()).collect();
-        closed.into_iter().filter_map(|k| self.suppressed.remove(&k)).filter_map(Suppressed::summary).collect()
+        let publish = self.publish;
+        let mut out: Vec<(DateTime<Utc>, Alert)> = closed
+            .into_iter()
+            .filter_map(|k| self.suppressed.remove(&k))
+            .filter_map(|s| Some((s.first, s.summary(publish)?)))
+            .collect();
+        // In the order the alerts were raised, whatever the map's order.
+        out.sort_by(|a, b| (a.0, &a.1.id).cmp(&(b.0, &b.1.id)));
+        out.into_iter().map(|(_, a)| a).collect()
     }
 
     /// Open suppression windows (for tests and metrics).
@@ -447,20 +497,49 @@ impl Worker {
 
     /// Closes every open window (shutdown, end of a replay).
     pub fn flush_all(&mut self) -> Vec<Alert> {
-        self.suppressed.drain().filter_map(|(_, s)| s.summary()).collect()
+        self.flush(DateTime::<Utc>::MAX_UTC)
     }
 }
 
+/// The suppression key of an alert (see [`Worker::suppress`]).
+fn suppression_key(meta: &RuleMeta, doc: &Map<String, Json>, behaviour: &Behaviour) -> String {
+    let configured = meta.suppress.as_ref().map(|s| s.by.as_slice()).filter(|b| !b.is_empty());
+    let default: Vec<String>;
+    let by: &[String] = match configured {
+        Some(by) => by,
+        None => {
+            let place = if meta.key.is_empty() { vec!["observer.hostname".to_owned()] } else { meta.key.clone() };
+            default = place.into_iter().chain([behaviour::BEHAVIOUR.to_owned()]).collect();
+            &default
+        }
+    };
+    by.iter()
+        .map(|f| match f.as_str() {
+            behaviour::BEHAVIOUR => behaviour.key(),
+            behaviour::SELECTION => behaviour.selections.join(","),
+            path => text(doc, path).unwrap_or_default(),
+        })
+        .collect::<Vec<_>>()
+        .join("\u{1f}")
+}
+
 impl Suppressed {
-    /// The first alert again (same id) with the number of matches in the window, if there were more.
-    fn summary(self) -> Option<Alert> {
+    /// What a closing window publishes: with [`Publish::Immediately`] the first alert again (same id,
+    /// `event.action: alert-updated`) with the number of matches, if there were repeats; with
+    /// [`Publish::Final`] the alert in its final state, repeats or not.
+    fn summary(self, publish: Publish) -> Option<Alert> {
         if self.count <= 1 {
-            return None;
+            return (publish == Publish::Final).then_some(self.alert);
         }
         let mut alert = self.alert;
         let first = alert.doc["gatewatch"]["count"].as_u64().unwrap_or(1);
         alert.doc["gatewatch"]["count"] = json!(first + self.count - 1);
         alert.doc["gatewatch"]["suppressed"] = json!(self.count - 1);
+        alert.doc["gatewatch"]["last_seen"] = json!(self.last.to_rfc3339_opts(SecondsFormat::Millis, true));
+        if publish == Publish::Immediately {
+            alert.doc["event"]["action"] = json!("alert-updated");
+            alert.update = true;
+        }
         Some(alert)
     }
 }

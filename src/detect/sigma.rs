@@ -607,8 +607,13 @@ impl Rule {
 
     /// Does the rule's log source cover this document?
     fn applies(&self, doc: &Map<String, Json>) -> bool {
+        // HTTP records: a request method, or `event.category: web` (AppFW records name the URL, and
+        // natively not the method).
         let web = matches!(self.logsource.category.as_deref(), Some("webserver" | "proxy"));
-        if web && lookup(doc, "http.request.method").is_empty() {
+        if web
+            && lookup(doc, "http.request.method").is_empty()
+            && !lookup(doc, "event.category").iter().any(|c| c.as_str() == Some("web"))
+        {
             return false;
         }
         match self.logsource.service.as_deref() {
@@ -621,6 +626,12 @@ impl Rule {
 
     pub fn matches(&self, doc: &Map<String, Json>) -> bool {
         self.applies(doc) && self.eval(&self.condition, doc)
+    }
+
+    /// The names of the selections that hold for `doc`, in the rule's order (what an alert of this
+    /// rule is about: `gatewatch.behaviour.selections`).
+    pub fn matched_selections(&self, doc: &Map<String, Json>) -> Vec<String> {
+        self.selections.iter().filter(|(_, s)| selection_matches(s, doc)).map(|(name, _)| name.clone()).collect()
     }
 
     fn eval(&self, cond: &Cond, doc: &Map<String, Json>) -> bool {

@@ -28,10 +28,10 @@ use sha2::{Digest, Sha256};
 
 use crate::baseline::{Partition, Sample};
 use crate::config::Settings;
-use crate::detect::{Alert, DetectOptions, RuleSet, Worker};
+use crate::detect::{Alert, DetectOptions, Publish, RuleSet, Worker};
 use crate::ecs::{self, Origin, SourceRef};
 use crate::enrich::Enricher;
-use crate::parse::{self, reader, Dataset, ParseContext};
+use crate::parse::{self, reader, Dataset, ParseContext, TimestampSource};
 use report::{Hunt, Report};
 
 /// Where the history comes from.
@@ -210,7 +210,7 @@ impl Engine {
         appliance: Option<&str>,
     ) -> anyhow::Result<()> {
         if !self.workers.contains_key(worker) {
-            self.workers.insert(worker.to_owned(), Worker::default());
+            self.workers.insert(worker.to_owned(), Worker::new(Publish::Final));
         }
         let w = self.workers.get_mut(worker).expect("inserted above");
         let analysed = analyser.analyse(w, payload, received, hint, origin, appliance);
@@ -314,8 +314,13 @@ pub fn expand(patterns: &[String]) -> anyhow::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// A file's bytes, decompressed by extension (`.gz`, `.zst`).
+/// A file's bytes, decompressed by extension (`.gz`, `.zst`); `-` is standard input, as it comes.
 pub fn read_file(path: &Path) -> anyhow::Result<Vec<u8>> {
+    if path == Path::new("-") {
+        let mut out = Vec::new();
+        std::io::stdin().lock().read_to_end(&mut out).context("reading standard input")?;
+        return Ok(out);
+    }
     let file = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
     let mut out = Vec::new();
     match path.extension().and_then(|e| e.to_str()) {
@@ -526,7 +531,12 @@ fn replay_files(
         dirs.push(directory_appliance(path));
         for record in reader::records(&text) {
             match parse::parse(record.text.as_bytes(), received, &analyser.ctx, hint) {
-                Ok(event) if event.timestamp >= options.from && options.to.is_none_or(|to| event.timestamp < to) => {
+                // A record without a time of its own (an httperror line) is dated by the replay, and
+                // belongs to it whatever the range.
+                Ok(event)
+                    if event.timestamp_source == TimestampSource::Record
+                        || (event.timestamp >= options.from && options.to.is_none_or(|to| event.timestamp < to)) =>
+                {
                     items.push(Item {
                         host: event
                             .appliance()
@@ -638,7 +648,7 @@ fn replay_kafka(
                 let mut tpl = TopicPartitionList::new();
                 tpl.add_partition_offset(topic, p, Offset::Offset(start))?;
                 consumer.assign(&tpl)?;
-                let mut worker = Worker::default();
+                let mut worker = Worker::new(Publish::Final);
                 let mut idle = 0u32;
                 let finish = |worker: &mut Worker| {
                     let _ = tx.send(Step::Done(worker.flush_all()));
@@ -741,6 +751,7 @@ mod tests {
             rule_id: "r".into(),
             stage: crate::detect::sigma::Stage::Probe,
             doc: json!({"event": {"id": "abc"}, "gatewatch": {"stage": "probe"}}),
+            update: false,
         };
         retro(&mut alert, "run1");
         assert_eq!(alert.doc["tags"], json!(["retro"]));

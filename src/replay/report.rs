@@ -794,6 +794,7 @@ mod tests {
                 "observer": {"hostname": "adc-a"},
                 "gatewatch": {"count": count, "evidence": [{"original": line}]},
             }),
+            update: false,
         }
     }
 
