@@ -1,7 +1,8 @@
 //! gatewatch: Citrix ADC / NetScaler syslog from Kafka → parsed ECS events, alerts and a dead-letter
 //! topic, back to Kafka, at least once.
 //!
-//! The data flows `source → parse → ecs → enrich → sink`, with `offsets` tracking which input records are fully
+//! The data flows `source → parse → ecs → enrich → detect → sink` (the middle as one record path,
+//! `process`), with `offsets` tracking which input records are fully
 //! delivered; `pipeline` wires the stages together and reads like that diagram.
 
 pub mod admin;
@@ -16,6 +17,7 @@ pub mod metrics;
 pub mod offsets;
 pub mod parse;
 pub mod pipeline;
+pub mod process;
 pub mod replay;
 pub mod secrets;
 pub mod sink;

@@ -84,6 +84,10 @@ enum Command {
         /// Write the alerts as NDJSON to FILE (`-`: stdout) instead of the alerts topic.
         #[arg(long = "alerts-out", value_name = "FILE|-")]
         alerts_out: Option<String>,
+        /// Also write every enriched event as NDJSON to FILE (`-`: stdout), as the enriched topic
+        /// carries it (re-ingesting history into a SIEM).
+        #[arg(long = "enriched-out", value_name = "FILE|-")]
+        enriched_out: Option<String>,
         /// Write the compromise-window report (FILE.md, FILE.json, or FILE.html: one self-contained
         /// page with a timeline per appliance; `-`: Markdown on stdout).
         #[arg(long, value_name = "FILE")]
@@ -277,6 +281,7 @@ fn main() -> ExitCode {
             input,
             metrics,
             alerts_out,
+            enriched_out,
             report,
             mitigation_date,
             exploit_published,
@@ -292,6 +297,7 @@ fn main() -> ExitCode {
                 },
                 metrics,
                 alerts_out,
+                enriched_out,
                 report,
                 mitigations: mitigation_date.into_iter().collect(),
                 publication: exploit_published,

@@ -27,7 +27,8 @@ use crate::ecs::{self, SourceRef};
 use crate::enrich::Enricher;
 use crate::metrics::{DatasetLabels, Metrics, ReasonLabels, RuleLabels, StageLabels};
 use crate::offsets::{Ledger, OffsetStore, Pending, Stop, Submitted};
-use crate::parse::{self, Coverage, Dataset, ParseContext};
+use crate::parse::{Coverage, Dataset, ParseContext};
+use crate::process::{Clocks, Created, Input, Processor};
 use crate::sink::{OutputKind, Sink};
 use crate::source::{self, Health, InputConsumer, SourceContext};
 use arc_swap::ArcSwap;
@@ -193,22 +194,25 @@ impl Pipeline {
             let source = SourceRef { topic, partition, offset };
             let hint = if hints.is_empty() { None } else { hints.get(topic).copied() };
             let mut alerts = Vec::new();
-            let published = match parse::parse(payload, received, &ctx, hint) {
-                Ok(event) => {
+            // Looked up by `&str`: the topic is copied only for a partition's first record.
+            if !workers.contains_key(topic) {
+                workers.insert(topic.to_owned(), HashMap::new());
+            }
+            let worker = workers.get_mut(topic).expect("inserted above").entry(partition).or_default();
+            let rules = self.rules.load();
+            let processor =
+                Processor { ctx: &ctx, enricher: Some(&self.enricher), rules: &rules, detect: &detect_options };
+            let now = Utc::now();
+            let clocks = Clocks { received, indicators: now, created: Created::At(now) };
+            let input = Input { payload, hint, origin: source.into(), appliance: None };
+            let published = match processor.process(worker, input, clocks) {
+                Ok(processed) => {
+                    let event = &processed.event;
                     let dataset = Dataset::ALL.iter().position(|d| *d == event.dataset).unwrap_or(0);
                     parse_results[dataset][usize::from(event.coverage == Coverage::Unknown)].inc();
-                    let mut doc = ecs::event_map(&event, source);
-                    let now = Utc::now();
-                    let hits = self.enricher.enrich(&event, &mut doc, now);
-                    self.metrics.ioc_hits.inc_by(hits as u64);
-                    // Looked up by `&str`: the topic is copied only for a partition's first record.
-                    if !workers.contains_key(topic) {
-                        workers.insert(topic.to_owned(), HashMap::new());
-                    }
-                    let worker = workers.get_mut(topic).expect("inserted above").entry(partition).or_default();
-                    let origin = serde_json::json!({"topic": topic, "partition": partition, "offset": offset});
-                    alerts = worker.evaluate(&self.rules.load(), &detect_options, &doc, origin, event.timestamp, now);
-                    let json = serde_json::to_vec(&doc).expect("a JSON map always serializes");
+                    self.metrics.ioc_hits.inc_by(processed.indicator_hits as u64);
+                    alerts = processed.alerts;
+                    let json = serde_json::to_vec(&processed.doc).expect("a JSON map always serializes");
                     let key = event.appliance().map(str::as_bytes);
                     self.sink.publish(OutputKind::Enriched, key, &json)
                 }

@@ -312,6 +312,44 @@ fn the_range_limits_what_is_replayed() {
     assert!(text(&out).contains(": 99 records (0 unparsed)"), "{}", text(&out));
 }
 
+#[test]
+fn enriched_out_writes_every_event_as_the_enriched_topic_would_carry_it() {
+    let dir = tempfile::tempdir().unwrap();
+    write_files(dir.path());
+    let mut args = vec!["replay", "--from", "2020-01-11", "--to", "2020-01-12", "--input", "logs/*/syslog.log*"];
+    args.extend(["--alerts-out", "a.ndjson", "--enriched-out", "events.ndjson"]);
+    let out = gatewatch(dir.path(), &args, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains(": 99 records (0 unparsed)"), "{}", text(&out));
+    let events: Vec<Value> = std::fs::read_to_string(dir.path().join("events.ndjson"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 99, "one document per replayed record");
+    for e in &events {
+        assert_eq!(e["event"]["kind"], "event");
+        assert!(e["observer"]["hostname"].is_string(), "{e}");
+        assert!(e["gatewatch"]["source"]["file"].as_str().unwrap().starts_with("logs/"), "{e}");
+        assert!(e["gatewatch"]["source"]["line"].as_u64().unwrap() > 0, "{e}");
+        let at = e["@timestamp"].as_str().unwrap();
+        assert!(at.starts_with("2020-01-11"), "{at}");
+    }
+    // Every alert's evidence is one of the events.
+    let originals: BTreeSet<&str> = events.iter().filter_map(|e| e["event"]["original"].as_str()).collect();
+    let alerts = std::fs::read_to_string(dir.path().join("a.ndjson")).unwrap();
+    for alert in alerts.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()) {
+        for ev in alert["gatewatch"]["evidence"].as_array().unwrap() {
+            assert!(originals.contains(ev["original"].as_str().unwrap()), "{ev}");
+        }
+    }
+    // Two outputs on stdout would interleave: refused, naming both.
+    let both = ["replay", "--from", "2020-01-11", "--input", "logs/*/syslog.log*", "--alerts-out", "-"];
+    let out = gatewatch(dir.path(), &[&both[..], &["--enriched-out", "-"]].concat(), &[]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("--alerts-out - and --enriched-out - would all write to stdout"), "{}", text(&out));
+}
+
 /// Checks `value` against the subset of JSON Schema the report schema uses.
 fn validate(value: &Value, schema: &Value, root: &Value, at: &str) -> Result<(), String> {
     let fail = |why: String| Err(format!("{at}: {why}"));

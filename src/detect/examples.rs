@@ -7,9 +7,10 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value as Json};
 
 use super::{sigma, DetectOptions, RuleSet, Worker};
-use crate::ecs::{event_map, Origin};
+use crate::ecs::Origin;
 use crate::enrich::Enricher;
-use crate::parse::{parse, Dataset, ParseContext};
+use crate::parse::{Dataset, ParseContext};
+use crate::process::{Clocks, Created, Input, Processor};
 
 /// One example that did not behave.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,30 +37,47 @@ pub struct Report {
     pub missing: Vec<String>,
 }
 
-/// A line (or an ECS document written as JSON) → the enriched document the detector sees.
+/// The clocks of an example: a fixed reference time (year-less lines land in January 2020).
+fn clocks(reference: DateTime<Utc>) -> Clocks {
+    Clocks { received: reference, indicators: reference, created: Created::At(reference) }
+}
+
+/// `[dataset=httperror] line`: a line whose dataset only its transport knows.
+fn split_hint(line: &str) -> Result<(Option<Dataset>, &str), String> {
+    Ok(match line.strip_prefix("[dataset=").and_then(|r| r.split_once("] ")) {
+        Some((name, rest)) => (Some(Dataset::from_name(name).ok_or(format!("unknown dataset {name:?}"))?), rest),
+        None => (None, line),
+    })
+}
+
+/// An ECS document written as JSON (for rules that depend on enrichment).
+fn json_document(line: &str) -> Option<Result<Map<String, Json>, String>> {
+    line.trim_start().starts_with('{').then(|| match serde_json::from_str(line) {
+        Ok(Json::Object(doc)) => Ok(doc),
+        _ => Err("example JSON is not an object".into()),
+    })
+}
+
+/// A line (or an ECS document written as JSON) → the enriched document the detector sees, through the
+/// service's own record path.
 pub fn document(
     line: &str,
     ctx: &ParseContext,
     enricher: Option<&Enricher>,
     reference: DateTime<Utc>,
 ) -> Result<Map<String, Json>, String> {
-    if line.trim_start().starts_with('{') {
-        return match serde_json::from_str(line) {
-            Ok(Json::Object(doc)) => Ok(doc),
-            _ => Err("example JSON is not an object".into()),
-        };
+    if let Some(doc) = json_document(line) {
+        return doc;
     }
-    // `[dataset=httperror] line`: a line whose dataset only its transport knows.
-    let (hint, line) = match line.strip_prefix("[dataset=").and_then(|r| r.split_once("] ")) {
-        Some((name, rest)) => (Some(Dataset::from_name(name).ok_or(format!("unknown dataset {name:?}"))?), rest),
-        None => (None, line),
-    };
-    let event = parse(line.as_bytes(), reference, ctx, hint).map_err(|e| format!("does not parse: {e}"))?;
-    let mut doc = event_map(&event, Origin::File { file: "example", line: 0 });
-    if let Some(enricher) = enricher {
-        enricher.enrich(&event, &mut doc, reference);
-    }
-    Ok(doc)
+    let (hint, line) = split_hint(line)?;
+    let (rules, detect) = (RuleSet::default(), DetectOptions::default());
+    let processor = Processor { ctx, enricher, rules: &rules, detect: &detect };
+    let input =
+        Input { payload: line.as_bytes(), hint, origin: Origin::File { file: "example", line: 0 }, appliance: None };
+    processor
+        .process(&mut Worker::default(), input, clocks(reference))
+        .map(|p| p.doc)
+        .map_err(|e| format!("does not parse: {e}"))
 }
 
 fn event_time(doc: &Map<String, Json>, fallback: DateTime<Utc>) -> DateTime<Utc> {
@@ -80,14 +98,30 @@ fn fire(
     enricher: Option<&Enricher>,
 ) -> Result<Vec<String>, String> {
     let reference: DateTime<Utc> = "2020-01-20T00:00:00Z".parse().expect("a valid RFC 3339 literal");
+    let processor = Processor { ctx, enricher, rules: set, detect: options };
     let mut worker = Worker::default();
     let mut fired = Vec::new();
     for (i, line) in lines.iter().enumerate() {
-        let doc = document(line, ctx, enricher, reference)?;
-        let at = event_time(&doc, reference);
-        let origin = json!({"file": "example", "line": i + 1});
+        let (doc, alerts) = match json_document(line) {
+            Some(doc) => {
+                let doc = doc?;
+                let at = event_time(&doc, reference);
+                let alerts =
+                    worker.evaluate(set, options, &doc, json!({"file": "example", "line": i + 1}), at, reference);
+                (doc, alerts)
+            }
+            None => {
+                let (hint, line) = split_hint(line)?;
+                let origin = Origin::File { file: "example", line: i + 1 };
+                let input = Input { payload: line.as_bytes(), hint, origin, appliance: None };
+                let processed = processor
+                    .process(&mut worker, input, clocks(reference))
+                    .map_err(|e| format!("does not parse: {e}"))?;
+                (processed.doc, processed.alerts)
+            }
+        };
         fired.extend(set.rules.iter().filter(|r| r.matches(&doc)).map(|r| r.meta.id.clone()));
-        fired.extend(worker.evaluate(set, options, &doc, origin, at, reference).into_iter().map(|a| a.rule_id));
+        fired.extend(alerts.into_iter().map(|a| a.rule_id));
     }
     fired.extend(worker.flush_all().into_iter().map(|a| a.rule_id));
     Ok(fired)

@@ -29,9 +29,10 @@ use sha2::{Digest, Sha256};
 use crate::baseline::{Partition, Sample};
 use crate::config::Settings;
 use crate::detect::{Alert, DetectOptions, Publish, RuleSet, Worker};
-use crate::ecs::{self, Origin, SourceRef};
+use crate::ecs::{Origin, SourceRef};
 use crate::enrich::Enricher;
 use crate::parse::{self, reader, Dataset, ParseContext, TimestampSource};
+use crate::process::{Clocks, Created, Input, Processor};
 use report::{Hunt, Report};
 
 /// Where the history comes from.
@@ -51,6 +52,8 @@ pub struct Options {
     pub metrics: Option<PathBuf>,
     /// NDJSON file for the alerts, `-` for stdout; `None`: the alerts topic.
     pub alerts_out: Option<String>,
+    /// NDJSON file (`-`: stdout) for every enriched event, as the enriched topic would carry it.
+    pub enriched_out: Option<String>,
     /// `.md` or `.json`; `-`: Markdown on stdout.
     pub report: Option<PathBuf>,
     pub mitigations: BTreeMap<String, DateTime<Utc>>,
@@ -170,19 +173,13 @@ impl Analyser<'_> {
         origin: Origin<'_>,
         appliance: Option<&str>,
     ) -> Option<Analysed> {
-        let event = parse::parse(payload, received, &self.ctx, hint).ok()?;
-        let mut doc = ecs::event_map(&event, origin);
-        if event.appliance().is_none() {
-            if let Some(host) = appliance {
-                ecs::insert(&mut doc, "observer.hostname", json!(host));
-            }
-        }
-        self.enricher.enrich(&event, &mut doc, self.as_of.unwrap_or_else(Utc::now));
-        let origin_json = serde_json::to_value(origin).expect("coordinates serialize");
-        let at = event.timestamp;
-        let alerts = worker.evaluate(self.rules, &self.detect, &doc, origin_json, at, at);
-        let host = event.appliance().or(appliance).unwrap_or("-").to_owned();
-        Some(Analysed { host, at, doc, alerts })
+        let processor =
+            Processor { ctx: &self.ctx, enricher: Some(self.enricher), rules: self.rules, detect: &self.detect };
+        // Alerts are dated by event time, so a rerun writes byte-identical alerts.
+        let clocks = Clocks { received, indicators: self.as_of.unwrap_or_else(Utc::now), created: Created::EventTime };
+        let processed = processor.process(worker, Input { payload, hint, origin, appliance }, clocks).ok()?;
+        let host = processed.event.appliance().or(appliance).unwrap_or("-").to_owned();
+        Some(Analysed { host, at: processed.event.timestamp, doc: processed.doc, alerts: processed.alerts })
     }
 }
 
@@ -191,6 +188,8 @@ impl Analyser<'_> {
 struct Engine {
     run_id: String,
     out: AlertOut,
+    /// `--enriched-out`: every enriched event as NDJSON.
+    enriched: Option<Box<dyn Write>>,
     hunt: Hunt,
     summary: Summary,
     workers: HashMap<String, Worker>,
@@ -225,6 +224,10 @@ impl Engine {
             return Ok(());
         };
         self.hunt.event(&a.doc, a.at);
+        if let Some(out) = self.enriched.as_mut() {
+            serde_json::to_writer(&mut *out, &a.doc).context("writing --enriched-out")?;
+            out.write_all(b"\n").context("writing --enriched-out")?;
+        }
         self.summary.appliances.entry(a.host).or_default().0 += 1;
         self.publish(a.alerts)
     }
@@ -426,8 +429,16 @@ pub fn run(settings: &Settings, options: &Options) -> anyhow::Result<(Summary, R
     if options.to.is_some_and(|to| to <= options.from) {
         bail!("--to must be later than --from");
     }
-    if options.alerts_out.as_deref() == Some("-") && options.report.as_deref() == Some(Path::new("-")) {
-        bail!("--alerts-out - and --report - would both write to stdout");
+    let to_stdout: Vec<&str> = [
+        ("--alerts-out -", options.alerts_out.as_deref() == Some("-")),
+        ("--enriched-out -", options.enriched_out.as_deref() == Some("-")),
+        ("--report -", options.report.as_deref() == Some(Path::new("-"))),
+    ]
+    .into_iter()
+    .filter_map(|(name, set)| set.then_some(name))
+    .collect();
+    if to_stdout.len() > 1 {
+        bail!("{} would all write to stdout", to_stdout.join(" and "));
     }
     let (enricher, events) = Enricher::load(settings, true).context("loading enrichment databases and feeds")?;
     drop(events);
@@ -450,6 +461,13 @@ pub fn run(settings: &Settings, options: &Options) -> anyhow::Result<(Summary, R
     let analyser = Analyser { ctx: settings.parse_context(), enricher: &enricher, rules: &rules, detect, as_of };
     let mut engine = Engine {
         out: AlertOut::open(settings, options.alerts_out.as_deref())?,
+        enriched: match options.enriched_out.as_deref() {
+            None => None,
+            Some("-") => Some(Box::new(std::io::BufWriter::new(std::io::stdout()))),
+            Some(path) => Some(Box::new(std::io::BufWriter::new(
+                std::fs::File::create(path).with_context(|| format!("--enriched-out {path}"))?,
+            ))),
+        },
         hunt: Hunt::default(),
         summary: Summary { run_id: run_id.clone(), ..Summary::default() },
         workers: HashMap::new(),
@@ -466,8 +484,11 @@ pub fn run(settings: &Settings, options: &Options) -> anyhow::Result<(Summary, R
     if let Some(metrics) = &options.metrics {
         replay_metrics(&mut engine, settings, options, metrics)?;
     }
-    let Engine { out, hunt, summary, .. } = engine;
+    let Engine { out, enriched, hunt, summary, .. } = engine;
     out.finish()?;
+    if let Some(mut enriched) = enriched {
+        enriched.flush().context("writing --enriched-out")?;
+    }
     let header = Report {
         version: 1,
         run_id: summary.run_id.clone(),
