@@ -533,6 +533,11 @@ pub struct OutputSettings {
     /// Original bytes kept in a dead-letter record; longer originals are cut and flagged (the full
     /// record stays in the input topic at the coordinates the envelope names).
     pub dlq_max_original: ByteSize,
+    /// Largest output record produced. An alert over it loses evidence text until it fits; any other
+    /// output over it (or one the brokers refuse as too large or not allowed) is replaced by a dead
+    /// letter with reason `output_rejected`, and the stream goes on. Keep it under the brokers'
+    /// `message.max.bytes` (1 MiB by default) and the topics' `max.message.bytes`.
+    pub max_message_bytes: ByteSize,
 }
 
 impl Default for OutputSettings {
@@ -542,6 +547,7 @@ impl Default for OutputSettings {
             alerts_topic: "adc.alerts".into(),
             dlq_topic: "adc.dlq".into(),
             dlq_max_original: ByteSize::kib(512),
+            max_message_bytes: ByteSize::kib(1000),
         }
     }
 }
@@ -771,6 +777,17 @@ impl Settings {
         }
         if self.parse.max_line.as_u64() == 0 {
             return Err(invalid("parse.max_line", "\"0B\"", "must be larger than zero"));
+        }
+        // A dead letter carries up to dlq_max_original bytes, base64-encoded when they are not text,
+        // in an envelope: it must itself fit.
+        let max_message = self.output.max_message_bytes.as_u64();
+        let letter = self.output.dlq_max_original.as_u64() * 4 / 3 + 4096;
+        if max_message < letter {
+            return Err(invalid(
+                "output.max_message_bytes",
+                format!("{:?}", self.output.max_message_bytes.to_string()),
+                format!("must hold a dead letter of output.dlq_max_original: at least {letter} bytes"),
+            ));
         }
         let zone = |key: String, name: &str| {
             name.parse::<chrono_tz::Tz>()

@@ -17,8 +17,12 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use rdkafka::error::KafkaError;
+use rdkafka::Message;
+
+use crate::ecs::SourceRef;
 use crate::metrics::{Metrics, ReasonLabels};
-use crate::sink::{Delivery, OutputKind};
+use crate::sink::{rejects_record, DeadLetters, Delivery, OutputKind, REJECTED};
 
 /// One input record's outputs, in the order they were published.
 pub struct Pending {
@@ -76,6 +80,7 @@ pub struct Ledger {
     capacity: usize,
     metrics: Metrics,
     stop: Stop,
+    dead_letters: Option<DeadLetters>,
 }
 
 /// What submitting a record did.
@@ -101,7 +106,14 @@ impl<X: rdkafka::consumer::ConsumerContext + 'static> OffsetStore for rdkafka::c
 
 impl Ledger {
     pub fn new(runtime: tokio::runtime::Handle, capacity: usize, metrics: Metrics, stop: Stop) -> Ledger {
-        Ledger { ackers: Mutex::new(HashMap::new()), runtime, capacity, metrics, stop }
+        Ledger { ackers: Mutex::new(HashMap::new()), runtime, capacity, metrics, stop, dead_letters: None }
+    }
+
+    /// Outputs the brokers refuse for good ([`crate::sink::rejects_record`]) are dead-lettered through
+    /// `dead_letters` and the partition goes on; without it, any failed delivery stops the worker.
+    pub fn with_dead_letters(mut self, dead_letters: DeadLetters) -> Ledger {
+        self.dead_letters = Some(dead_letters);
+        self
     }
 
     /// Queues a record's outputs behind the earlier records of its partition, starting the partition's
@@ -136,7 +148,15 @@ impl Ledger {
     fn spawn(&self, topic: &str, partition: i32, store: Arc<dyn OffsetStore>) -> Acker {
         let (queue, rx) = mpsc::channel(self.capacity);
         let (done_tx, done) = std_mpsc::channel();
-        let task = ack(rx, topic.to_owned(), partition, store, self.metrics.clone(), self.stop.clone());
+        let task = ack(
+            rx,
+            topic.to_owned(),
+            partition,
+            store,
+            self.metrics.clone(),
+            self.stop.clone(),
+            self.dead_letters.clone(),
+        );
         self.runtime.spawn(async move {
             task.await;
             let _ = done_tx.send(());
@@ -174,6 +194,7 @@ async fn ack(
     store: Arc<dyn OffsetStore>,
     metrics: Metrics,
     stop: Stop,
+    dead_letters: Option<DeadLetters>,
 ) {
     let stored_gauge = metrics.stored_offset.get_or_create(&Metrics::partition(&topic, partition)).clone();
     let mut batch = Vec::with_capacity(256);
@@ -183,20 +204,50 @@ async fn ack(
         let mut last_delivered = None;
         for pending in batch.drain(..) {
             for delivery in pending.deliveries {
-                let out_topic = match delivery.future.await {
+                let failure = match delivery.future.await {
                     Ok(Ok(_)) => None,
-                    Ok(Err((error, message))) => {
-                        Some((error.to_string(), rdkafka::Message::topic(&message).to_owned()))
-                    }
-                    Err(_) => Some(("producer dropped the delivery report".to_owned(), String::new())),
+                    Ok(Err((error, message))) => Some((error, Some(message))),
+                    Err(_) => Some((KafkaError::Canceled, None)),
                 };
-                if let Some((error, out_topic)) = out_topic {
+                if let Some((error, message)) = failure {
+                    let out_topic = message.as_ref().map(|m| m.topic().to_owned()).unwrap_or_default();
                     metrics.delivery_failures.get_or_create(&Metrics::topic(&out_topic)).inc();
+                    let source = SourceRef { topic: &topic, partition, offset: pending.offset };
+                    // A record the brokers will never take is replaced by its dead letter; the partition
+                    // goes on (a dead letter refused in turn stops it).
+                    let replaced = match (&dead_letters, &message) {
+                        (Some(letters), Some(m))
+                            if rejects_record(&error) && !matches!(delivery.kind, OutputKind::DeadLetter { .. }) =>
+                        {
+                            let reason = format!("{out_topic} refused the output: {error}");
+                            tracing::warn!(%topic, partition, offset = pending.offset, %reason, "output replaced by a dead letter");
+                            let payload = m.payload().unwrap_or_default();
+                            match letters.publish(payload, &reason, source, m.key()).await {
+                                Ok(()) => {
+                                    metrics.dlq_records.get_or_create(&ReasonLabels { reason: REJECTED }).inc();
+                                    true
+                                }
+                                Err(letter_error) => {
+                                    tracing::error!(%letter_error, "the dead letter of a refused output was not delivered");
+                                    false
+                                }
+                            }
+                        }
+                        _ => false,
+                    };
+                    if replaced {
+                        continue;
+                    }
                     if let Some(next) = last_delivered {
                         store_progress(&*store, &topic, partition, next, &stored_gauge);
                     }
+                    let reason = if message.is_some() {
+                        error.to_string()
+                    } else {
+                        "producer dropped the delivery report".into()
+                    };
                     stop.fail(format!(
-                        "delivery to {out_topic} of the output of {topic}/{partition}@{} failed: {error}",
+                        "delivery to {out_topic} of the output of {topic}/{partition}@{} failed: {reason}",
                         pending.offset
                     ));
                     return;

@@ -29,7 +29,7 @@ use crate::metrics::{DatasetLabels, Metrics, ReasonLabels, RuleLabels, StageLabe
 use crate::offsets::{Ledger, OffsetStore, Pending, Stop, Submitted};
 use crate::parse::{Coverage, Dataset, ParseContext};
 use crate::process::{Clocks, Created, Input, Processor};
-use crate::sink::{OutputKind, Sink};
+use crate::sink::{fit_alert, publish_bounded, Bounds, OutputKind, Sink};
 use crate::source::{self, Health, InputConsumer, SourceContext};
 use arc_swap::ArcSwap;
 
@@ -75,12 +75,10 @@ impl Pipeline {
         stop: Stop,
     ) -> Result<Pipeline, RunError> {
         let sink = Arc::new(Sink::new(&settings, &metrics)?);
-        let ledger = Arc::new(Ledger::new(
-            runtime,
-            settings.pipeline.max_in_flight_per_partition,
-            metrics.clone(),
-            stop.clone(),
-        ));
+        let ledger = Arc::new(
+            Ledger::new(runtime, settings.pipeline.max_in_flight_per_partition, metrics.clone(), stop.clone())
+                .with_dead_letters(sink.dead_letters(&settings)),
+        );
         let context = SourceContext {
             ledger,
             metrics: metrics.clone(),
@@ -117,6 +115,7 @@ impl Pipeline {
             })
             .collect();
         let dlq_max = self.settings.output.dlq_max_original.as_u64() as usize;
+        let bounds = Bounds::new(&self.settings);
         let poll_interval = Duration::from_millis(100);
         // `records_in` handles per input topic, so counting a record allocates nothing.
         let mut records_in: HashMap<String, Counter> = HashMap::new();
@@ -214,7 +213,7 @@ impl Pipeline {
                     alerts = processed.alerts;
                     let json = serde_json::to_vec(&processed.doc).expect("a JSON map always serializes");
                     let key = event.appliance().map(str::as_bytes);
-                    self.sink.publish(OutputKind::Enriched, key, &json)
+                    publish_bounded(&self.sink, bounds, OutputKind::Enriched, key, &json, source, received)
                 }
                 Err(error) => {
                     let reason = error.code();
@@ -231,14 +230,17 @@ impl Pipeline {
                 Ok(delivery) => deliveries.push(delivery),
                 Err(error) => failed = Some(error),
             }
-            for alert in &alerts {
+            for alert in &mut alerts {
                 // A suppression summary updates an alert already counted.
                 if !alert.update {
                     self.metrics.alerts.get_or_create(&StageLabels { stage: alert.stage.as_str() }).inc();
                     self.metrics.rule_hits.get_or_create(&RuleLabels { rule: alert.rule_id.clone() }).inc();
                 }
-                let json = serde_json::to_vec(&alert.doc).expect("a JSON value always serializes");
-                match self.sink.publish(OutputKind::Alert, Some(alert.id.as_bytes()), &json) {
+                // Evidence text gives way first; an alert that still does not fit is dead-lettered whole.
+                let json = fit_alert(&mut alert.doc, bounds.max_message)
+                    .unwrap_or_else(|| serde_json::to_vec(&alert.doc).expect("a JSON value always serializes"));
+                let key = Some(alert.id.as_bytes());
+                match publish_bounded(&self.sink, bounds, OutputKind::Alert, key, &json, source, received) {
                     Ok(delivery) => deliveries.push(delivery),
                     Err(error) => failed = Some(error),
                 }

@@ -11,7 +11,11 @@ use rdkafka::ClientConfig;
 
 use prometheus_client::metrics::counter::Counter;
 
+use chrono::{DateTime, Utc};
+use serde_json::Value as Json;
+
 use crate::config::Settings;
+use crate::ecs::{self, SourceRef};
 use crate::metrics::Metrics;
 
 /// What an output record is, which fixes its topic.
@@ -48,7 +52,10 @@ pub struct Sink {
 pub fn producer_config(settings: &Settings) -> ClientConfig {
     let k = &settings.kafka;
     let mut config = ClientConfig::new();
-    config.set("linger.ms", "5").set("compression.type", "lz4").set("message.max.bytes", "4194304");
+    // librdkafka's own limit stays above ours (output.max_message_bytes), which is checked first and
+    // turns an oversized output into a dead letter instead of a producer error.
+    let max = (settings.output.max_message_bytes.as_u64() + 65_536).max(4_194_304);
+    config.set("linger.ms", "5").set("compression.type", "lz4").set("message.max.bytes", max.to_string());
     for (key, value) in &k.producer_options {
         config.set(key, value);
     }
@@ -137,8 +144,209 @@ impl Sink {
         self.producer.flush(timeout)
     }
 
+    /// A handle that dead-letters outputs the brokers refuse (see [`DeadLetters`]).
+    pub fn dead_letters(&self, settings: &Settings) -> DeadLetters {
+        DeadLetters {
+            producer: self.producer.clone(),
+            topic: self.dlq_topic.clone(),
+            delivered: self.delivered[Self::index(OutputKind::DeadLetter { reason: REJECTED })].clone(),
+            max_original: settings.output.dlq_max_original.as_u64() as usize,
+        }
+    }
+
     /// Asks a broker for metadata: the readiness probe's "the producer reaches the broker".
     pub fn reaches_broker(&self, timeout: Duration) -> bool {
         self.producer.client().fetch_metadata(Some(&self.dlq_topic), timeout).is_ok()
+    }
+}
+
+/// The dead-letter reason of an output the brokers will never take.
+pub const REJECTED: &str = "output_rejected";
+
+/// Does this producer error concern the record itself (too large, invalid, a topic this principal may
+/// not write)? Such a record fails the same way after every restart: it is dead-lettered, and the stream
+/// goes on. Anything else (timeouts, a fenced producer, the brokers unreachable) is not the record's fault.
+pub fn rejects_record(error: &KafkaError) -> bool {
+    matches!(
+        error,
+        KafkaError::MessageProduction(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidMessageSize
+                | RDKafkaErrorCode::InvalidMessage
+                | RDKafkaErrorCode::InvalidRecord
+                | RDKafkaErrorCode::TopicAuthorizationFailed
+                | RDKafkaErrorCode::PolicyViolation
+        )
+    )
+}
+
+/// What an output of one input record is checked against before it is produced.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    /// `output.max_message_bytes`.
+    pub max_message: usize,
+    /// `output.dlq_max_original`.
+    pub max_original: usize,
+}
+
+impl Bounds {
+    pub fn new(settings: &Settings) -> Bounds {
+        Bounds {
+            max_message: settings.output.max_message_bytes.as_u64() as usize,
+            max_original: settings.output.dlq_max_original.as_u64() as usize,
+        }
+    }
+}
+
+/// Publishes one output of the input record at `source`; an output over `output.max_message_bytes`,
+/// or one the producer refuses as such ([`rejects_record`]), is replaced by a dead letter with reason
+/// `output_rejected`, the error and (cut to `dlq_max_original`) the refused output.
+pub fn publish_bounded(
+    sink: &Sink,
+    bounds: Bounds,
+    kind: OutputKind,
+    key: Option<&[u8]>,
+    payload: &[u8],
+    source: SourceRef<'_>,
+    received: DateTime<Utc>,
+) -> Result<Delivery, KafkaError> {
+    let topic = sink.topic(kind);
+    let refused = if payload.len() > bounds.max_message {
+        format!(
+            "the output for {topic} has {} bytes, more than output.max_message_bytes ({})",
+            payload.len(),
+            bounds.max_message
+        )
+    } else {
+        match sink.publish(kind, key, payload) {
+            Err(error) if rejects_record(&error) => format!("{topic} refused the output: {error}"),
+            other => return other,
+        }
+    };
+    tracing::warn!(
+        topic = source.topic,
+        partition = source.partition,
+        offset = source.offset,
+        reason = %refused,
+        "output replaced by a dead letter"
+    );
+    let letter = ecs::dead_letter(payload, REJECTED, &refused, source, received, bounds.max_original);
+    sink.publish(OutputKind::DeadLetter { reason: REJECTED }, key, &letter)
+}
+
+/// Cuts an alert's evidence lines until its JSON fits in `max` bytes (evidence is a sample; the count
+/// stays, and `gatewatch.evidence_truncated` says it was cut). Returns the JSON, or `None` when even
+/// without evidence lines it does not fit.
+pub fn fit_alert(doc: &mut Json, max: usize) -> Option<Vec<u8>> {
+    let json = serde_json::to_vec(doc).expect("a JSON value always serializes");
+    if json.len() <= max {
+        return Some(json);
+    }
+    let count = doc["gatewatch"]["evidence"].as_array().map_or(0, Vec::len).max(1);
+    let over = json.len() - max;
+    // Each line gives up an equal share of the excess, and a little more for the marks.
+    let mut budget = 0usize;
+    if let Some(items) = doc["gatewatch"]["evidence"].as_array() {
+        let longest = items.iter().filter_map(|e| e["original"].as_str()).map(str::len).max().unwrap_or(0);
+        budget = longest.saturating_sub(over / count + 64);
+    }
+    if let Some(items) = doc["gatewatch"]["evidence"].as_array_mut() {
+        for item in items {
+            if let Some(line) = item["original"].as_str() {
+                if line.len() > budget {
+                    let mut cut = budget;
+                    while !line.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    item["original"] = Json::from(format!("{}…", &line[..cut]));
+                }
+            }
+        }
+    }
+    doc["gatewatch"]["evidence_truncated"] = Json::Bool(true);
+    let json = serde_json::to_vec(doc).expect("a JSON value always serializes");
+    (json.len() <= max).then_some(json)
+}
+
+/// Dead-letters outputs that the brokers refused in their delivery report, from the acker that learns
+/// of it, so a record the brokers will never take does not stop the stream.
+#[derive(Clone)]
+pub struct DeadLetters {
+    producer: FutureProducer,
+    topic: String,
+    delivered: Counter,
+    max_original: usize,
+}
+
+impl DeadLetters {
+    /// Publishes the dead letter for `refused` (an output of the input record at `source`) and waits
+    /// for its delivery. An error means the dead letter itself was not delivered.
+    pub async fn publish(
+        &self,
+        refused: &[u8],
+        reason: &str,
+        source: SourceRef<'_>,
+        key: Option<&[u8]>,
+    ) -> Result<(), KafkaError> {
+        let letter = ecs::dead_letter(refused, REJECTED, reason, source, Utc::now(), self.max_original);
+        let mut record = FutureRecord::<[u8], [u8]>::to(&self.topic).payload(&letter);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        let future = loop {
+            match self.producer.send_result(record) {
+                Ok(future) => break future,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                    record = returned;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err((error, _)) => return Err(error),
+            }
+        };
+        match future.await {
+            Ok(Ok(_)) => {
+                self.delivered.inc();
+                Ok(())
+            }
+            Ok(Err((error, _))) => Err(error),
+            Err(_) => Err(KafkaError::Canceled),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn record_errors_are_told_from_connection_errors() {
+        for code in [RDKafkaErrorCode::MessageSizeTooLarge, RDKafkaErrorCode::TopicAuthorizationFailed] {
+            assert!(rejects_record(&KafkaError::MessageProduction(code)), "{code:?}");
+        }
+        for code in [RDKafkaErrorCode::MessageTimedOut, RDKafkaErrorCode::ProducerFenced, RDKafkaErrorCode::QueueFull] {
+            assert!(!rejects_record(&KafkaError::MessageProduction(code)), "{code:?}");
+        }
+        assert!(!rejects_record(&KafkaError::Canceled));
+    }
+
+    #[test]
+    fn an_alert_too_large_loses_evidence_text_not_its_count() {
+        let line = "x".repeat(64 * 1024);
+        let mut doc = json!({
+            "event": {"id": "a"},
+            "gatewatch": {"count": 20, "evidence": (0..20).map(|_| json!({"original": line})).collect::<Vec<_>>()},
+        });
+        let json = fit_alert(&mut doc, 100_000).expect("fits once the lines are cut");
+        assert!(json.len() <= 100_000, "{}", json.len());
+        assert_eq!(doc["gatewatch"]["count"], 20);
+        assert_eq!(doc["gatewatch"]["evidence"].as_array().unwrap().len(), 20);
+        assert_eq!(doc["gatewatch"]["evidence_truncated"], true);
+        assert!(doc["gatewatch"]["evidence"][0]["original"].as_str().unwrap().ends_with('…'));
+        let mut small = json!({"event": {"id": "b"}, "gatewatch": {"evidence": [{"original": "short"}]}});
+        assert!(fit_alert(&mut small, 1000).is_some());
+        assert!(small["gatewatch"].get("evidence_truncated").is_none());
+        let mut huge = json!({"url": {"original": "y".repeat(5000)}, "gatewatch": {"evidence": []}});
+        assert!(fit_alert(&mut huge, 1000).is_none());
     }
 }

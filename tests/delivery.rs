@@ -80,6 +80,92 @@ fn poison_records_go_to_the_dead_letter_topic_with_a_reason_and_later_records_fl
     assert!(gw.get("/livez").is_some_and(|(s, _)| s == 200));
 }
 
+/// One SSLVPN LOGIN line of about `len` bytes.
+fn login(seq: usize, len: usize) -> Vec<u8> {
+    let mut line = format!(
+        "<134> 09/09/2024:20:46:07 GMT VPX01 0-PPE-1 : default SSLVPN LOGIN {seq} 0 : Context a@b - SessionId: {seq} - "
+    )
+    .into_bytes();
+    line.resize(len.max(line.len()), b'x');
+    line
+}
+
+/// Offsets committed for `topics.input`'s partition 0 once the instance stopped on SIGTERM.
+fn stop_and_read_commit(broker: &Broker, topics: &Topics, gw: &mut Gatewatch) -> i64 {
+    gw.signal("TERM");
+    let status = gw.wait_timeout(Duration::from_secs(30)).expect("stops within the drain bound");
+    assert!(status.success(), "log:\n{}", gw.log_text());
+    broker.committed(&topics.group, &topics.input, 1)[&0]
+}
+
+#[test]
+fn an_output_over_the_size_limit_is_dead_lettered_and_the_stream_goes_on() {
+    let broker = Broker::start();
+    let topics = Topics::new("oversize");
+    topics.create(&broker, 1);
+    let mut records: Vec<(Option<i32>, Option<String>, Vec<u8>)> =
+        (0..10).map(|i| (Some(0), None, login(i, 0))).collect();
+    // Its enriched document (the line twice, as message and event.original) is over 8 KiB.
+    records.push((Some(0), None, login(10, 12_000)));
+    // A probe with a long query: the event is too large, its alert fits once its evidence is cut.
+    let query = "q".repeat(2_500);
+    let probe = format!(
+        r#"203.0.113.9 - - [11/Jan/2020:10:00:00 +0000] "GET /vpn/../vpns/cfg/smb.conf?{query} HTTP/1.1" 404 1 "-" "curl""#
+    );
+    records.push((Some(0), None, probe.into_bytes()));
+    records.extend((11..21).map(|i| (Some(0), None, login(i, 0))));
+    let landed = broker.produce(&topics.input, &records);
+    let config = "[output]\nmax_message_bytes = \"8KiB\"\ndlq_max_original = \"1KiB\"\n";
+    let mut gw = Gatewatch::spawn_with_config(&broker, &topics, &[], Some(config));
+
+    let enriched = broker.read(&topics.enriched, 20, Duration::from_secs(60));
+    let dlq = broker.read(&topics.dlq, 2, Duration::from_secs(30));
+    let alerts = broker.read(&topics.alerts, 1, Duration::from_secs(30));
+    assert_eq!(enriched.len(), 20, "log:\n{}", gw.log_text());
+    assert_eq!(dlq.len(), 2, "log:\n{}", gw.log_text());
+    for letter in dlq.iter().map(Record::json) {
+        assert_eq!(letter["error"]["type"], "output_rejected", "{letter}");
+        let message = letter["error"]["message"].as_str().unwrap();
+        assert!(message.contains("output.max_message_bytes (8192)"), "{message}");
+        assert_eq!(letter["gatewatch"]["dlq"]["truncated"], true);
+        assert!(letter.to_string().len() <= 8192);
+    }
+    let sources: Vec<i64> = dlq.iter().map(|r| r.json()["gatewatch"]["source"]["offset"].as_i64().unwrap()).collect();
+    assert_eq!(sources, vec![landed[10].1, landed[11].1]);
+    assert_eq!(alerts.len(), 1);
+    let alert = alerts[0].json();
+    assert_eq!(alert["rule"]["id"], "gw-citrix-cve-2019-19781-probe");
+    assert_eq!(alert["gatewatch"]["evidence_truncated"], true);
+    assert!(alerts[0].value.len() <= 8192, "{}", alerts[0].value.len());
+    assert!(gw.get("/livez").is_some_and(|(s, _)| s == 200), "still up");
+    assert_eq!(stop_and_read_commit(&broker, &topics, &mut gw), landed.last().unwrap().1 + 1, "offsets move past it");
+}
+
+#[test]
+fn an_output_the_producer_refuses_is_dead_lettered_and_the_stream_goes_on() {
+    let broker = Broker::start();
+    let topics = Topics::new("refused");
+    topics.create(&broker, 1);
+    let mut records: Vec<(Option<i32>, Option<String>, Vec<u8>)> =
+        (0..5).map(|i| (Some(0), None, login(i, 0))).collect();
+    records.push((Some(0), None, login(5, 9_000)));
+    records.extend((6..11).map(|i| (Some(0), None, login(i, 0))));
+    let landed = broker.produce(&topics.input, &records);
+    // Within output.max_message_bytes, but over what this producer may send: librdkafka refuses it.
+    let config = "[output]\ndlq_max_original = \"1KiB\"\n[kafka.producer_options]\n\"message.max.bytes\" = \"6000\"\n";
+    let mut gw = Gatewatch::spawn_with_config(&broker, &topics, &[], Some(config));
+
+    let enriched = broker.read(&topics.enriched, 10, Duration::from_secs(60));
+    let dlq = broker.read(&topics.dlq, 1, Duration::from_secs(30));
+    assert_eq!(enriched.len(), 10, "log:\n{}", gw.log_text());
+    assert_eq!(dlq.len(), 1);
+    let letter = dlq[0].json();
+    assert_eq!(letter["error"]["type"], "output_rejected");
+    assert!(letter["error"]["message"].as_str().unwrap().contains("refused the output"), "{letter}");
+    assert_eq!(letter["gatewatch"]["source"]["offset"], landed[5].1);
+    assert_eq!(stop_and_read_commit(&broker, &topics, &mut gw), landed.last().unwrap().1 + 1);
+}
+
 #[test]
 fn kill_9_mid_stream_then_restart_leaves_no_gaps() {
     let broker = Broker::start();

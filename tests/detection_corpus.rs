@@ -344,8 +344,10 @@ fn every_planted_step_alerts_at_its_stage_and_no_look_alike_does() {
 #[test]
 fn a_waf_record_of_the_probe_on_standard_input_raises_the_probe_alert() {
     use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
     let line = "Jan 11 10:00:00 <local0.info> 81.2.69.144 CEF:0|Citrix|NetScaler|NS13.0|APPFW|APPFW_STARTURL|6|src=203.0.113.9 spt=47606 method=GET request=https://host/vpn/../vpns/cfg/smb.conf msg=Disallow Illegal URL. cn1=1340 cn2=653 cs1=pr_ffc cs2=PPE1 cs3=x cs4=ALERT cs5=2020 act=blocked\n";
     let mut child = Command::new(env!("CARGO_BIN_EXE_gatewatch"))
+        .current_dir(dir.path())
         .env_clear()
         .env("GATEWATCH__DETECT__RULES_DIRS", Path::new(env!("CARGO_MANIFEST_DIR")).join("rules"))
         .args(["replay", "--from", "2020-01-01", "--to", "2020-02-01", "--input", "-", "--alerts-out", "-"])

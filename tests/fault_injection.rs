@@ -1,6 +1,7 @@
 //! Fault injection with librdkafka's mock cluster (in addition to the real-broker tests): the broker
-//! rejects gatewatch's first produce requests, and the committed offset must not pass the records whose
-//! outputs were never acknowledged.
+//! rejects gatewatch's first produce requests. An error that is not the record's fault stops the worker
+//! and the committed offset must not pass the records whose outputs were never acknowledged; a refusal
+//! of the record itself (too large) dead-letters its output and the stream goes on.
 
 mod common;
 
@@ -71,8 +72,9 @@ fn mock_with_inputs(
 fn committed_offset_never_passes_a_record_whose_output_was_not_acknowledged() {
     let line = "<134> 09/09/2024:20:46:07 GMT VPX01 0-PPE-1 : default SSLVPN LOGIN 1 0 : Context a@b";
     let (mock, bootstrap, topics) = mock_with_inputs("mock", &[line; 500]);
-    // From now on the broker answers gatewatch's first produce requests with a non-retriable error.
-    mock.request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE; 1]);
+    // From now on the broker answers gatewatch's first produce requests with a non-retriable error that
+    // is not about the records (a misconfigured cluster): no dead letter can help.
+    mock.request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_REQUIRED_ACKS; 1]);
 
     let broker = Broker::external(&bootstrap);
     // Small batches, so the rejected requests carry only the first outputs and later ones succeed.
@@ -97,6 +99,39 @@ fn committed_offset_never_passes_a_record_whose_output_was_not_acknowledged() {
         "committed {committed} passes offset {first_lost}, whose output was never acknowledged; log:\n{log}"
     );
     assert!((0..committed).all(|o| delivered.contains(&o)));
+}
+
+#[test]
+fn outputs_a_broker_refuses_as_too_large_are_dead_lettered_and_the_stream_goes_on() {
+    let line = "<134> 09/09/2024:20:46:07 GMT VPX01 0-PPE-1 : default SSLVPN LOGIN 1 0 : Context a@b";
+    let (mock, bootstrap, topics) = mock_with_inputs("mock-too-large", &[line; 300]);
+    // The broker refuses gatewatch's first produce request as too large: the outputs in it can never be
+    // delivered, however often the service restarts.
+    mock.request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE; 1]);
+
+    let broker = Broker::external(&bootstrap);
+    let small_batches = "[kafka.producer_options]\n\"batch.num.messages\" = \"20\"\n\"linger.ms\" = \"0\"\n";
+    let mut gw = Gatewatch::spawn_with_config(&broker, &topics, &[], Some(small_batches));
+    // Every input ends as an enriched record or as the dead letter of its refused output.
+    let outputs = broker.read_all(&[&topics.enriched, &topics.dlq], 300, Duration::from_secs(60));
+    assert!(gw.wait_timeout(Duration::from_millis(1)).is_none(), "the service stays up; log:\n{}", gw.log_text());
+    let mut sources = std::collections::BTreeSet::new();
+    let mut rejected = 0;
+    for record in &outputs {
+        let v = record.json();
+        sources.insert(v["gatewatch"]["source"]["offset"].as_i64().unwrap());
+        if v["error"]["type"] == "output_rejected" {
+            rejected += 1;
+            assert!(v["error"]["message"].as_str().unwrap().contains("Message size too large"), "{v}");
+        }
+    }
+    assert!(rejected > 0, "the refused request's outputs were dead-lettered; log:\n{}", gw.log_text());
+    assert_eq!(sources, (0..300).collect(), "every input has an output; log:\n{}", gw.log_text());
+    gw.signal("TERM");
+    let status = gw.wait_timeout(Duration::from_secs(30)).expect("stops within the drain bound");
+    assert!(status.success(), "log:\n{}", gw.log_text());
+    let (committed, _) = committed_and_delivered(&bootstrap, &topics);
+    assert_eq!(committed, 300, "offsets move past the refused records");
 }
 
 #[test]
