@@ -1,6 +1,8 @@
 //! Admin: the HTTP listener for probes and scrapes — `/livez`, `/readyz`, `/metrics`.
 //!
-//! `/readyz` is ready only when the consumer holds an assignment and the producer reaches a broker;
+//! `/readyz` is ready only when the consumer holds an assignment and the producer reaches a broker; its
+//! body also names the components whose last reload failed (`failed_reloads=feed:watch`), which keep
+//! serving their previous version;
 //! `/livez` fails when the polling thread has not gone round its loop for `STALL_SECONDS`.
 //!
 //! The listener runs on a thread and single-threaded runtime of its own, so a slow or hostile client
@@ -46,7 +48,8 @@ async fn livez(State(state): State<AdminState>) -> impl IntoResponse {
 async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
     let assigned = state.health.assigned.load(std::sync::atomic::Ordering::Relaxed);
     let reachable = state.health.producer_reachable.load(std::sync::atomic::Ordering::Relaxed);
-    let body = format!("assigned={assigned} producer_reachable={reachable}\n");
+    let failing = state.health.failing_reloads();
+    let body = format!("assigned={assigned} producer_reachable={reachable} failed_reloads={failing}\n");
     let status = if state.health.ready() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, body)
 }

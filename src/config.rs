@@ -139,10 +139,19 @@ impl Default for GeoipSettings {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct IocSettings {
     pub feeds: Vec<FeedSettings>,
+    /// Largest feed read (after gunzipping a `.gz` feed); a larger one is refused and its previous
+    /// version kept.
+    pub max_feed_bytes: ByteSize,
+}
+
+impl Default for IocSettings {
+    fn default() -> Self {
+        IocSettings { feeds: Vec::new(), max_feed_bytes: ByteSize::mib(256) }
+    }
 }
 
 /// `[[enrich.ioc.feeds]]`: one indicator file.

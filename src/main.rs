@@ -366,10 +366,11 @@ fn run(settings: Settings) -> anyhow::Result<Outcome> {
     preflight(&settings)?;
     let (enricher, events) = Enricher::load(&settings, false).context("loading enrichment databases")?;
     let enricher = Arc::new(enricher);
-    report_reloads(&metrics, events);
+    report_reloads(&metrics, &health, events);
     metrics.ioc_indicators.set(enricher.indicator_count() as i64);
     let reload_interval = settings.enrich.reload_interval;
     let (reloader, reload_metrics, reload_stop) = (enricher.clone(), metrics.clone(), stop.clone());
+    let reload_health = health.clone();
     std::thread::Builder::new().name("gatewatch-reload".into()).spawn(move || {
         let mut waited = Duration::ZERO;
         while !reload_stop.is_stopping() {
@@ -377,15 +378,23 @@ fn run(settings: Settings) -> anyhow::Result<Outcome> {
             waited += Duration::from_millis(200);
             if waited >= reload_interval {
                 waited = Duration::ZERO;
-                report_reloads(&reload_metrics, reloader.reload());
+                // A panic in one round is reported (log, metric, /readyz) and the next round runs.
+                let events = supervised("reloader", || reloader.reload())
+                    .unwrap_or_else(|error| vec![ReloadEvent { component: "reloader".into(), outcome: Err(error) }]);
+                let panicked = events.iter().any(|e| e.component == "reloader");
+                report_reloads(&reload_metrics, &reload_health, events);
+                if !panicked {
+                    reload_health.reloaded("reloader", Ok(()));
+                }
                 reload_metrics.ioc_indicators.set(reloader.indicator_count() as i64);
             }
         }
     })?;
     let (rules, rule_errors) = RuleSet::load(&settings.detect.dirs(), &settings.detect.options());
-    report_rules(&metrics, &rules, rule_errors);
+    report_rules(&metrics, &health, &rules, rule_errors);
     let rules = Arc::new(arc_swap::ArcSwap::from_pointee(rules));
     let (rules_reloader, rules_metrics, rules_stop) = (rules.clone(), metrics.clone(), stop.clone());
+    let rules_health = health.clone();
     let (rule_dirs, rule_options) = (settings.detect.dirs(), settings.detect.options());
     std::thread::Builder::new().name("gatewatch-rules".into()).spawn(move || {
         let mut stamp = rules_stamp(&rule_dirs);
@@ -400,9 +409,17 @@ fn run(settings: Settings) -> anyhow::Result<Outcome> {
             let now = rules_stamp(&rule_dirs);
             if now != stamp {
                 stamp = now;
-                let (set, errors) = RuleSet::load(&rule_dirs, &rule_options);
-                report_rules(&rules_metrics, &set, errors);
-                rules_reloader.store(Arc::new(set));
+                match supervised("rules", || RuleSet::load(&rule_dirs, &rule_options)) {
+                    Ok((set, errors)) => {
+                        report_rules(&rules_metrics, &rules_health, &set, errors);
+                        rules_reloader.store(Arc::new(set));
+                    }
+                    Err(error) => report_reloads(
+                        &rules_metrics,
+                        &rules_health,
+                        vec![ReloadEvent { component: "rules".into(), outcome: Err(error) }],
+                    ),
+                }
             }
         }
     })?;
@@ -515,10 +532,24 @@ fn rules_stamp(dirs: &[PathBuf]) -> Vec<(PathBuf, gatewatch::enrich::FileStamp)>
         .collect()
 }
 
+/// Runs one round of background work; a panic becomes an error naming `what` instead of ending the
+/// thread silently.
+fn supervised<T>(what: &str, work: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).map_err(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into());
+        format!("{what} panicked: {message}; keeping the previous version")
+    })
+}
+
 /// Logs and counts a rules (re)load; broken files are reported and the others run.
-fn report_rules(metrics: &Metrics, set: &RuleSet, errors: Vec<gatewatch::detect::sigma::RuleError>) {
+fn report_rules(metrics: &Metrics, health: &Health, set: &RuleSet, errors: Vec<gatewatch::detect::sigma::RuleError>) {
     metrics.rules_loaded.set(set.len() as i64);
     let outcome = if errors.is_empty() { "ok" } else { "error" };
+    health.reloaded("rules", errors.first().map(|e| e.to_string()).as_deref().map_or(Ok(()), Err));
     metrics.reloads.get_or_create(&ReloadLabels { component: "rules".into(), outcome }).inc();
     for error in errors {
         tracing::error!(file = %error.file, line = ?error.line, reason = %error.reason, "rule file not loaded");
@@ -526,10 +557,11 @@ fn report_rules(metrics: &Metrics, set: &RuleSet, errors: Vec<gatewatch::detect:
     tracing::info!(rules = set.rules.len(), correlations = set.correlations.len(), "rules loaded");
 }
 
-/// Logs and counts what a (re)load did.
-fn report_reloads(metrics: &Metrics, events: Vec<ReloadEvent>) {
+/// Logs and counts what a (re)load did, and keeps `/readyz`'s list of failed reloads.
+fn report_reloads(metrics: &Metrics, health: &Health, events: Vec<ReloadEvent>) {
     for event in events {
         let outcome = if event.outcome.is_ok() { "ok" } else { "error" };
+        health.reloaded(&event.component, event.outcome.as_ref().map(|_| ()).map_err(String::as_str));
         metrics.reloads.get_or_create(&ReloadLabels { component: event.component.clone(), outcome }).inc();
         match event.outcome {
             Ok(detail) => tracing::info!(component = %event.component, %detail, "loaded"),
@@ -550,5 +582,29 @@ async fn wait_for_signal() {
         Err(_) => {
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_in_background_work_becomes_an_error_naming_it() {
+        assert_eq!(supervised("reloader", || 7), Ok(7));
+        let error = supervised("reloader", || -> u32 { panic!("regex set too big") }).unwrap_err();
+        assert_eq!(error, "reloader panicked: regex set too big; keeping the previous version");
+        let error = supervised("rules", || -> u32 { panic!("{}", String::from("owned")) }).unwrap_err();
+        assert!(error.starts_with("rules panicked: owned"), "{error}");
+        // Reported, the component shows in /readyz until a clean round.
+        let health = Health::default();
+        report_reloads(
+            &Metrics::default(),
+            &health,
+            vec![ReloadEvent { component: "reloader".into(), outcome: Err(error) }],
+        );
+        assert_eq!(health.failing_reloads(), "reloader");
+        health.reloaded("reloader", Ok(()));
+        assert_eq!(health.failing_reloads(), "none");
     }
 }

@@ -27,6 +27,10 @@ pub struct Health {
     pub producer_reachable: AtomicBool,
     /// Unix seconds of the polling thread's last iteration.
     pub last_poll: AtomicU64,
+    /// Components (`rules`, `feed:<name>`, `city`, `reloader`, ...) whose last (re)load failed, with
+    /// the error. `/readyz` lists them; readiness itself is unaffected, since the previous version of
+    /// each keeps serving.
+    pub failed_reloads: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
 }
 
 impl Health {
@@ -37,6 +41,24 @@ impl Health {
     pub fn beat(&self) {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         self.last_poll.store(now, Ordering::Relaxed);
+    }
+
+    /// Records the outcome of a (re)load of `component`.
+    pub fn reloaded(&self, component: &str, outcome: Result<(), &str>) {
+        let mut failed = self.failed_reloads.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match outcome {
+            Ok(()) => failed.remove(component),
+            Err(error) => failed.insert(component.to_owned(), error.to_owned()),
+        };
+    }
+
+    /// The components whose last (re)load failed, comma-separated (`none` when there are none).
+    pub fn failing_reloads(&self) -> String {
+        let failed = self.failed_reloads.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if failed.is_empty() {
+            return "none".into();
+        }
+        failed.keys().cloned().collect::<Vec<_>>().join(",")
     }
 
     /// Seconds since the polling thread last went round its loop.

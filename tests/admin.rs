@@ -115,6 +115,24 @@ fn a_feed_broken_while_running_is_reported_in_metrics_and_logs_and_the_old_one_k
     assert_eq!(gw.metric("gatewatch_ioc_indicators"), 1.0, "the previous version stays");
     let log = gw.log_text();
     assert!(log.contains("load failed") && log.contains("feed.csv"), "{log}");
+    // /readyz names the failing component and stays ready: the previous version keeps serving.
+    let (status, body) = gw.get("/readyz").unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("failed_reloads=feed:watch"), "{body}");
+    // Unreadable is as broken as garbage; fixed, the component leaves the list.
+    std::fs::remove_file(&feed).unwrap();
+    std::fs::create_dir(&feed).unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(gw.get("/readyz").unwrap().1.contains("failed_reloads=feed:watch"));
+    std::fs::remove_dir(&feed).unwrap();
+    std::fs::write(&feed, "type,value\nipv4,198.51.100.7\nipv4,198.51.100.8\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !gw.get("/readyz").unwrap().1.contains("failed_reloads=none") {
+        assert!(Instant::now() < deadline, "the fixed feed is not picked up; log:\n{}", gw.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(gw.metric("gatewatch_ioc_indicators"), 2.0);
+    std::fs::write(&feed, "no header here\n\"broken").unwrap();
 
     // The same file makes `gatewatch check` fail, naming the feed.
     std::fs::write(dir.path().join("check.toml"), &config).unwrap();

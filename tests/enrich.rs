@@ -291,3 +291,61 @@ fn a_broken_feed_keeps_the_previous_version_and_says_why() {
     assert_eq!(fields, ["csv-feed/ipv4/source.ip", "csv-feed/ipv4/client.ip"]);
     assert_eq!(doc["source"]["geo"]["name"], "reserved");
 }
+
+#[test]
+fn an_oversized_regex_feed_and_a_gzip_bomb_are_refused_by_name_and_the_previous_feed_kept() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut settings = ioc_settings(tmp.path());
+    settings.enrich.ioc.max_feed_bytes = bytesize::ByteSize::mib(1);
+    let gz = tmp.path().join("d.csv.gz");
+    let mut e = flate2::write::GzEncoder::new(std::fs::File::create(&gz).unwrap(), flate2::Compression::default());
+    e.write_all(b"type,value\nipv4,198.51.100.61\n").unwrap();
+    e.finish().unwrap();
+    settings.enrich.ioc.feeds.push(feed("gz-feed", &gz, Format::Csv));
+    let (enricher, events) = Enricher::load(&settings, false).unwrap();
+    assert!(events.iter().all(|e| e.outcome.is_ok()), "{events:?}");
+    let before = enricher.indicator_count();
+    assert!(!matched(&enriched(&enricher, &login_from("198.51.100.61"), None)).is_empty(), "a .gz feed is read");
+
+    // Each pattern compiles on its own, together they exceed the regex size limit: refused by name, the
+    // previous version kept — no panic, at start-up or on reload.
+    let mut csv = String::from("type,value\nipv4,95.179.163.186\n");
+    for i in 0..60 {
+        csv.push_str(&format!("url_pattern,/x{i}/\\w{{20}}\n"));
+    }
+    std::fs::write(tmp.path().join("a.csv.new"), &csv).unwrap();
+    std::fs::rename(tmp.path().join("a.csv.new"), tmp.path().join("a.csv")).unwrap();
+    let events = enricher.reload();
+    let error = events.iter().find(|e| e.component == "feed:csv-feed").unwrap().outcome.as_ref().unwrap_err();
+    assert!(
+        error.contains("csv-feed") && error.contains("regex size limit") && error.contains("keeping the previous"),
+        "{error}"
+    );
+    assert_eq!(enricher.indicator_count(), before);
+    let err = Enricher::load(&settings, true).err().unwrap().to_string();
+    assert!(err.contains("csv-feed") && err.contains("regex size limit"), "{err}");
+
+    // A gzip bomb: a few KiB that inflate past enrich.ioc.max_feed_bytes.
+    let mut e = flate2::write::GzEncoder::new(std::fs::File::create(&gz).unwrap(), flate2::Compression::best());
+    e.write_all(b"type,value\n").unwrap();
+    for _ in 0..64 {
+        e.write_all(&[b'#'; 64 * 1024]).unwrap();
+    }
+    e.finish().unwrap();
+    assert!(std::fs::metadata(&gz).unwrap().len() < 64 * 1024);
+    let events = enricher.reload();
+    let error = events.iter().find(|e| e.component == "feed:gz-feed").unwrap().outcome.as_ref().unwrap_err();
+    assert!(
+        error.contains("gz-feed") && error.contains("decompresses to more than enrich.ioc.max_feed_bytes"),
+        "{error}"
+    );
+    assert_eq!(enricher.indicator_count(), before);
+    assert!(!matched(&enriched(&enricher, &login_from("198.51.100.61"), None)).is_empty(), "the previous version");
+
+    // A plain feed over the bound is refused the same way.
+    std::fs::write(tmp.path().join("c.json"), vec![b' '; 2 << 20]).unwrap();
+    let events = enricher.reload();
+    let error = events.iter().find(|e| e.component == "feed:misp-feed").unwrap().outcome.as_ref().unwrap_err();
+    assert!(error.contains("is larger than enrich.ioc.max_feed_bytes"), "{error}");
+}

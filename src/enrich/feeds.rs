@@ -1,7 +1,13 @@
 //! Feeds: indicator files → [`Indicator`]s. CSV (`type,value[,source,confidence,first_seen,last_seen,
 //! expires,tags]`), STIX 2.1 bundles (indicator objects with simple comparison patterns) and MISP JSON
-//! event exports (attributes, also inside objects).
+//! event exports (attributes, also inside objects); any of them gzip-compressed (`.gz`).
+//!
+//! Every feed is bounded before it can hurt the service: its (decompressed) size by
+//! `enrich.ioc.max_feed_bytes`, so a gzip bomb is refused after that many bytes, and its URL and
+//! user-agent patterns by the regex size limits of [`super::ioc`]. A feed over either is refused as a
+//! whole with an error naming it, and the service keeps the feed's previous version.
 
+use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -36,9 +42,9 @@ fn broken(feed: &str, path: &Path, reason: impl ToString) -> FeedError {
     FeedError::Broken { feed: feed.to_owned(), path: path.display().to_string(), reason: reason.to_string() }
 }
 
-/// Reads and parses one feed file.
-pub fn load(name: &str, path: &Path, format: Format) -> Result<Loaded, FeedError> {
-    let bytes = std::fs::read(path).map_err(|e| broken(name, path, e))?;
+/// Reads and parses one feed file of at most `max_bytes` (decompressed).
+pub fn load(name: &str, path: &Path, format: Format, max_bytes: u64) -> Result<Loaded, FeedError> {
+    let bytes = read_bounded(path, max_bytes).map_err(|e| broken(name, path, e))?;
     let mut sink = Sink::default();
     let result = match format {
         Format::Csv => csv(&mut sink, &bytes),
@@ -46,7 +52,42 @@ pub fn load(name: &str, path: &Path, format: Format) -> Result<Loaded, FeedError
         Format::Misp => misp(&mut sink, &bytes),
     };
     result.map_err(|e| broken(name, path, e))?;
+    check_patterns(&sink.loaded.indicators).map_err(|e| broken(name, path, e))?;
     Ok(sink.loaded)
+}
+
+/// The file's bytes, gunzipped when it ends in `.gz`; more than `max` bytes is an error, found after
+/// reading at most `max + 1` of them.
+fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, String> {
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let gzip = path.extension().is_some_and(|e| e == "gz");
+    let reader: Box<dyn Read> = if gzip { Box::new(flate2::read::MultiGzDecoder::new(file)) } else { Box::new(file) };
+    let mut bytes = Vec::new();
+    reader.take(max.saturating_add(1)).read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > max {
+        let what = if gzip { "decompresses to more" } else { "is larger" };
+        return Err(format!("{what} than enrich.ioc.max_feed_bytes ({max} bytes); refused"));
+    }
+    Ok(bytes)
+}
+
+/// The feed's URL and user-agent patterns must fit the regex size limits as a set (patterns that do
+/// not compile on their own are reported by the index and never match).
+fn check_patterns(indicators: &[Indicator]) -> Result<(), String> {
+    for kind in [Kind::UrlPattern, Kind::UserAgentPattern] {
+        let patterns: Vec<&str> = indicators
+            .iter()
+            .filter(|i| i.kind == kind)
+            .map(|i| &*i.value)
+            .filter(|p| super::ioc::pattern(p).is_ok())
+            .collect();
+        if !patterns.is_empty() {
+            super::ioc::pattern_set(&patterns).map_err(|e| {
+                format!("its {} {} indicators exceed the regex size limit: {e}", patterns.len(), kind.name())
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// Collects indicators, sharing one `Meta` among all rows that describe themselves alike.

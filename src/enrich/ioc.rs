@@ -11,7 +11,22 @@ use std::sync::Arc;
 
 use aho_corasick::AhoCorasick;
 use chrono::{DateTime, Utc};
-use regex::RegexSet;
+use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+
+/// Compiled size one URL or user-agent pattern may take.
+pub const PATTERN_SIZE_LIMIT: usize = 1 << 20;
+/// Compiled size one feed's URL (or user-agent) patterns may take together.
+pub const PATTERN_SET_SIZE_LIMIT: usize = 32 << 20;
+
+/// One indicator pattern, within [`PATTERN_SIZE_LIMIT`].
+pub fn pattern(value: &str) -> Result<Regex, regex::Error> {
+    RegexBuilder::new(value).size_limit(PATTERN_SIZE_LIMIT).dfa_size_limit(PATTERN_SIZE_LIMIT).build()
+}
+
+/// A feed's patterns as one set, within [`PATTERN_SET_SIZE_LIMIT`].
+pub fn pattern_set<S: AsRef<str>>(values: &[S]) -> Result<RegexSet, regex::Error> {
+    RegexSetBuilder::new(values).size_limit(PATTERN_SET_SIZE_LIMIT).dfa_size_limit(PATTERN_SET_SIZE_LIMIT).build()
+}
 
 /// What an indicator matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -124,6 +139,8 @@ pub struct FeedIndicators {
 pub enum IndicatorError {
     #[error("{kind} indicator {value:?} is not valid: {reason}")]
     Invalid { kind: &'static str, value: String, reason: String },
+    #[error("feed {feed:?}: its {count} patterns do not fit in one regex set and never match: {reason}")]
+    PatternSet { feed: String, count: usize, reason: String },
 }
 
 fn invalid(kind: Kind, value: &str, reason: impl ToString) -> IndicatorError {
@@ -212,8 +229,10 @@ pub struct IocIndex {
     hashes: HashMap<u64, u32>,
     file_paths: HashMap<u64, u32>,
     file_names: HashMap<u64, u32>,
-    url_patterns: Option<(RegexSet, Vec<u32>)>,
-    agent_patterns: Option<(RegexSet, Vec<u32>)>,
+    /// One set per feed: a feed's patterns are checked against the size limits on their own
+    /// (`feeds::load`), so feeds together can never exceed them.
+    url_patterns: Vec<(RegexSet, Vec<u32>)>,
+    agent_patterns: Vec<(RegexSet, Vec<u32>)>,
     agent_substrings: Option<(AhoCorasick, Vec<u32>)>,
 }
 
@@ -241,8 +260,8 @@ impl IocIndex {
         let mut errors = Vec::new();
         let mut v4: HashMap<u8, HashMap<u32, u32>> = HashMap::new();
         let mut v6: HashMap<u8, HashMap<u128, u32>> = HashMap::new();
-        let mut url_patterns = (Vec::new(), Vec::new());
-        let mut agent_patterns = (Vec::new(), Vec::new());
+        let mut url_patterns: (Vec<String>, Vec<u32>) = (Vec::new(), Vec::new());
+        let mut agent_patterns: (Vec<String>, Vec<u32>) = (Vec::new(), Vec::new());
         let mut agent_substrings = (Vec::new(), Vec::new());
         let mut id = 0u32;
         for feed in &feeds {
@@ -297,7 +316,7 @@ impl IocIndex {
                         chain(&mut index.file_names, next, key_hash(value), id);
                         Ok(())
                     }
-                    Kind::UrlPattern | Kind::UserAgentPattern => match regex::Regex::new(value) {
+                    Kind::UrlPattern | Kind::UserAgentPattern => match pattern(value) {
                         Ok(_) => {
                             let target = if kind == Kind::UrlPattern { &mut url_patterns } else { &mut agent_patterns };
                             target.0.push(value.to_owned());
@@ -321,20 +340,29 @@ impl IocIndex {
                 }
                 id += 1;
             }
+            for (patterns, sets) in
+                [(&mut url_patterns, &mut index.url_patterns), (&mut agent_patterns, &mut index.agent_patterns)]
+            {
+                let (values, ids) = (std::mem::take(&mut patterns.0), std::mem::take(&mut patterns.1));
+                if values.is_empty() {
+                    continue;
+                }
+                match pattern_set(&values) {
+                    Ok(set) => sets.push((set, ids)),
+                    // `feeds::load` refuses such a feed; a feed built by other means loses only its patterns.
+                    Err(e) => errors.push(IndicatorError::PatternSet {
+                        feed: feed.name.to_string(),
+                        count: values.len(),
+                        reason: e.to_string(),
+                    }),
+                }
+            }
         }
         index.feeds = feeds;
         index.v4 = v4.into_iter().collect();
         index.v4.sort_by_key(|(len, _)| std::cmp::Reverse(*len));
         index.v6 = v6.into_iter().collect();
         index.v6.sort_by_key(|(len, _)| std::cmp::Reverse(*len));
-        if !url_patterns.0.is_empty() {
-            let set = RegexSet::new(&url_patterns.0).expect("each pattern compiled on its own above");
-            index.url_patterns = Some((set, url_patterns.1));
-        }
-        if !agent_patterns.0.is_empty() {
-            let set = RegexSet::new(&agent_patterns.0).expect("each pattern compiled on its own above");
-            index.agent_patterns = Some((set, agent_patterns.1));
-        }
         if !agent_substrings.0.is_empty() {
             let automaton = AhoCorasick::builder()
                 .ascii_case_insensitive(true)
@@ -458,7 +486,7 @@ impl IocIndex {
 
     /// URL path regexes, on a raw or normalised path.
     pub fn match_url_path<'i>(&'i self, path: &str, field: &'static str, now: DateTime<Utc>, out: &mut Vec<Hit<'i>>) {
-        if let Some((set, ids)) = &self.url_patterns {
+        for (set, ids) in &self.url_patterns {
             for i in set.matches(path).iter() {
                 self.push(&ids[i..=i], field, path, now, out);
             }
@@ -478,7 +506,7 @@ impl IocIndex {
                 self.push(&ids[i..=i], field, agent, now, out);
             }
         }
-        if let Some((set, ids)) = &self.agent_patterns {
+        for (set, ids) in &self.agent_patterns {
             for i in set.matches(agent).iter() {
                 self.push(&ids[i..=i], field, agent, now, out);
             }

@@ -85,6 +85,8 @@ pub struct Enricher {
     geo_cache: Mutex<std::collections::HashMap<IpAddr, GeoAnswer>>,
     roles: Vec<(&'static str, &'static str)>,
     feeds: Mutex<Vec<Feed>>,
+    /// `enrich.ioc.max_feed_bytes`.
+    max_feed_bytes: u64,
     index: ArcSwap<IocIndex>,
 }
 
@@ -116,10 +118,11 @@ impl Enricher {
         }
         let mut events = Vec::new();
         let mut loaded_feeds = Vec::new();
+        let max_feed_bytes = e.ioc.max_feed_bytes.as_u64();
         for feed in &e.ioc.feeds {
             let path = PathBuf::from(&feed.path);
             let stamp = FileStamp::of(&path);
-            let loaded = match feeds::load(&feed.name, &path, feed.format) {
+            let loaded = match feeds::load(&feed.name, &path, feed.format, max_feed_bytes) {
                 Ok(loaded) => {
                     events.push(ReloadEvent {
                         component: format!("feed:{}", feed.name),
@@ -167,6 +170,7 @@ impl Enricher {
             geo_cache: Mutex::new(std::collections::HashMap::new()),
             roles,
             feeds: Mutex::new(loaded_feeds),
+            max_feed_bytes,
             index: ArcSwap::from_pointee(index),
         };
         Ok((enricher, events))
@@ -199,7 +203,7 @@ impl Enricher {
             }
             feed.stamp = stamp;
             let component = format!("feed:{}", feed.name);
-            match feeds::load(&feed.name, &feed.path, feed.format) {
+            match feeds::load(&feed.name, &feed.path, feed.format, self.max_feed_bytes) {
                 Ok(loaded) => {
                     let outcome =
                         Ok(format!("{} indicators, {} skipped", loaded.indicators.len(), loaded.skipped.len()));
@@ -219,6 +223,12 @@ impl Enricher {
         }
         if changed {
             let (index, invalid) = IocIndex::build(feeds.iter().map(|f| f.indicators.clone()).collect());
+            if invalid.is_empty() {
+                events.push(ReloadEvent {
+                    component: "ioc-index".into(),
+                    outcome: Ok(format!("{} indicators", index.len())),
+                });
+            }
             for error in invalid {
                 events.push(ReloadEvent { component: "ioc-index".into(), outcome: Err(error.to_string()) });
             }
