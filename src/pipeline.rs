@@ -141,7 +141,18 @@ impl Pipeline {
             if self.baseline_housekeeping(false, &store) == Submitted::Stopping {
                 break;
             }
-            let message = match self.consumer.poll(poll_interval) {
+            let polled = self.consumer.poll(poll_interval);
+            // A rebalance inside that poll may have taken partitions away (and given them back): their
+            // state goes before any is used again.
+            let revoked =
+                std::mem::take(&mut *self.consumer.context().revoked.lock().expect("never held across a panic"));
+            if !revoked.is_empty() {
+                forget_revoked(&revoked, &mut workers, &self.sink, bounds);
+                if let Some(stage) = self.baseline.as_mut() {
+                    stage.forget(&revoked, &self.metrics);
+                }
+            }
+            let message = match polled {
                 None => continue,
                 Some(Ok(message)) => message,
                 Some(Err(error)) => {
@@ -173,15 +184,7 @@ impl Pipeline {
                 .unwrap_or_else(Utc::now);
             if let Some(stage) = self.baseline.as_mut().filter(|s| s.topic() == topic) {
                 let context = self.consumer.context();
-                match stage.handle(
-                    &message,
-                    received,
-                    &self.sink,
-                    &self.metrics,
-                    &context.ledger,
-                    &store,
-                    &context.revoked,
-                ) {
+                match stage.handle(&message, received, &self.sink, &self.metrics, &context.ledger, &store) {
                     Ok(Submitted::Queued) => continue,
                     Ok(Submitted::Stopping) => break,
                     Err(reason) => {
@@ -260,19 +263,25 @@ impl Pipeline {
         if self.stop.failure().is_none() {
             // Held metrics records and their state go out now, so the next owner need not replay them.
             self.baseline_housekeeping(true, &store);
+            // Open suppression windows end with the instance: their summaries go out, as on expiry.
+            for (topic, partitions) in workers.drain() {
+                for (partition, worker) in partitions {
+                    publish_summaries(&self.sink, bounds, &topic, partition, worker);
+                }
+            }
+            if let Err(error) = self.sink.flush(Duration::from_secs(5)) {
+                tracing::warn!(%error, "suppression summaries may not all be delivered");
+            }
         }
         self.shut_down()
     }
 
-    /// Drops the baseline state of revoked partitions and writes the state snapshots that are due.
+    /// Writes the baseline state snapshots that are due.
     fn baseline_housekeeping(&mut self, all: bool, store: &Arc<dyn OffsetStore>) -> Submitted {
         let context = self.consumer.context();
         let Some(stage) = self.baseline.as_mut() else {
-            // Nobody keeps per-partition state: the list only needs emptying.
-            context.revoked.lock().expect("never held across a panic").clear();
             return Submitted::Queued;
         };
-        stage.forget_revoked(&context.revoked, &self.metrics);
         match stage.flush_due(all, &self.sink, &self.metrics, &context.ledger, store) {
             Ok(submitted) => submitted,
             Err(reason) => {
@@ -303,6 +312,38 @@ impl Pipeline {
         } else {
             tracing::warn!(?late, "stopped before these partitions drained; their tail will be replayed");
             Ok(Outcome::StoppedLate)
+        }
+    }
+}
+
+/// Drops the detection state of the partitions revoked since the last look: each worker publishes the
+/// summaries of its open suppression windows and goes, so a partition that comes back starts afresh and
+/// never counts its replayed tail twice.
+fn forget_revoked(
+    revoked: &[(String, i32)],
+    workers: &mut HashMap<String, HashMap<i32, Worker>>,
+    sink: &Sink,
+    bounds: Bounds,
+) {
+    for (topic, partition) in revoked {
+        if let Some(worker) = workers.get_mut(topic).and_then(|w| w.remove(partition)) {
+            publish_summaries(sink, bounds, topic, *partition, worker);
+        }
+    }
+}
+
+/// Publishes what a partition's detection state still holds — the summaries of its open suppression
+/// windows — when the partition leaves this instance. They update alerts already delivered, so no input
+/// offset waits for them; a failure is logged, not fatal.
+fn publish_summaries(sink: &Sink, bounds: Bounds, topic: &str, partition: i32, mut worker: Worker) {
+    let now = Utc::now();
+    for mut alert in worker.flush_all() {
+        let source = SourceRef { topic, partition, offset: -1 };
+        let json = fit_alert(&mut alert.doc, bounds.max_message)
+            .unwrap_or_else(|| serde_json::to_vec(&alert.doc).expect("a JSON value always serializes"));
+        let key = Some(alert.id.as_bytes());
+        if let Err(error) = publish_bounded(sink, bounds, OutputKind::Alert, key, &json, source, now) {
+            tracing::warn!(topic, partition, %error, alert = %alert.id, "suppression summary not published");
         }
     }
 }

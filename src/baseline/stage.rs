@@ -115,21 +115,19 @@ impl BaselineStage {
         Ok(restored)
     }
 
-    /// Forgets the partitions of the metrics topic in `revoked` (filled by the rebalance callback, which
-    /// runs inside the consumer's poll): their held records are not committed and their next owner —
-    /// this instance too, if they come back — restores their state.
-    pub fn forget_revoked(&mut self, revoked: &std::sync::Mutex<Vec<(String, i32)>>, metrics: &Metrics) {
-        let mut revoked = revoked.lock().expect("never held across a panic");
-        if revoked.is_empty() {
-            return;
-        }
-        for (topic, p) in revoked.drain(..) {
-            if topic == self.settings.metrics_topic {
-                self.partitions.remove(&p);
+    /// Forgets the partitions of the metrics topic among `revoked` (taken by the pipeline from the
+    /// rebalance callback, which runs inside the consumer's poll): their held records are not committed
+    /// and their next owner — this instance too, if they come back — restores their state.
+    pub fn forget(&mut self, revoked: &[(String, i32)], metrics: &Metrics) {
+        let mut forgot = false;
+        for (topic, p) in revoked {
+            if *topic == self.settings.metrics_topic {
+                forgot |= self.partitions.remove(p).is_some();
             }
         }
-        drop(revoked);
-        self.report(metrics);
+        if forgot {
+            self.report(metrics);
+        }
     }
 
     /// Handles one metrics record. `Err` is fatal (the pipeline stops).
@@ -142,11 +140,9 @@ impl BaselineStage {
         metrics: &Metrics,
         ledger: &Ledger,
         store: &Arc<dyn OffsetStore>,
-        revoked: &std::sync::Mutex<Vec<(String, i32)>>,
     ) -> Result<Submitted, String> {
         // A rebalance during the poll that returned this record may have taken partitions away (and
-        // given them back): drop their state before using any.
-        self.forget_revoked(revoked, metrics);
+        // given them back): the pipeline made the stage forget them before handing it the record.
         let (partition, offset) = (message.partition(), message.offset());
         if !self.partitions.contains_key(&partition) {
             let restored = self.restore(partition, metrics)?;

@@ -132,8 +132,14 @@ pub const MAX_EVIDENCE: usize = 20;
 
 #[derive(Debug, Default)]
 struct Group {
-    /// event_count / value_count: (time, distinct value, evidence).
-    seen: VecDeque<(DateTime<Utc>, Option<String>, Evidence)>,
+    /// event_count: the times of the matches in the window (at most the threshold: reaching it fires
+    /// and clears), with the evidence of the latest [`MAX_EVIDENCE`] of them.
+    times: VecDeque<DateTime<Utc>>,
+    sample: VecDeque<Evidence>,
+    /// value_count: each distinct value in the window, with when it was last seen and the evidence of
+    /// that record. At most the threshold of them: reaching it fires and clears, so a group that repeats
+    /// one value for hours (a normal VPN session) holds one entry, not every event.
+    values: HashMap<String, (DateTime<Utc>, Evidence)>,
     /// temporal(_ordered): per referenced rule, the evidence of its latest (in-order) match.
     steps: Vec<Option<Evidence>>,
     last: Option<DateTime<Utc>>,
@@ -172,25 +178,37 @@ impl State {
         }
         let g = self.groups.entry(key.clone()).or_default();
         g.last = Some(g.last.map_or(at, |l| l.max(at)));
+        let horizon = at - span;
         let fired = match c.kind {
-            Kind::EventCount | Kind::ValueCount => {
-                g.seen.push_back((at, value, evidence));
-                while g.seen.front().is_some_and(|(t, _, _)| *t < at - span) {
-                    g.seen.pop_front();
+            Kind::EventCount => {
+                g.times.push_back(at);
+                g.sample.push_back(evidence);
+                while g.times.front().is_some_and(|t| *t < horizon) {
+                    g.times.pop_front();
                 }
-                let count = match c.kind {
-                    Kind::EventCount => g.seen.len() as u64,
-                    _ => g
-                        .seen
-                        .iter()
-                        .filter_map(|(_, v, _)| v.as_deref())
-                        .collect::<std::collections::HashSet<_>>()
-                        .len() as u64,
-                };
-                (count >= c.threshold).then(|| {
-                    let evidence: Vec<Evidence> = g.seen.iter().map(|(_, _, e)| e.clone()).take(MAX_EVIDENCE).collect();
-                    let n = g.seen.len() as u64;
-                    g.seen.clear();
+                while g.sample.len() > MAX_EVIDENCE || g.sample.front().is_some_and(|e| e.at < horizon) {
+                    g.sample.pop_front();
+                }
+                (g.times.len() as u64 >= c.threshold).then(|| {
+                    let n = g.times.len() as u64;
+                    g.times.clear();
+                    (g.sample.drain(..).collect::<Vec<_>>(), n)
+                })
+            }
+            Kind::ValueCount => {
+                if let Some(value) = value {
+                    g.values.insert(value, (at, evidence));
+                }
+                // Expiry is checked only when the count could fire: at most `threshold` entries to look at.
+                if g.values.len() as u64 >= c.threshold {
+                    g.values.retain(|_, (t, _)| *t >= horizon);
+                }
+                (g.values.len() as u64 >= c.threshold).then(|| {
+                    let mut evidence: Vec<Evidence> = g.values.drain().map(|(_, (_, e))| e).collect();
+                    evidence
+                        .sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.origin.to_string().cmp(&b.origin.to_string())));
+                    let n = evidence.len() as u64;
+                    evidence.truncate(MAX_EVIDENCE);
                     (evidence, n)
                 })
             }
@@ -276,6 +294,39 @@ mod tests {
             assert!(s.observe(&c, 0, group("x"), Some(user.into()), ev(m), 100).is_none());
         }
         assert!(s.observe(&c, 0, group("x"), Some("c".into()), ev(3), 100).is_some());
+    }
+
+    #[test]
+    fn value_count_state_stays_one_entry_per_distinct_value() {
+        let c = correlation("title: hijack\nid: c5\ncorrelation:\n  type: value_count\n  rules: [r]\n  group-by: [citrix_adc.log.session_id]\n  timespan: 12h\n  condition: {field: source.as.number, gte: 2}\n");
+        let mut s = State::default();
+        // A normal session: thousands of records from one autonomous system.
+        for m in 0..5_000 {
+            assert!(s.observe(&c, 0, group("session-1"), Some("3320".into()), ev(m % 600), 100).is_none());
+        }
+        let g = &s.groups["session-1"];
+        assert_eq!((g.values.len(), g.times.len(), g.sample.len()), (1, 0, 0));
+        // The same session from a second one: the hijack, with one record of each as evidence.
+        let fired = s.observe(&c, 0, group("session-1"), Some("64496".into()), ev(601), 100).unwrap();
+        assert_eq!(fired.count, 2);
+        assert_eq!(fired.evidence.len(), 2);
+        // A value seen only outside the window does not count.
+        assert!(s.observe(&c, 0, group("s2"), Some("1".into()), ev(0), 100).is_none());
+        assert!(s.observe(&c, 0, group("s2"), Some("2".into()), ev(13 * 60), 100).is_none());
+    }
+
+    #[test]
+    fn event_count_keeps_a_bounded_sample_of_evidence() {
+        let c = correlation("title: bf\nid: c6\ncorrelation:\n  type: event_count\n  rules: [r]\n  group-by: [source.ip]\n  timespan: 1h\n  condition: {gte: 50}\n");
+        let mut s = State::default();
+        for m in 0..49 {
+            assert!(s.observe(&c, 0, group("a"), None, ev(m), 100).is_none());
+        }
+        assert_eq!(s.groups["a"].sample.len(), MAX_EVIDENCE);
+        let fired = s.observe(&c, 0, group("a"), None, ev(49), 100).unwrap();
+        assert_eq!(fired.count, 50);
+        assert_eq!(fired.evidence.len(), MAX_EVIDENCE);
+        assert_eq!(fired.evidence.last().unwrap().original, "line 49", "the latest records");
     }
 
     #[test]

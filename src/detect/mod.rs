@@ -235,6 +235,8 @@ pub enum Publish {
 pub struct Worker {
     correlations: HashMap<String, correlate::State>,
     suppressed: HashMap<(String, String), Suppressed>,
+    /// When each open window ends, in order: closing the due ones never scans the others.
+    expiries: std::collections::BTreeSet<(DateTime<Utc>, (String, String))>,
     watermark: Option<DateTime<Utc>>,
     publish: Publish,
     requests: dedupe::Requests,
@@ -448,7 +450,7 @@ impl Worker {
         };
         let key = suppression_key(meta, doc, behaviour);
         match self.suppressed.get_mut(&(meta.id.clone(), key.clone())) {
-            Some(s) if at < s.first + s.window => {
+            Some(s) if at < s.end() => {
                 s.count += 1;
                 s.last = s.last.max(at);
                 Vec::new()
@@ -457,14 +459,20 @@ impl Worker {
                 let publish = self.publish;
                 let mut out = Vec::new();
                 if self.suppressed.len() >= options.max_groups {
-                    // Bounded state: the oldest window closes early (its summary goes out now).
-                    let oldest = self.suppressed.iter().min_by_key(|(_, s)| s.first).map(|(k, _)| k.clone());
-                    out.extend(oldest.and_then(|k| self.suppressed.remove(&k)).and_then(|s| s.summary(publish)));
+                    // Bounded state: the window that ends first closes early (its summary goes out now).
+                    while let Some((_, k)) = self.expiries.pop_first() {
+                        if let Some(s) = self.suppressed.remove(&k) {
+                            out.extend(s.summary(publish));
+                            break;
+                        }
+                    }
                 }
                 let window = chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
                 let open = Suppressed { alert: alert.clone(), first: at, last: at, window, count: 1 };
+                let key = (meta.id.clone(), key);
+                self.expiries.insert((open.end(), key.clone()));
                 // A window that closed without a flush (no later event moved the watermark) ends here.
-                let previous = self.suppressed.insert((meta.id.clone(), key), open).and_then(|s| s.summary(publish));
+                let previous = self.suppressed.insert(key, open).and_then(|s| s.summary(publish));
                 out.extend(previous);
                 if publish == Publish::Immediately {
                     out.push(alert);
@@ -477,17 +485,26 @@ impl Worker {
     /// Closes suppression windows that ended before `watermark` (event time) and returns what they
     /// publish: summaries of those that suppressed anything, and with [`Publish::Final`] every alert.
     pub fn flush(&mut self, watermark: DateTime<Utc>) -> Vec<Alert> {
-        let closed: Vec<(String, String)> =
-            self.suppressed.iter().filter(|(_, s)| watermark >= s.first + s.window).map(|(k, _)| k.clone()).collect();
         let publish = self.publish;
-        let mut out: Vec<(DateTime<Utc>, Alert)> = closed
-            .into_iter()
-            .filter_map(|k| self.suppressed.remove(&k))
-            .filter_map(|s| Some((s.first, s.summary(publish)?)))
-            .collect();
-        // In the order the alerts were raised, whatever the map's order.
+        let mut out: Vec<(DateTime<Utc>, Alert)> = Vec::new();
+        while self.expiries.first().is_some_and(|(end, _)| *end <= watermark) {
+            let (end, key) = self.expiries.pop_first().expect("checked above");
+            // The entry of a window that closed early and was reopened is stale: the new one has its own.
+            if self.suppressed.get(&key).is_none_or(|s| s.end() != end) {
+                continue;
+            }
+            let s = self.suppressed.remove(&key).expect("found above");
+            let first = s.first;
+            out.extend(s.summary(publish).map(|a| (first, a)));
+        }
+        // In the order the alerts were raised, whatever the index's order.
         out.sort_by(|a, b| (a.0, &a.1.id).cmp(&(b.0, &b.1.id)));
         out.into_iter().map(|(_, a)| a).collect()
+    }
+
+    /// Groups a correlation currently tracks (for benchmarks and metrics).
+    pub fn correlation_groups(&self, correlation: &str) -> usize {
+        self.correlations.get(correlation).map_or(0, correlate::State::groups)
     }
 
     /// Open suppression windows (for tests and metrics).
@@ -524,6 +541,11 @@ fn suppression_key(meta: &RuleMeta, doc: &Map<String, Json>, behaviour: &Behavio
 }
 
 impl Suppressed {
+    /// When the window ends (event time).
+    fn end(&self) -> DateTime<Utc> {
+        self.first.checked_add_signed(self.window).unwrap_or(DateTime::<Utc>::MAX_UTC)
+    }
+
     /// What a closing window publishes: with [`Publish::Immediately`] the first alert again (same id,
     /// `event.action: alert-updated`) with the number of matches, if there were repeats; with
     /// [`Publish::Final`] the alert in its final state, repeats or not.
