@@ -1,6 +1,7 @@
 //! Admin: the HTTP listener for probes and scrapes — `/livez`, `/readyz`, `/metrics`.
 //!
-//! `/readyz` is ready only when the consumer holds an assignment and the producer reaches a broker; its
+//! `/readyz` is ready only when the consumer holds an assignment, the producer reaches a broker and no
+//! partition's outputs are waiting out an outage (`stalled_partitions`); its
 //! body also names the components whose last reload failed (`failed_reloads=feed:watch`), which keep
 //! serving their previous version;
 //! `/livez` fails when the polling thread has not gone round its loop for `STALL_SECONDS`.
@@ -49,7 +50,10 @@ async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
     let assigned = state.health.assigned.load(std::sync::atomic::Ordering::Relaxed);
     let reachable = state.health.producer_reachable.load(std::sync::atomic::Ordering::Relaxed);
     let failing = state.health.failing_reloads();
-    let body = format!("assigned={assigned} producer_reachable={reachable} failed_reloads={failing}\n");
+    let stalled = state.health.stalled_deliveries.load(std::sync::atomic::Ordering::Relaxed);
+    let body = format!(
+        "assigned={assigned} producer_reachable={reachable} stalled_partitions={stalled} failed_reloads={failing}\n"
+    );
     let status = if state.health.ready() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, body)
 }

@@ -403,7 +403,8 @@ pub struct KafkaSettings {
     /// Consumer group session timeout; also bounds how long a dead instance holds its partitions.
     #[serde(with = "humantime_serde")]
     pub session_timeout: Duration,
-    /// How long the producer may retry one output before the delivery counts as failed.
+    /// How long an output may wait for its delivery before its partition counts as stalled (`/readyz`
+    /// not ready). The delivery is never given up for the brokers' trouble: it is retried until taken.
     #[serde(with = "humantime_serde")]
     pub delivery_timeout: Duration,
     /// How often librdkafka reports statistics (consumer lag); `0s` turns lag metrics off.

@@ -444,7 +444,13 @@ fn run(settings: Settings) -> anyhow::Result<Outcome> {
     std::thread::Builder::new().name("gatewatch-probe".into()).spawn(move || {
         while !probe_stop.is_stopping() {
             let reachable = sink.reaches_broker(Duration::from_secs(5));
-            probe_health.producer_reachable.store(reachable, Ordering::Relaxed);
+            if probe_health.producer_reachable.swap(reachable, Ordering::Relaxed) != reachable {
+                if reachable {
+                    tracing::info!("the producer reaches the brokers again");
+                } else {
+                    tracing::warn!("the producer does not reach the brokers: not ready");
+                }
+            }
             // Also covers assignment changes: this runs every 2 s.
             probe_metrics.ready.set(i64::from(probe_health.ready()));
             for _ in 0..20 {

@@ -80,7 +80,24 @@ pub struct Ledger {
     capacity: usize,
     metrics: Metrics,
     stop: Stop,
+    faults: Faults,
+}
+
+/// How an acker meets delivery trouble: outputs the brokers refuse for good become dead letters, and a
+/// wait past the stall threshold marks the partition stalled. Without either, a refusal stops the worker
+/// and a wait is only a wait.
+#[derive(Clone, Default)]
+struct Faults {
     dead_letters: Option<DeadLetters>,
+    stall: Option<Stall>,
+}
+
+/// When a partition counts as stalled: an output waited longer than `after` for its delivery (the
+/// brokers are down, a leader is missing). `partitions` counts the stalled ones, for readiness.
+#[derive(Clone)]
+pub struct Stall {
+    pub after: std::time::Duration,
+    pub partitions: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// What submitting a record did.
@@ -106,13 +123,19 @@ impl<X: rdkafka::consumer::ConsumerContext + 'static> OffsetStore for rdkafka::c
 
 impl Ledger {
     pub fn new(runtime: tokio::runtime::Handle, capacity: usize, metrics: Metrics, stop: Stop) -> Ledger {
-        Ledger { ackers: Mutex::new(HashMap::new()), runtime, capacity, metrics, stop, dead_letters: None }
+        Ledger { ackers: Mutex::new(HashMap::new()), runtime, capacity, metrics, stop, faults: Faults::default() }
+    }
+
+    /// Counts a partition as stalled while one of its outputs waits longer than `stall.after`.
+    pub fn with_stall(mut self, stall: Stall) -> Ledger {
+        self.faults.stall = Some(stall);
+        self
     }
 
     /// Outputs the brokers refuse for good ([`crate::sink::rejects_record`]) are dead-lettered through
     /// `dead_letters` and the partition goes on; without it, any failed delivery stops the worker.
     pub fn with_dead_letters(mut self, dead_letters: DeadLetters) -> Ledger {
-        self.dead_letters = Some(dead_letters);
+        self.faults.dead_letters = Some(dead_letters);
         self
     }
 
@@ -148,15 +171,8 @@ impl Ledger {
     fn spawn(&self, topic: &str, partition: i32, store: Arc<dyn OffsetStore>) -> Acker {
         let (queue, rx) = mpsc::channel(self.capacity);
         let (done_tx, done) = std_mpsc::channel();
-        let task = ack(
-            rx,
-            topic.to_owned(),
-            partition,
-            store,
-            self.metrics.clone(),
-            self.stop.clone(),
-            self.dead_letters.clone(),
-        );
+        let task =
+            ack(rx, topic.to_owned(), partition, store, self.metrics.clone(), self.stop.clone(), self.faults.clone());
         self.runtime.spawn(async move {
             task.await;
             let _ = done_tx.send(());
@@ -194,8 +210,9 @@ async fn ack(
     store: Arc<dyn OffsetStore>,
     metrics: Metrics,
     stop: Stop,
-    dead_letters: Option<DeadLetters>,
+    faults: Faults,
 ) {
+    let Faults { dead_letters, stall } = faults;
     let stored_gauge = metrics.stored_offset.get_or_create(&Metrics::partition(&topic, partition)).clone();
     let mut batch = Vec::with_capacity(256);
     while rx.recv_many(&mut batch, 256).await > 0 {
@@ -204,7 +221,24 @@ async fn ack(
         let mut last_delivered = None;
         for pending in batch.drain(..) {
             for delivery in pending.deliveries {
-                let failure = match delivery.future.await {
+                let mut future = delivery.future;
+                let outcome = match &stall {
+                    None => future.await,
+                    Some(stall) => match tokio::time::timeout(stall.after, &mut future).await {
+                        Ok(outcome) => outcome,
+                        Err(_) => {
+                            // The brokers' trouble: librdkafka keeps trying; the partition waits, nothing
+                            // past this record is stored, and readiness is off until it is delivered.
+                            stall.partitions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            tracing::warn!(%topic, partition, offset = pending.offset, "output not delivered yet: partition stalled");
+                            let outcome = future.await;
+                            stall.partitions.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                            tracing::info!(%topic, partition, offset = pending.offset, "partition delivering again");
+                            outcome
+                        }
+                    },
+                };
+                let failure = match outcome {
                     Ok(Ok(_)) => None,
                     Ok(Err((error, message))) => Some((error, Some(message))),
                     Err(_) => Some((KafkaError::Canceled, None)),

@@ -26,7 +26,7 @@ use crate::detect::{RuleSet, Worker};
 use crate::ecs::{self, SourceRef};
 use crate::enrich::Enricher;
 use crate::metrics::{DatasetLabels, Metrics, ReasonLabels, RuleLabels, StageLabels};
-use crate::offsets::{Ledger, OffsetStore, Pending, Stop, Submitted};
+use crate::offsets::{Ledger, OffsetStore, Pending, Stall, Stop, Submitted};
 use crate::parse::{Coverage, Dataset, ParseContext};
 use crate::process::{Clocks, Created, Input, Processor};
 use crate::sink::{fit_alert, publish_bounded, Bounds, OutputKind, Sink};
@@ -74,10 +74,14 @@ impl Pipeline {
         health: Arc<Health>,
         stop: Stop,
     ) -> Result<Pipeline, RunError> {
-        let sink = Arc::new(Sink::new(&settings, &metrics)?);
+        let sink = Arc::new(Sink::new(&settings, &metrics, health.producer_reachable.clone())?);
         let ledger = Arc::new(
             Ledger::new(runtime, settings.pipeline.max_in_flight_per_partition, metrics.clone(), stop.clone())
-                .with_dead_letters(sink.dead_letters(&settings)),
+                .with_dead_letters(sink.dead_letters(&settings))
+                .with_stall(Stall {
+                    after: settings.kafka.delivery_timeout,
+                    partitions: health.stalled_deliveries.clone(),
+                }),
         );
         let context = SourceContext {
             ledger,

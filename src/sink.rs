@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
-use rdkafka::ClientConfig;
+use rdkafka::{ClientConfig, ClientContext};
 
 use prometheus_client::metrics::counter::Counter;
 
@@ -38,8 +38,21 @@ pub struct Delivery {
     pub delivered: Counter,
 }
 
+/// The producer's context: librdkafka's errors are logged as by default, and "all brokers down" clears
+/// the shared reachability flag at once.
+pub struct Reachability(pub std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl ClientContext for Reachability {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(error, KafkaError::Global(RDKafkaErrorCode::AllBrokersDown)) {
+            self.0.store(false, std::sync::atomic::Ordering::Relaxed);
+        }
+        tracing::error!("librdkafka: {}: {}", error, reason);
+    }
+}
+
 pub struct Sink {
-    producer: FutureProducer,
+    producer: FutureProducer<Reachability>,
     enriched_topic: String,
     alerts_topic: String,
     dlq_topic: String,
@@ -62,16 +75,22 @@ pub fn producer_config(settings: &Settings) -> ClientConfig {
     for (key, value) in crate::kafka::connection_options(k) {
         config.set(key, value);
     }
-    config
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("message.timeout.ms", k.delivery_timeout.as_millis().to_string());
+    // No delivery is ever given up for the brokers' trouble: librdkafka retries it, in order and
+    // idempotently, until the brokers take it (an outage pauses the stream, it does not end the
+    // process). `kafka.delivery_timeout` is when a waiting partition counts as stalled (see offsets).
+    config.set("enable.idempotence", "true").set("acks", "all").set("message.timeout.ms", "0");
     config
 }
 
 impl Sink {
-    pub fn new(settings: &Settings, metrics: &Metrics) -> Result<Sink, KafkaError> {
-        let producer: FutureProducer = producer_config(settings).create()?;
+    /// The producer, clearing `reachable` when librdkafka reports every broker down.
+    pub fn new(
+        settings: &Settings,
+        metrics: &Metrics,
+        reachable: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> Result<Sink, KafkaError> {
+        let producer: FutureProducer<Reachability> =
+            producer_config(settings).create_with_context(Reachability(reachable))?;
         let o = &settings.output;
         let counter = |topic: &str| metrics.records_out.get_or_create(&Metrics::topic(topic)).clone();
         Ok(Sink {
@@ -154,9 +173,11 @@ impl Sink {
         }
     }
 
-    /// Asks a broker for metadata: the readiness probe's "the producer reaches the broker".
+    /// Asks the dead-letter topic's leader for its offsets: the readiness probe's "the producer reaches
+    /// the brokers". (A metadata request is not enough: librdkafka may answer it from its cache while
+    /// every broker is down.)
     pub fn reaches_broker(&self, timeout: Duration) -> bool {
-        self.producer.client().fetch_metadata(Some(&self.dlq_topic), timeout).is_ok()
+        self.producer.client().fetch_watermarks(&self.dlq_topic, 0, timeout).is_ok()
     }
 }
 
@@ -272,7 +293,7 @@ pub fn fit_alert(doc: &mut Json, max: usize) -> Option<Vec<u8>> {
 /// of it, so a record the brokers will never take does not stop the stream.
 #[derive(Clone)]
 pub struct DeadLetters {
-    producer: FutureProducer,
+    producer: FutureProducer<Reachability>,
     topic: String,
     delivered: Counter,
     max_original: usize,

@@ -23,19 +23,24 @@ use crate::offsets::Ledger;
 pub struct Health {
     /// The consumer holds at least one partition.
     pub assigned: AtomicBool,
-    /// The producer's last metadata probe reached a broker.
-    pub producer_reachable: AtomicBool,
+    /// The producer reaches the brokers: set by the readiness probe, cleared at once by librdkafka's
+    /// "all brokers down" (the probe itself can wait behind a backlog).
+    pub producer_reachable: Arc<AtomicBool>,
     /// Unix seconds of the polling thread's last iteration.
     pub last_poll: AtomicU64,
     /// Components (`rules`, `feed:<name>`, `city`, `reloader`, ...) whose last (re)load failed, with
     /// the error. `/readyz` lists them; readiness itself is unaffected, since the previous version of
     /// each keeps serving.
     pub failed_reloads: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
+    /// Partitions whose outputs wait out an outage (sent again until delivered).
+    pub stalled_deliveries: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Health {
     pub fn ready(&self) -> bool {
-        self.assigned.load(Ordering::Relaxed) && self.producer_reachable.load(Ordering::Relaxed)
+        self.assigned.load(Ordering::Relaxed)
+            && self.producer_reachable.load(Ordering::Relaxed)
+            && self.stalled_deliveries.load(Ordering::Relaxed) == 0
     }
 
     pub fn beat(&self) {

@@ -135,26 +135,49 @@ fn outputs_a_broker_refuses_as_too_large_are_dead_lettered_and_the_stream_goes_o
 }
 
 #[test]
-fn a_failed_output_holds_the_commit_back_even_when_later_outputs_are_acknowledged() {
+fn an_outage_of_one_output_holds_the_commit_back_pauses_readiness_and_resumes_without_exiting() {
     let good = "<134> 09/09/2024:20:46:07 GMT VPX01 0-PPE-1 : default SSLVPN LOGIN 1 0 : Context a@b";
     // Offset 0 is junk: its output goes to the dead-letter topic, which will have no leader.
     let mut inputs = vec!["junk"];
     inputs.extend([good; 200]);
     let (mock, bootstrap, topics) = mock_with_inputs("mock-order", &inputs);
-    // A retriable error: the dead letter waits for a leader until the delivery timeout, while later
+    // A retriable error: the dead letter waits for a leader past the delivery timeout, while later
     // outputs to the enriched topic go through.
     mock.topic_error(&topics.dlq, RDKafkaRespErr::RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE).unwrap();
 
     let broker = Broker::external(&bootstrap);
     let mut gw = Gatewatch::spawn(&broker, &topics, &[("GATEWATCH__KAFKA__DELIVERY_TIMEOUT", "3s")]);
-    let status =
-        gw.wait_timeout(Duration::from_secs(60)).unwrap_or_else(|| panic!("still running:\n{}", gw.log_text()));
-    let log = gw.log_text();
-    assert!(!status.success(), "a failed delivery must stop the worker; log:\n{log}");
-
+    // Past several delivery timeouts: still running, not ready, and nothing committed past offset 0.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = gw.get("/readyz").unwrap_or_default();
+        if status == 503 && body.contains("stalled_partitions=1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "readiness never reported the stall: {body}; log:\n{}", gw.log_text());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(8));
+    assert!(
+        gw.wait_timeout(Duration::from_millis(1)).is_none(),
+        "an outage must not end the process; log:\n{}",
+        gw.log_text()
+    );
     let (committed, delivered) = committed_and_delivered(&bootstrap, &topics);
-    let delivered = delivered.len();
-    // Outputs of offsets 1.. were acknowledged, but offset 0's never was: nothing may be committed.
-    assert!(delivered > 0, "later outputs were delivered; log:\n{log}");
-    assert_eq!(committed, 0, "committed {committed} past offset 0, whose output failed; log:\n{log}");
+    assert!(!delivered.is_empty(), "later outputs were delivered; log:\n{}", gw.log_text());
+    assert_eq!(committed, 0, "committed {committed} past offset 0, whose output is not delivered");
+
+    // The leader is back: the held output is delivered, the commit catches up, readiness returns.
+    mock.topic_error(&topics.dlq, RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !gw.get("/readyz").is_some_and(|(s, b)| s == 200 && b.contains("stalled_partitions=0")) {
+        assert!(Instant::now() < deadline, "did not recover; log:\n{}", gw.log_text());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    gw.signal("TERM");
+    let status = gw.wait_timeout(Duration::from_secs(30)).expect("stops within the drain bound");
+    assert!(status.success(), "log:\n{}", gw.log_text());
+    let (committed, delivered) = committed_and_delivered(&bootstrap, &topics);
+    assert_eq!(committed, 201, "every input delivered and committed; log:\n{}", gw.log_text());
+    assert_eq!(delivered.len(), 200);
 }

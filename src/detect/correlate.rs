@@ -157,7 +157,13 @@ pub struct Fired {
 #[derive(Debug, Default)]
 pub struct State {
     groups: HashMap<String, Group>,
+    /// Observations since idle groups were last swept.
+    since_sweep: u32,
 }
+
+/// Every this many observations, groups idle for longer than the timespan are dropped: they can no
+/// longer fire, and a day of VPN sessions must not pile up until `max_groups`.
+const SWEEP_EVERY: u32 = 4096;
 
 impl State {
     /// Feeds one match of referenced rule `step` (index into `correlation.rules`).
@@ -173,6 +179,11 @@ impl State {
         let key = group.iter().map(|(_, v)| v.as_str()).collect::<Vec<_>>().join("\u{1f}");
         let at = evidence.at;
         let span = chrono::Duration::from_std(c.timespan).unwrap_or(chrono::Duration::MAX);
+        self.since_sweep += 1;
+        if self.since_sweep >= SWEEP_EVERY {
+            self.since_sweep = 0;
+            self.groups.retain(|_, g| g.last.is_some_and(|l| l >= at - span));
+        }
         if !self.groups.contains_key(&key) && self.groups.len() >= max_groups {
             self.evict(at - span, max_groups);
         }
@@ -313,6 +324,21 @@ mod tests {
         // A value seen only outside the window does not count.
         assert!(s.observe(&c, 0, group("s2"), Some("1".into()), ev(0), 100).is_none());
         assert!(s.observe(&c, 0, group("s2"), Some("2".into()), ev(13 * 60), 100).is_none());
+    }
+
+    #[test]
+    fn groups_idle_past_the_timespan_are_swept() {
+        let c = correlation("title: bf\nid: c7\ncorrelation:\n  type: event_count\n  rules: [r]\n  group-by: [source.ip]\n  timespan: 5m\n  condition: {gte: 100}\n");
+        let mut s = State::default();
+        for i in 0..1000 {
+            s.observe(&c, 0, group(&format!("old-{i}")), None, ev(0), 100_000);
+        }
+        assert_eq!(s.groups(), 1000);
+        // An hour later, one group is busy: the idle ones go at the next sweep.
+        for _ in 0..SWEEP_EVERY {
+            s.observe(&c, 0, group("busy"), None, ev(60), 100_000);
+        }
+        assert!(s.groups() <= 2, "{}", s.groups());
     }
 
     #[test]

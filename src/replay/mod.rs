@@ -91,7 +91,12 @@ impl AlertOut {
                 std::fs::File::create(path).with_context(|| format!("--alerts-out {path}"))?,
             ))),
             None => AlertOut::Kafka {
-                producer: crate::sink::producer_config(settings).create().context("creating the alerts producer")?,
+                // A replay is a batch job: an alert the brokers do not take within the delivery timeout
+                // fails it, instead of waiting for them without limit as the live service does.
+                producer: crate::sink::producer_config(settings)
+                    .set("message.timeout.ms", settings.kafka.delivery_timeout.as_millis().to_string())
+                    .create()
+                    .context("creating the alerts producer")?,
                 topic: settings.output.alerts_topic.clone(),
                 pending: Vec::new(),
             },
