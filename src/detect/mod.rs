@@ -382,7 +382,8 @@ impl Worker {
         self.watermark = Some(self.watermark.map_or(at, |w| w.max(at)));
         let mut alerts = self.flush(at);
         self.requests.expire(at);
-        let request = dedupe::Request::of(doc);
+        // Worked out only for a record some rule matches: most records match none.
+        let mut request: Option<Option<dedupe::Request>> = None;
         let mut evidence_of_this: Option<Evidence> = None;
         let mut evidence = || {
             evidence_of_this
@@ -398,6 +399,7 @@ impl Worker {
                 continue;
             }
             // The WAF and the access log may both record one request: the rule sees it once.
+            let request = request.get_or_insert_with(|| dedupe::Request::of(doc));
             if request.as_ref().is_some_and(|r| self.requests.seen_in_another_log(&rule.meta.id, r, at)) {
                 continue;
             }
