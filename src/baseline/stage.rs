@@ -62,7 +62,10 @@ impl BaselineStage {
             .set("group.id", format!("{}.restore", settings.kafka.group_id))
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "true")
-            .set("auto.offset.reset", "earliest");
+            .set("auto.offset.reset", "earliest")
+            // Polled only while restoring: statistics would pile up in its queue and come out as a
+            // burst of log lines (lag is the input consumer's to report).
+            .set("statistics.interval.ms", "0");
         Ok(Some(BaselineStage {
             settings: settings.baseline.clone(),
             restorer: config.create_with_context(RestoreContext)?,
