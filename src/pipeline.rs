@@ -29,7 +29,7 @@ use crate::metrics::{DatasetLabels, Metrics, ReasonLabels, RuleLabels, StageLabe
 use crate::offsets::{Ledger, OffsetStore, Pending, Stall, Stop, Submitted};
 use crate::parse::{Coverage, Dataset, ParseContext};
 use crate::process::{Clocks, Created, Input, Processor};
-use crate::sink::{fit_alert, publish_bounded, Bounds, OutputKind, Sink};
+use crate::sink::{publish_alert, publish_bounded, Bounds, OutputKind, Sink};
 use crate::source::{self, Health, InputConsumer, SourceContext};
 use arc_swap::ArcSwap;
 
@@ -243,11 +243,7 @@ impl Pipeline {
                     self.metrics.alerts.get_or_create(&StageLabels { stage: alert.stage.as_str() }).inc();
                     self.metrics.rule_hits.get_or_create(&RuleLabels { rule: alert.rule_id.clone() }).inc();
                 }
-                // Evidence text gives way first; an alert that still does not fit is dead-lettered whole.
-                let json = fit_alert(&mut alert.doc, bounds.max_message)
-                    .unwrap_or_else(|| serde_json::to_vec(&alert.doc).expect("a JSON value always serializes"));
-                let key = Some(alert.id.as_bytes());
-                match publish_bounded(&self.sink, bounds, OutputKind::Alert, key, &json, source, received) {
+                match publish_alert(&self.sink, bounds, alert, source, received) {
                     Ok(delivery) => deliveries.push(delivery),
                     Err(error) => failed = Some(error),
                 }
@@ -343,10 +339,7 @@ fn publish_summaries(sink: &Sink, bounds: Bounds, topic: &str, partition: i32, m
     let now = Utc::now();
     for mut alert in worker.flush_all() {
         let source = SourceRef { topic, partition, offset: -1 };
-        let json = fit_alert(&mut alert.doc, bounds.max_message)
-            .unwrap_or_else(|| serde_json::to_vec(&alert.doc).expect("a JSON value always serializes"));
-        let key = Some(alert.id.as_bytes());
-        if let Err(error) = publish_bounded(sink, bounds, OutputKind::Alert, key, &json, source, now) {
+        if let Err(error) = publish_alert(sink, bounds, &mut alert, source, now) {
             tracing::warn!(topic, partition, %error, alert = %alert.id, "suppression summary not published");
         }
     }

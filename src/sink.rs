@@ -255,6 +255,20 @@ pub fn publish_bounded(
     sink.publish(OutputKind::DeadLetter { reason: REJECTED }, key, &letter)
 }
 
+/// Publishes an alert (keyed by its id) through [`publish_bounded`]: evidence text gives way first, and
+/// an alert that still does not fit is dead-lettered whole.
+pub fn publish_alert(
+    sink: &Sink,
+    bounds: Bounds,
+    alert: &mut crate::detect::Alert,
+    source: SourceRef<'_>,
+    received: DateTime<Utc>,
+) -> Result<Delivery, KafkaError> {
+    let json = fit_alert(&mut alert.doc, bounds.max_message)
+        .unwrap_or_else(|| serde_json::to_vec(&alert.doc).expect("a JSON value always serializes"));
+    publish_bounded(sink, bounds, OutputKind::Alert, Some(alert.id.as_bytes()), &json, source, received)
+}
+
 /// Cuts an alert's evidence lines until its JSON fits in `max` bytes (evidence is a sample; the count
 /// stays, and `gatewatch.evidence_truncated` says it was cut). Returns the JSON, or `None` when even
 /// without evidence lines it does not fit.
