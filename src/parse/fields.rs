@@ -137,13 +137,15 @@ pub fn split_host_port(value: &str) -> (&str, Option<&str>) {
 /// `HH:MM:SS` (hours may exceed 24) → nanoseconds, as ECS `event.duration` wants.
 pub fn duration_nanos(value: &str) -> Option<i64> {
     let mut parts = value.trim().split(':');
-    let h: i64 = parts.next()?.parse().ok()?;
+    let h: u32 = parts.next()?.parse().ok()?;
     let m: i64 = parts.next()?.parse().ok()?;
     let s: i64 = parts.next()?.parse().ok()?;
-    if parts.next().is_some() || m > 59 || s > 59 {
+    if parts.next().is_some() || !(0..60).contains(&m) || !(0..60).contains(&s) {
         return None;
     }
-    Some(((h * 60 + m) * 60 + s) * 1_000_000_000)
+    // Hours are unbounded in the format; anything past what nanoseconds in an i64 can hold
+    // (about 2.5 million hours) is not a duration an appliance reported.
+    ((i64::from(h) * 60 + m) * 60 + s).checked_mul(1_000_000_000)
 }
 
 #[cfg(test)]
@@ -166,6 +168,10 @@ mod tests {
     fn durations() {
         assert_eq!(duration_nanos("00:05:53"), Some(353_000_000_000));
         assert_eq!(duration_nanos("15:05:35"), Some(54_335_000_000_000));
+        // Found by the parse fuzz target: hours whose nanoseconds overflow an i64.
+        assert_eq!(duration_nanos("009999999999:00:22"), None);
+        assert_eq!(duration_nanos("-1:00:00"), None);
+        assert_eq!(duration_nanos("2562047:47:16"), Some(9_223_372_036_000_000_000));
         assert_eq!(duration_nanos("x"), None);
     }
 }
