@@ -17,9 +17,9 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde_json::Value;
 
-/// Inputs first, then the outputs the report reads, then the baselines' state topic (as many partitions
-/// as `adc.metrics`).
-const TOPICS: [(&str, i32); 7] = [
+/// Inputs first, then the outputs the report reads, then the state topics: the baselines' (as many
+/// partitions as `adc.metrics`) and the detection state's (as many as the largest input topic).
+const TOPICS: [(&str, i32); 8] = [
     ("adc.raw", 3),
     ("adc.files.httperror", 1),
     ("adc.metrics", 3),
@@ -27,6 +27,7 @@ const TOPICS: [(&str, i32); 7] = [
     ("adc.alerts", 1),
     ("adc.dlq", 1),
     ("adc.baselines", 3),
+    ("adc.detect-state", 3),
 ];
 const OUTPUTS: std::ops::Range<usize> = 3..6;
 
@@ -86,7 +87,17 @@ fn main() {
 async fn load(brokers: &str, files: &[String]) {
     let admin: AdminClient<DefaultClientContext> =
         ClientConfig::new().set("bootstrap.servers", brokers).create().expect("admin client");
-    let new: Vec<NewTopic> = TOPICS.iter().map(|(t, p)| NewTopic::new(t, *p, TopicReplication::Fixed(1))).collect();
+    let new: Vec<NewTopic> = TOPICS
+        .iter()
+        .map(|(t, p)| {
+            let topic = NewTopic::new(t, *p, TopicReplication::Fixed(1));
+            if t.ends_with("baselines") || t.ends_with("detect-state") {
+                topic.set("cleanup.policy", "compact")
+            } else {
+                topic
+            }
+        })
+        .collect();
     for result in admin.create_topics(&new, &AdminOptions::new()).await.expect("create topics") {
         match result {
             Ok(topic) => println!("created topic {topic}"),

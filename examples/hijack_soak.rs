@@ -66,7 +66,7 @@ fn main() {
             origin: Origin::File { file: "soak", line: i as usize },
             appliance: None,
         };
-        let processed = processor.process(&mut worker, input, clocks).expect("the generated line parses");
+        let processed = processor.process(Some(&mut worker), input, clocks).expect("the generated line parses");
         assert!(processed.doc.get("source").and_then(|s| s.get("as")).is_some(), "enriched with the ASN");
         alerts += processed.alerts.len();
         let done = i + 1;

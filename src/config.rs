@@ -168,13 +168,31 @@ pub struct FeedSettings {
 pub struct DetectSettings {
     /// Directories of Sigma rules (`**/*.yml`), read at start-up and whenever a file changes.
     pub rules_dirs: Vec<String>,
-    /// Most groups (e.g. source addresses) one correlation rule tracks per partition.
+    /// Most groups (e.g. source addresses) one correlation rule tracks per partition, and most open
+    /// suppression windows; beyond it the least recently seen goes (`gatewatch_detect_capped_total`).
     pub max_groups: usize,
+    /// Most distinct values one `value_count` group keeps; beyond it the longest unseen goes.
+    pub max_values: usize,
+    /// Most evidence records an alert carries (its `gatewatch.count` stays exact).
+    pub max_evidence: usize,
     /// Suppression window for rules that set none; "0s" = no suppression unless a rule asks for it.
     #[serde(with = "humantime_serde")]
     pub default_suppress: Duration,
     /// Lists rules refer to as `%name%` with the `expand` modifier.
     pub placeholders: BTreeMap<String, Vec<String>>,
+    /// Compacted topic holding each input partition's correlation and suppression state (partitioned
+    /// like the input topics), restored when a partition is assigned; empty = state lives in memory
+    /// only and every restart or rebalance starts detection afresh.
+    pub state_topic: String,
+    /// Detection state is written to `state_topic` after this many records of a partition...
+    pub snapshot_every: usize,
+    /// ...or when its oldest unsnapshotted record is this old, whichever comes first. Input offsets
+    /// are committed only up to the last written state, so no correlation is blinded by a restart.
+    #[serde(with = "humantime_serde")]
+    pub snapshot_interval: Duration,
+    /// Bound on reading a partition's state back when it is assigned.
+    #[serde(with = "humantime_serde")]
+    pub restore_timeout: Duration,
 }
 
 impl Default for DetectSettings {
@@ -188,8 +206,14 @@ impl Default for DetectSettings {
         DetectSettings {
             rules_dirs: vec!["rules".into()],
             max_groups: 100_000,
+            max_values: 10_000,
+            max_evidence: 20,
             default_suppress: Duration::ZERO,
             placeholders,
+            state_topic: "adc.detect-state".into(),
+            snapshot_every: 5_000,
+            snapshot_interval: Duration::from_secs(5),
+            restore_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -205,6 +229,8 @@ impl DetectSettings {
         crate::detect::DetectOptions {
             placeholders,
             max_groups: self.max_groups,
+            max_values: self.max_values,
+            max_evidence: self.max_evidence,
             default_suppress: (!self.default_suppress.is_zero()).then_some(self.default_suppress),
         }
     }
@@ -410,6 +436,18 @@ pub struct KafkaSettings {
     /// How often librdkafka reports statistics (consumer lag); `0s` turns lag metrics off.
     #[serde(with = "humantime_serde")]
     pub stats_interval: Duration,
+    /// `at-least-once` (outputs, then offsets: duplicates after a crash, never gaps) or `exactly-once`
+    /// (outputs, detection state and input offsets committed in one Kafka transaction per batch;
+    /// consumers of the outputs read with `isolation.level=read_committed`).
+    pub delivery: DeliveryMode,
+    /// The producer's `transactional.id` in exactly-once mode: stable per instance, so a restarted
+    /// instance aborts what its predecessor left open; "" = `<group_id>-<host name>`.
+    pub transactional_id: String,
+    /// Exactly-once mode: a transaction is committed after this many records...
+    pub transaction_records: usize,
+    /// ...or when it is this old, whichever comes first.
+    #[serde(with = "humantime_serde")]
+    pub transaction_interval: Duration,
     /// `plaintext`, `ssl`, `sasl_plaintext` or `sasl_ssl` (librdkafka `security.protocol`).
     pub security_protocol: SecurityProtocol,
     /// SASL mechanism (`PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`); empty = none.
@@ -491,6 +529,29 @@ impl SaslMechanism {
     }
 }
 
+/// `kafka.delivery`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeliveryMode {
+    AtLeastOnce,
+    ExactlyOnce,
+}
+
+impl KafkaSettings {
+    /// The `transactional.id` of exactly-once mode.
+    pub fn transactional_id(&self) -> String {
+        if !self.transactional_id.is_empty() {
+            return self.transactional_id.clone();
+        }
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .filter(|h| !h.is_empty())
+            .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned()))
+            .unwrap_or_else(|| "gatewatch".into());
+        format!("{}-{host}", self.group_id)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StartFrom {
@@ -517,6 +578,10 @@ impl Default for KafkaSettings {
             session_timeout: Duration::from_secs(45),
             delivery_timeout: Duration::from_secs(30),
             stats_interval: Duration::from_secs(5),
+            delivery: DeliveryMode::AtLeastOnce,
+            transactional_id: String::new(),
+            transaction_records: 1000,
+            transaction_interval: Duration::from_millis(500),
             security_protocol: SecurityProtocol::Plaintext,
             sasl_mechanism: SaslMechanism::None,
             sasl_username: String::new(),
@@ -952,6 +1017,53 @@ impl Settings {
                 return Err(invalid(key, "\"0s\"", "must be longer than zero"));
             }
         }
+        let k = &self.kafka;
+        if k.delivery == DeliveryMode::ExactlyOnce {
+            if !b.metrics_topic.is_empty() {
+                return Err(invalid(
+                    "kafka.delivery",
+                    "\"exactly-once\"",
+                    "covers the log topics only: set baseline.metrics_topic = \"\" (run baselines in an at-least-once \
+                     deployment of their own)",
+                ));
+            }
+            if k.transaction_records == 0 {
+                return Err(invalid("kafka.transaction_records", 0, "must be at least 1"));
+            }
+            if k.transaction_interval.is_zero() {
+                return Err(invalid("kafka.transaction_interval", "\"0s\"", "must be longer than zero"));
+            }
+        }
+        let d = &self.detect;
+        for (key, value) in [
+            ("detect.snapshot_every", d.snapshot_every),
+            ("detect.max_groups", d.max_groups),
+            ("detect.max_values", d.max_values),
+            ("detect.max_evidence", d.max_evidence),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, 0, "must be at least 1"));
+            }
+        }
+        for (key, value) in
+            [("detect.snapshot_interval", d.snapshot_interval), ("detect.restore_timeout", d.restore_timeout)]
+        {
+            if value.is_zero() {
+                return Err(invalid(key, "\"0s\"", "must be longer than zero"));
+            }
+        }
+        let others = [&b.metrics_topic, &b.state_topic, &self.output.enriched_topic, &self.output.alerts_topic];
+        if !d.state_topic.is_empty()
+            && (self.kafka.input_topics.contains(&d.state_topic)
+                || others.contains(&&d.state_topic)
+                || d.state_topic == self.output.dlq_topic)
+        {
+            return Err(invalid(
+                "detect.state_topic",
+                format!("{:?}", d.state_topic),
+                "must be a topic of its own (not an input, output or baseline topic)",
+            ));
+        }
         if !b.metrics_topic.is_empty() {
             if b.state_topic.trim().is_empty() {
                 return Err(invalid(
@@ -1060,6 +1172,23 @@ mod tests {
             let previous = lines[..i].iter().rev().map(|l| l.trim()).find(|l| !l.is_empty()).unwrap_or("");
             assert!(previous.starts_with('#'), "key without a comment above it: {line}");
         }
+    }
+
+    #[test]
+    fn exactly_once_is_refused_with_baselines_on_and_taken_with_them_off() {
+        let err = load(Some("[kafka]\ndelivery = \"exactly-once\"\n"), &[]).unwrap_err().to_string();
+        assert!(err.contains("kafka.delivery") && err.contains("baseline.metrics_topic"), "{err}");
+        let s = load(
+            Some(
+                "[kafka]\ndelivery = \"exactly-once\"\ntransactional_id = \"gw-1\"\n[baseline]\nmetrics_topic = \"\"\n",
+            ),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(s.kafka.delivery, DeliveryMode::ExactlyOnce);
+        assert_eq!(s.kafka.transactional_id(), "gw-1");
+        let err = load(Some("[kafka]\ndelivery = \"twice\"\n"), &[]).unwrap_err().to_string();
+        assert!(err.contains("twice") || err.contains("delivery"), "{err}");
     }
 
     #[test]

@@ -289,6 +289,9 @@ fn named_topics(settings: &Settings) -> Vec<(String, String, bool)> {
         // The state topic is written, and read back when a partition is assigned.
         out.push(("baseline.state_topic".to_owned(), b.state_topic.clone(), true));
     }
+    if !settings.detect.state_topic.is_empty() {
+        out.push(("detect.state_topic".to_owned(), settings.detect.state_topic.clone(), true));
+    }
     out
 }
 

@@ -7,8 +7,10 @@
 
 pub mod admin;
 pub mod baseline;
+pub mod changelog;
 pub mod config;
 pub mod detect;
+pub mod detect_state;
 pub mod ecs;
 pub mod enrich;
 pub mod inspect;
@@ -23,3 +25,4 @@ pub mod secrets;
 pub mod sink;
 pub mod source;
 pub mod telemetry;
+pub mod transaction;

@@ -57,6 +57,18 @@ pub struct ReloadLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// `committed` or `aborted`.
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CapLabels {
+    /// `correlation_group`, `value` or `suppression_window`.
+    pub what: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
     pub reason: &'static str,
 }
@@ -100,6 +112,10 @@ pub struct Metrics {
     pub baseline_samples: Family<ReasonLabels, Counter>,
     pub baseline_snapshots: Counter,
     pub baseline_restored: Counter,
+    pub detect_state_written: Counter,
+    pub detect_state_restored: Counter,
+    pub detect_capped: Family<CapLabels, Counter>,
+    pub transactions: Family<OutcomeLabels, Counter>,
     pub nitro_polls: Family<PollLabels, Counter>,
     pub admin_connections_closed: Counter,
     pub ready: Gauge,
@@ -194,6 +210,30 @@ impl Metrics {
             baseline_restored.clone(),
         );
         registry.register("nitro_polls", "NITRO polls, per appliance and outcome", nitro_polls.clone());
+        let detect_state_written = Counter::default();
+        let detect_state_restored = Counter::default();
+        let transactions = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "transactions",
+            "Exactly-once mode: transactions ended, per outcome (committed, aborted)",
+            transactions.clone(),
+        );
+        let detect_capped = Family::<CapLabels, Counter>::default();
+        registry.register(
+            "detect_capped",
+            "Detection state dropped by a cap before it expired (detect.max_groups, detect.max_values), per kind",
+            detect_capped.clone(),
+        );
+        registry.register(
+            "detect_state_written",
+            "Detection state entries (correlation groups, suppression windows, deletions) written to the state topic",
+            detect_state_written.clone(),
+        );
+        registry.register(
+            "detect_state_restored",
+            "Detection state entries read back from the state topic on assignment",
+            detect_state_restored.clone(),
+        );
         let admin_connections_closed = Counter::default();
         registry.register(
             "admin_connections_closed",
@@ -229,6 +269,10 @@ impl Metrics {
             baseline_samples,
             baseline_snapshots,
             baseline_restored,
+            detect_state_written,
+            detect_state_restored,
+            detect_capped,
+            transactions,
             nitro_polls,
             admin_connections_closed,
             ready,

@@ -139,6 +139,11 @@ impl Ledger {
         self
     }
 
+    /// Whether the worker is stopping (a signal or a failure).
+    pub fn is_stopping(&self) -> bool {
+        self.stop.is_stopping()
+    }
+
     /// Queues a record's outputs behind the earlier records of its partition, starting the partition's
     /// acker on first use. Blocks (the polling thread may) while the partition has `capacity` records in
     /// flight, unless the worker is stopping.

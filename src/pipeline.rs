@@ -21,16 +21,19 @@ use rdkafka::consumer::Consumer;
 use rdkafka::Message;
 
 use crate::baseline::stage::BaselineStage;
+use crate::config::DeliveryMode;
 use crate::config::Settings;
-use crate::detect::{RuleSet, Worker};
+use crate::detect::{Alert, RuleSet};
+use crate::detect_state::{Outlets, PartitionStates};
 use crate::ecs::{self, SourceRef};
 use crate::enrich::Enricher;
-use crate::metrics::{DatasetLabels, Metrics, ReasonLabels, RuleLabels, StageLabels};
+use crate::metrics::{CapLabels, DatasetLabels, Metrics, ReasonLabels, RuleLabels, StageLabels};
 use crate::offsets::{Ledger, OffsetStore, Pending, Stall, Stop, Submitted};
 use crate::parse::{Coverage, Dataset, ParseContext};
 use crate::process::{Clocks, Created, Input, Processor};
 use crate::sink::{publish_alert, publish_bounded, Bounds, OutputKind, Sink};
 use crate::source::{self, Health, InputConsumer, SourceContext};
+use crate::transaction::{Guard, Transactions};
 use arc_swap::ArcSwap;
 
 /// How a run ended.
@@ -61,6 +64,10 @@ pub struct Pipeline {
     health: Arc<Health>,
     stop: Stop,
     baseline: Option<BaselineStage>,
+    /// Detection state per input partition, with its changelog.
+    states: PartitionStates,
+    /// Exactly-once mode: the open transaction.
+    txn: Option<Transactions>,
 }
 
 impl Pipeline {
@@ -83,16 +90,20 @@ impl Pipeline {
                     partitions: health.stalled_deliveries.clone(),
                 }),
         );
+        let guard = (settings.kafka.delivery == DeliveryMode::ExactlyOnce).then(|| Guard::new(sink.clone()));
         let context = SourceContext {
             ledger,
             metrics: metrics.clone(),
             health: health.clone(),
             drain_timeout: settings.pipeline.shutdown_timeout,
             revoked: Default::default(),
+            transaction: guard.clone(),
         };
         let baseline = BaselineStage::new(&settings)?;
+        let states = PartitionStates::new(&settings)?;
+        let txn = guard.map(|g| Transactions::new(&settings.kafka, g));
         let consumer = Arc::new(source::subscribe(&settings, context)?);
-        Ok(Pipeline { settings, enricher, rules, consumer, sink, metrics, health, stop, baseline })
+        Ok(Pipeline { settings, enricher, rules, consumer, sink, metrics, health, stop, baseline, states, txn })
     }
 
     pub fn sink(&self) -> Arc<Sink> {
@@ -104,8 +115,6 @@ impl Pipeline {
         let store: Arc<dyn OffsetStore> = self.consumer.clone();
         let ctx: ParseContext = self.settings.parse_context();
         let detect_options = self.settings.detect.options();
-        // Detection state is owned per input partition, as the partition's key (the appliance) implies.
-        let mut workers: HashMap<String, HashMap<i32, Worker>> = HashMap::new();
         let hints = self.settings.topic_datasets();
         // `parse_results` handles per (dataset, result), so counting allocates nothing.
         let parse_results: Vec<[Counter; 2]> = Dataset::ALL
@@ -140,9 +149,13 @@ impl Pipeline {
                 batch.record("records", batch_records as i64);
                 batch.record("alerts", batch_alerts as i64);
                 batch = new_batch();
+                self.count_capped();
                 (batch_records, batch_alerts, batch_started) = (0, 0, Instant::now());
             }
-            if self.baseline_housekeeping(false, &store) == Submitted::Stopping {
+            if self.baseline_housekeeping(false, &store) == Submitted::Stopping
+                || self.detection_housekeeping(false, &store) == Submitted::Stopping
+                || self.transaction_housekeeping(false) == Submitted::Stopping
+            {
                 break;
             }
             let polled = self.consumer.poll(poll_interval);
@@ -150,8 +163,18 @@ impl Pipeline {
             // state goes before any is used again.
             let revoked =
                 std::mem::take(&mut *self.consumer.context().revoked.lock().expect("never held across a panic"));
+            if let Some(txn) = self.txn.as_mut() {
+                txn.after_rebalance(&self.consumer, &mut self.states);
+            }
             if !revoked.is_empty() {
-                forget_revoked(&revoked, &mut workers, &self.sink, bounds);
+                if let Some(Err(error)) = self.txn.as_mut().map(|t| t.begin(&self.sink)) {
+                    self.stop.fail(format!("opening a transaction: {error}"));
+                    break;
+                }
+                // Their open suppression windows are summarised; the next owner carries them on.
+                for (topic, partition, summaries) in self.states.revoke(&revoked) {
+                    publish_summaries(&self.sink, bounds, &topic, partition, summaries);
+                }
                 if let Some(stage) = self.baseline.as_mut() {
                     stage.forget(&revoked, &self.metrics);
                 }
@@ -200,11 +223,18 @@ impl Pipeline {
             let source = SourceRef { topic, partition, offset };
             let hint = if hints.is_empty() { None } else { hints.get(topic).copied() };
             let mut alerts = Vec::new();
-            // Looked up by `&str`: the topic is copied only for a partition's first record.
-            if !workers.contains_key(topic) {
-                workers.insert(topic.to_owned(), HashMap::new());
+            // Detection state is owned per input partition, as the partition's key (the appliance) implies.
+            if let Some(Err(error)) = self.txn.as_mut().map(|t| t.begin(&self.sink)) {
+                self.stop.fail(format!("opening a transaction: {error}"));
+                break;
             }
-            let worker = workers.get_mut(topic).expect("inserted above").entry(partition).or_default();
+            let worker = match self.states.worker(topic, partition, offset, &self.metrics) {
+                Ok(worker) => worker,
+                Err(reason) => {
+                    self.stop.fail(reason);
+                    break;
+                }
+            };
             let rules = self.rules.load();
             let processor =
                 Processor { ctx: &ctx, enricher: Some(&self.enricher), rules: &rules, detect: &detect_options };
@@ -252,9 +282,21 @@ impl Pipeline {
                 self.stop.fail(format!("producing the outputs of {topic}/{partition}@{offset}: {error}"));
                 break;
             }
+            if let Some(txn) = self.txn.as_mut() {
+                // The transaction's commit stands for every delivery and the offset.
+                txn.add(topic, partition, offset);
+                continue;
+            }
             let pending = Pending { offset, deliveries };
-            if self.consumer.context().ledger.submit(topic, partition, pending, &store) == Submitted::Stopping {
-                break;
+            let context = self.consumer.context();
+            let out = Outlets { sink: &self.sink, ledger: &context.ledger, store: &store, metrics: &self.metrics };
+            match self.states.settle(topic, partition, pending, &out) {
+                Ok(Submitted::Queued) => {}
+                Ok(Submitted::Stopping) => break,
+                Err(reason) => {
+                    self.stop.fail(reason);
+                    break;
+                }
             }
         }
         batch.record("records", batch_records as i64);
@@ -263,12 +305,16 @@ impl Pipeline {
         if self.stop.failure().is_none() {
             // Held metrics records and their state go out now, so the next owner need not replay them.
             self.baseline_housekeeping(true, &store);
-            // Open suppression windows end with the instance: their summaries go out, as on expiry.
-            for (topic, partitions) in workers.drain() {
-                for (partition, worker) in partitions {
-                    publish_summaries(&self.sink, bounds, &topic, partition, worker);
-                }
+            // Open suppression windows are summarised as the instance stops (they stay open in the
+            // written state), then the state of every partition is written and its records committed.
+            if let Some(Err(error)) = self.txn.as_mut().map(|t| t.begin(&self.sink)) {
+                tracing::warn!(%error, "opening the last transaction");
             }
+            for (topic, partition, summaries) in self.states.open_summaries() {
+                publish_summaries(&self.sink, bounds, &topic, partition, summaries);
+            }
+            self.detection_housekeeping(true, &store);
+            self.transaction_housekeeping(true);
             if let Err(error) = self.sink.flush(Duration::from_secs(5)) {
                 tracing::warn!(%error, "suppression summaries may not all be delivered");
             }
@@ -283,6 +329,50 @@ impl Pipeline {
             return Submitted::Queued;
         };
         match stage.flush_due(all, &self.sink, &self.metrics, &context.ledger, store) {
+            Ok(submitted) => submitted,
+            Err(reason) => {
+                self.stop.fail(reason);
+                Submitted::Stopping
+            }
+        }
+    }
+
+    /// Counts what the detection state's caps dropped since the last look.
+    fn count_capped(&mut self) {
+        let capped = self.states.take_capped();
+        for (what, n) in
+            [("correlation_group", capped.groups), ("value", capped.values), ("suppression_window", capped.windows)]
+        {
+            if n > 0 {
+                self.metrics.detect_capped.get_or_create(&CapLabels { what }).inc_by(n);
+            }
+        }
+    }
+
+    /// Exactly-once mode: commits the open transaction when it is due (or now, when `all`).
+    fn transaction_housekeeping(&mut self, all: bool) -> Submitted {
+        let Some(txn) = self.txn.as_mut() else { return Submitted::Queued };
+        if !all && !txn.due() {
+            return Submitted::Queued;
+        }
+        match txn.commit(&self.sink, &self.consumer, &mut self.states, &self.metrics) {
+            Ok(_) => Submitted::Queued,
+            Err(reason) => {
+                self.stop.fail(reason);
+                Submitted::Stopping
+            }
+        }
+    }
+
+    /// Writes the detection state snapshots that are due (at-least-once mode: exactly-once writes them
+    /// in each transaction).
+    fn detection_housekeeping(&mut self, all: bool, store: &Arc<dyn OffsetStore>) -> Submitted {
+        if self.txn.is_some() {
+            return Submitted::Queued;
+        }
+        let context = self.consumer.context();
+        let out = Outlets { sink: &self.sink, ledger: &context.ledger, store, metrics: &self.metrics };
+        match self.states.flush_due(all, &out) {
             Ok(submitted) => submitted,
             Err(reason) => {
                 self.stop.fail(reason);
@@ -316,28 +406,12 @@ impl Pipeline {
     }
 }
 
-/// Drops the detection state of the partitions revoked since the last look: each worker publishes the
-/// summaries of its open suppression windows and goes, so a partition that comes back starts afresh and
-/// never counts its replayed tail twice.
-fn forget_revoked(
-    revoked: &[(String, i32)],
-    workers: &mut HashMap<String, HashMap<i32, Worker>>,
-    sink: &Sink,
-    bounds: Bounds,
-) {
-    for (topic, partition) in revoked {
-        if let Some(worker) = workers.get_mut(topic).and_then(|w| w.remove(partition)) {
-            publish_summaries(sink, bounds, topic, *partition, worker);
-        }
-    }
-}
-
-/// Publishes what a partition's detection state still holds — the summaries of its open suppression
-/// windows — when the partition leaves this instance. They update alerts already delivered, so no input
-/// offset waits for them; a failure is logged, not fatal.
-fn publish_summaries(sink: &Sink, bounds: Bounds, topic: &str, partition: i32, mut worker: Worker) {
+/// Publishes the summaries of a partition's open suppression windows when the partition leaves this
+/// instance. They update alerts already delivered, so no input offset waits for them; a failure is
+/// logged, not fatal.
+fn publish_summaries(sink: &Sink, bounds: Bounds, topic: &str, partition: i32, summaries: Vec<Alert>) {
     let now = Utc::now();
-    for mut alert in worker.flush_all() {
+    for mut alert in summaries {
         let source = SourceRef { topic, partition, offset: -1 };
         if let Err(error) = publish_alert(sink, bounds, &mut alert, source, now) {
             tracing::warn!(topic, partition, %error, alert = %alert.id, "suppression summary not published");

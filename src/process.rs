@@ -67,10 +67,11 @@ pub struct Processed<'r> {
 }
 
 impl Processor<'_> {
-    /// parse → ECS → enrich → detect, with `worker` the detection state of the record's partition.
+    /// parse → ECS → enrich → detect, with `worker` the detection state of the record's partition
+    /// (`None`: the record is already in that state — a restart's replayed tail — and is not evaluated).
     pub fn process<'r>(
         &self,
-        worker: &mut Worker,
+        worker: Option<&mut Worker>,
         input: Input<'r>,
         clocks: Clocks,
     ) -> Result<Processed<'r>, ParseError> {
@@ -88,7 +89,10 @@ impl Processor<'_> {
             Created::At(t) => t,
             Created::EventTime => at,
         };
-        let alerts = worker.evaluate(self.rules, self.detect, &doc, origin, at, created);
+        let alerts = match worker {
+            Some(worker) => worker.evaluate(self.rules, self.detect, &doc, origin, at, created),
+            None => Vec::new(),
+        };
         Ok(Processed { event, doc, alerts, indicator_hits })
     }
 }
@@ -116,13 +120,13 @@ mod tests {
             appliance: Some("gw-lon-01"),
         };
         let mut worker = Worker::new(Publish::Immediately);
-        let out = processor.process(&mut worker, input, clocks).unwrap();
+        let out = processor.process(Some(&mut worker), input, clocks).unwrap();
         assert_eq!(out.doc["observer"]["hostname"], "gw-lon-01", "the location names the appliance");
         assert_eq!(out.doc["gatewatch"]["source"], json!({"file": "gw-lon-01/httpaccess.log", "line": 7}));
         assert_eq!(out.alerts.len(), 1);
         assert_eq!(out.alerts[0].doc["event"]["created"], "2020-01-11T10:00:00.000Z");
         assert_eq!(out.alerts[0].doc["gatewatch"]["evidence"][0]["source"]["line"], 7);
-        let err = processor.process(&mut worker, Input { payload: b"\xff", ..input }, clocks).err().unwrap();
+        let err = processor.process(Some(&mut worker), Input { payload: b"\xff", ..input }, clocks).err().unwrap();
         assert_eq!(err.code(), "not_utf8");
     }
 }

@@ -14,9 +14,12 @@ use prometheus_client::metrics::counter::Counter;
 use chrono::{DateTime, Utc};
 use serde_json::Value as Json;
 
-use crate::config::Settings;
+use crate::config::{DeliveryMode, Settings};
 use crate::ecs::{self, SourceRef};
 use crate::metrics::Metrics;
+
+/// Bound on each transaction call of exactly-once mode (librdkafka retries inside it).
+const TRANSACTION_WAIT: Duration = Duration::from_secs(30);
 
 /// What an output record is, which fixes its topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +31,8 @@ pub enum OutputKind {
     },
     /// A series state for `baseline.state_topic`.
     BaselineState,
+    /// A detection state entry for `detect.state_topic`.
+    DetectState,
 }
 
 /// One published record awaiting its delivery report.
@@ -57,8 +62,10 @@ pub struct Sink {
     alerts_topic: String,
     dlq_topic: String,
     state_topic: String,
-    /// `records_out` per output topic, in [`OutputKind`] order (enriched, alerts, dead letters, state).
-    delivered: [Counter; 4],
+    detect_state_topic: String,
+    /// `records_out` per output topic, in [`OutputKind`] order (enriched, alerts, dead letters, the
+    /// baseline state, the detection state).
+    delivered: [Counter; 5],
 }
 
 /// librdkafka producer settings; everything in [`crate::config::PROTECTED_LIBRDKAFKA_OPTIONS`] is set here.
@@ -78,7 +85,14 @@ pub fn producer_config(settings: &Settings) -> ClientConfig {
     // No delivery is ever given up for the brokers' trouble: librdkafka retries it, in order and
     // idempotently, until the brokers take it (an outage pauses the stream, it does not end the
     // process). `kafka.delivery_timeout` is when a waiting partition counts as stalled (see offsets).
-    config.set("enable.idempotence", "true").set("acks", "all").set("message.timeout.ms", "0");
+    config.set("enable.idempotence", "true").set("acks", "all");
+    if k.delivery == DeliveryMode::ExactlyOnce {
+        // A transaction bounds its messages' time (librdkafka derives message.timeout.ms from
+        // transaction.timeout.ms); a failed one is aborted and its records processed again.
+        config.set("transactional.id", k.transactional_id());
+    } else {
+        config.set("message.timeout.ms", "0");
+    }
     config
 }
 
@@ -91,6 +105,10 @@ impl Sink {
     ) -> Result<Sink, KafkaError> {
         let producer: FutureProducer<Reachability> =
             producer_config(settings).create_with_context(Reachability(reachable))?;
+        if settings.kafka.delivery == DeliveryMode::ExactlyOnce {
+            // Fences this transactional.id's previous instance and aborts what it left open.
+            producer.init_transactions(TRANSACTION_WAIT)?;
+        }
         let o = &settings.output;
         let counter = |topic: &str| metrics.records_out.get_or_create(&Metrics::topic(topic)).clone();
         Ok(Sink {
@@ -100,11 +118,13 @@ impl Sink {
                 counter(&o.alerts_topic),
                 counter(&o.dlq_topic),
                 counter(&settings.baseline.state_topic),
+                counter(&settings.detect.state_topic),
             ],
             enriched_topic: o.enriched_topic.clone(),
             alerts_topic: o.alerts_topic.clone(),
             dlq_topic: o.dlq_topic.clone(),
             state_topic: settings.baseline.state_topic.clone(),
+            detect_state_topic: settings.detect.state_topic.clone(),
         })
     }
 
@@ -114,29 +134,35 @@ impl Sink {
             OutputKind::Alert => 1,
             OutputKind::DeadLetter { .. } => 2,
             OutputKind::BaselineState => 3,
+            OutputKind::DetectState => 4,
         }
     }
 
     pub fn topic(&self, kind: OutputKind) -> &str {
-        [&self.enriched_topic, &self.alerts_topic, &self.dlq_topic, &self.state_topic][Self::index(kind)]
+        [&self.enriched_topic, &self.alerts_topic, &self.dlq_topic, &self.state_topic, &self.detect_state_topic]
+            [Self::index(kind)]
     }
 
     /// Enqueues one record. A full local queue is waited out (this runs on the polling thread, which may
     /// block); any other error is returned and must stop the worker.
     pub fn publish(&self, kind: OutputKind, key: Option<&[u8]>, payload: &[u8]) -> Result<Delivery, KafkaError> {
-        self.publish_to(kind, None, key, payload)
+        self.publish_to(kind, None, key, Some(payload))
     }
 
-    /// [`Sink::publish`] to an explicit partition (`None`: the partitioner's choice by key).
+    /// [`Sink::publish`] to an explicit partition (`None`: the partitioner's choice by key); a `None`
+    /// payload is a tombstone (a compacted topic's deletion of `key`).
     pub fn publish_to(
         &self,
         kind: OutputKind,
         partition: Option<i32>,
         key: Option<&[u8]>,
-        payload: &[u8],
+        payload: Option<&[u8]>,
     ) -> Result<Delivery, KafkaError> {
         let topic = self.topic(kind);
-        let mut record = FutureRecord::<[u8], [u8]>::to(topic).payload(payload);
+        let mut record = FutureRecord::<[u8], [u8]>::to(topic);
+        if let Some(payload) = payload {
+            record = record.payload(payload);
+        }
         if let Some(partition) = partition {
             record = record.partition(partition);
         }
@@ -161,6 +187,32 @@ impl Sink {
     /// Waits up to `timeout` for every queued record to be delivered or to fail.
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
         self.producer.flush(timeout)
+    }
+
+    /// Exactly-once mode: opens a transaction for the outputs that follow.
+    pub fn begin_transaction(&self) -> Result<(), KafkaError> {
+        self.producer.begin_transaction()
+    }
+
+    /// Exactly-once mode: commits the open transaction with the input offsets it covers.
+    pub fn commit_transaction(
+        &self,
+        offsets: &rdkafka::TopicPartitionList,
+        group: &rdkafka::consumer::ConsumerGroupMetadata,
+    ) -> Result<(), KafkaError> {
+        self.producer.send_offsets_to_transaction(offsets, group, TRANSACTION_WAIT)?;
+        self.producer.commit_transaction(TRANSACTION_WAIT)
+    }
+
+    /// Exactly-once mode: commits the open transaction, which covers no input offsets.
+    pub fn commit_outputs(&self) -> Result<(), KafkaError> {
+        self.producer.commit_transaction(TRANSACTION_WAIT)
+    }
+
+    /// Exactly-once mode: aborts the open transaction; its outputs are never read by `read_committed`
+    /// consumers.
+    pub fn abort_transaction(&self) -> Result<(), KafkaError> {
+        self.producer.abort_transaction(TRANSACTION_WAIT)
     }
 
     /// A handle that dead-letters outputs the brokers refuse (see [`DeadLetters`]).

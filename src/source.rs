@@ -80,6 +80,8 @@ pub struct SourceContext {
     pub drain_timeout: Duration,
     /// Partitions revoked since the polling thread last looked (it drops their per-partition state).
     pub revoked: std::sync::Mutex<Vec<(String, i32)>>,
+    /// Exactly-once mode: the open transaction, aborted before partitions are given up.
+    pub transaction: Option<Arc<crate::transaction::Guard>>,
 }
 
 pub type InputConsumer = BaseConsumer<SourceContext>;
@@ -103,6 +105,9 @@ impl ConsumerContext for SourceContext {
         self.metrics.rebalances.inc();
         match rebalance {
             Rebalance::Revoke(tpl) => {
+                if let Some(guard) = &self.transaction {
+                    guard.abort_for_rebalance();
+                }
                 let keys: Vec<(String, i32)> =
                     tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect();
                 let late = self.ledger.drain(Some(&keys), Instant::now() + self.drain_timeout);
@@ -166,7 +171,8 @@ pub fn consumer_config(settings: &Settings) -> ClientConfig {
     }
     config
         .set("group.id", &k.group_id)
-        .set("enable.auto.commit", "true")
+        // Exactly-once mode commits input offsets inside each output transaction instead.
+        .set("enable.auto.commit", (k.delivery == crate::config::DeliveryMode::AtLeastOnce).to_string())
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "false")
         .set("auto.offset.reset", k.start_from.as_librdkafka())

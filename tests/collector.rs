@@ -281,6 +281,8 @@ fn exports_to_the_collector(protocol: &str) {
             ("GATEWATCH__TELEMETRY__EXPORT_INTERVAL", "1s"),
             ("GATEWATCH__TELEMETRY__RESOURCE_ATTRIBUTES__TEST_RUN", &run),
             ("GATEWATCH__BASELINE__SNAPSHOT_INTERVAL", "1s"),
+            // Records reach the offset ledger (and its delivery counters) with their state snapshot.
+            ("GATEWATCH__DETECT__SNAPSHOT_INTERVAL", "200ms"),
         ],
     );
     // Everything consumed and the outputs settled (alerts included), as the service itself reports.

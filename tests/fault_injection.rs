@@ -52,7 +52,9 @@ fn mock_with_inputs(
     let mock = MockCluster::new(1).unwrap();
     let bootstrap = mock.bootstrap_servers();
     let topics = Topics::new(name);
-    for (topic, partitions) in [(&topics.input, 1), (&topics.enriched, 1), (&topics.alerts, 1), (&topics.dlq, 1)] {
+    let named =
+        [(&topics.input, 1), (&topics.enriched, 1), (&topics.alerts, 1), (&topics.dlq, 1), (&topics.detect_state, 1)];
+    for (topic, partitions) in named {
         mock.create_topic(topic, partitions, 1).unwrap();
     }
     let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", &bootstrap).create().unwrap();

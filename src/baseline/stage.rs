@@ -8,16 +8,16 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::consumer::BaseConsumer;
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::json;
 
 use super::{Partition, Sample};
+use crate::changelog::{read_partition, RestoreContext, StatePartition};
 use crate::config::Settings;
 use crate::ecs::SourceRef;
 use crate::metrics::{Metrics, ReasonLabels, StageLabels, WarmupLabels};
@@ -29,20 +29,6 @@ struct Held {
     records: Vec<Pending>,
     oldest: Option<Instant>,
 }
-
-/// The restoring consumer's context: reaching the end of a state partition is how a restore ends, not
-/// an error worth logging.
-struct RestoreContext;
-
-impl rdkafka::ClientContext for RestoreContext {
-    fn error(&self, error: KafkaError, reason: &str) {
-        if !matches!(error, KafkaError::PartitionEOF(_)) {
-            tracing::error!(%error, reason, "state topic reader");
-        }
-    }
-}
-
-impl rdkafka::consumer::ConsumerContext for RestoreContext {}
 
 pub struct BaselineStage {
     settings: crate::config::BaselineSettings,
@@ -57,18 +43,9 @@ impl BaselineStage {
         if settings.baseline.metrics_topic.is_empty() {
             return Ok(None);
         }
-        let mut config: ClientConfig = crate::source::consumer_config(settings);
-        config
-            .set("group.id", format!("{}.restore", settings.kafka.group_id))
-            .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "true")
-            .set("auto.offset.reset", "earliest")
-            // Polled only while restoring: statistics would pile up in its queue and come out as a
-            // burst of log lines (lag is the input consumer's to report).
-            .set("statistics.interval.ms", "0");
         Ok(Some(BaselineStage {
             settings: settings.baseline.clone(),
-            restorer: config.create_with_context(RestoreContext)?,
+            restorer: crate::changelog::restorer(settings, "restore")?,
             partitions: HashMap::new(),
             dlq_max: settings.output.dlq_max_original.as_u64() as usize,
         }))
@@ -80,41 +57,20 @@ impl BaselineStage {
 
     /// Reads partition `partition` of the state topic to its end.
     fn restore(&self, partition: i32, metrics: &Metrics) -> Result<Partition, String> {
-        let topic = &self.settings.state_topic;
         let mut restored = Partition::new(&self.settings);
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(topic, partition, Offset::Beginning).map_err(|e| e.to_string())?;
-        self.restorer.assign(&tpl).map_err(|e| format!("assigning {topic}/{partition}: {e}"))?;
-        let deadline = Instant::now() + self.settings.restore_timeout;
-        let mut records = 0usize;
-        let outcome = loop {
-            if Instant::now() >= deadline {
-                break Err(format!(
-                    "reading {topic}/{partition} took longer than baseline.restore_timeout ({:?})",
-                    self.settings.restore_timeout
-                ));
-            }
-            match self.restorer.poll(Duration::from_millis(200)) {
-                None => continue,
-                Some(Ok(m)) => {
-                    records += 1;
-                    restored.restore([(m.key().unwrap_or_default(), m.payload())]);
-                }
-                Some(Err(KafkaError::PartitionEOF(_))) => break Ok(()),
-                Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownPartition))) => {
-                    break Err(format!(
-                        "baseline.state_topic = {topic:?} has no partition {partition}: create it with as many \
-                         partitions as baseline.metrics_topic"
-                    ))
-                }
-                Some(Err(e)) => tracing::warn!(error = %e, "reading the state topic"),
-            }
+        let at = StatePartition {
+            topic: &self.settings.state_topic,
+            partition,
+            key: "baseline.state_topic",
+            partitioned_like: "baseline.metrics_topic",
+            timeout_key: "baseline.restore_timeout",
         };
-        let _ = self.restorer.unassign();
-        outcome?;
+        let read = read_partition(&self.restorer, &at, self.settings.restore_timeout, |key, payload| {
+            restored.restore([(key, payload)]);
+        })?;
         let (series, _) = restored.counts();
         metrics.baseline_restored.inc_by(series as u64);
-        tracing::info!(partition, records, series, "baseline state restored");
+        tracing::info!(partition, read, series, "baseline state restored");
         Ok(restored)
     }
 
@@ -235,7 +191,7 @@ impl BaselineStage {
         if let Some(first) = records.first_mut() {
             for (key, state) in &states {
                 let delivery = sink
-                    .publish_to(OutputKind::BaselineState, Some(partition), Some(key.as_bytes()), state)
+                    .publish_to(OutputKind::BaselineState, Some(partition), Some(key.as_bytes()), Some(state))
                     .map_err(|e| format!("writing the baseline state of {key}: {e}"))?;
                 first.deliveries.push(delivery);
             }

@@ -120,18 +120,19 @@ impl Correlation {
 }
 
 /// One contributing record.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
 pub struct Evidence {
     pub at: DateTime<Utc>,
     pub origin: serde_json::Value,
     pub original: String,
 }
 
-/// Most evidence entries an alert carries; the count says how many there were.
+/// Most evidence entries an alert carries by default (`detect.max_evidence`); the count says how many
+/// there were.
 pub const MAX_EVIDENCE: usize = 20;
 
-#[derive(Debug, Default)]
-struct Group {
+#[derive(Debug, Default, serde::Serialize, Deserialize)]
+pub(super) struct Group {
     /// event_count: the times of the matches in the window (at most the threshold: reaching it fires
     /// and clears), with the evidence of the latest [`MAX_EVIDENCE`] of them.
     times: VecDeque<DateTime<Utc>>,
@@ -159,6 +160,29 @@ pub struct State {
     groups: HashMap<String, Group>,
     /// Observations since idle groups were last swept.
     since_sweep: u32,
+    /// Groups changed or dropped since the state was last written out ([`State::take_changes`]).
+    changed: std::collections::HashSet<String>,
+    /// What the caps dropped since [`State::take_capped`].
+    capped: Capped,
+}
+
+/// What the state caps (`detect.max_groups`, `detect.max_values`) dropped before it could expire.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Capped {
+    /// Correlation groups evicted (the least recently seen) to make room for a new one.
+    pub groups: u64,
+    /// Distinct values of a `value_count` group forgotten (the longest unseen) for a new one.
+    pub values: u64,
+    /// Suppression windows closed early (the one ending first) for a new one.
+    pub windows: u64,
+}
+
+impl Capped {
+    pub fn add(&mut self, other: Capped) {
+        self.groups += other.groups;
+        self.values += other.values;
+        self.windows += other.windows;
+    }
 }
 
 /// Every this many observations, groups idle for longer than the timespan are dropped: they can no
@@ -174,19 +198,31 @@ impl State {
         group: Vec<(String, String)>,
         value: Option<String>,
         evidence: Evidence,
-        max_groups: usize,
+        caps: &super::DetectOptions,
     ) -> Option<Fired> {
+        let max_groups = caps.max_groups;
         let key = group.iter().map(|(_, v)| v.as_str()).collect::<Vec<_>>().join("\u{1f}");
         let at = evidence.at;
         let span = chrono::Duration::from_std(c.timespan).unwrap_or(chrono::Duration::MAX);
         self.since_sweep += 1;
         if self.since_sweep >= SWEEP_EVERY {
             self.since_sweep = 0;
-            self.groups.retain(|_, g| g.last.is_some_and(|l| l >= at - span));
+            let changed = &mut self.changed;
+            self.groups.retain(|k, g| {
+                let keep = g.last.is_some_and(|l| l >= at - span);
+                if !keep {
+                    changed.insert(k.clone());
+                }
+                keep
+            });
         }
         if !self.groups.contains_key(&key) && self.groups.len() >= max_groups {
             self.evict(at - span, max_groups);
         }
+        if !self.changed.contains(&key) {
+            self.changed.insert(key.clone());
+        }
+        let capped = &mut self.capped;
         let g = self.groups.entry(key.clone()).or_default();
         g.last = Some(g.last.map_or(at, |l| l.max(at)));
         let horizon = at - span;
@@ -197,7 +233,7 @@ impl State {
                 while g.times.front().is_some_and(|t| *t < horizon) {
                     g.times.pop_front();
                 }
-                while g.sample.len() > MAX_EVIDENCE || g.sample.front().is_some_and(|e| e.at < horizon) {
+                while g.sample.len() > caps.max_evidence || g.sample.front().is_some_and(|e| e.at < horizon) {
                     g.sample.pop_front();
                 }
                 (g.times.len() as u64 >= c.threshold).then(|| {
@@ -208,6 +244,13 @@ impl State {
             }
             Kind::ValueCount => {
                 if let Some(value) = value {
+                    if !g.values.contains_key(&value) && g.values.len() >= caps.max_values {
+                        let oldest = g.values.iter().min_by_key(|(_, (t, _))| *t).map(|(k, _)| k.clone());
+                        if let Some(oldest) = oldest {
+                            g.values.remove(&oldest);
+                            capped.values += 1;
+                        }
+                    }
                     g.values.insert(value, (at, evidence));
                 }
                 // Expiry is checked only when the count could fire: at most `threshold` entries to look at.
@@ -219,7 +262,7 @@ impl State {
                     evidence
                         .sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.origin.to_string().cmp(&b.origin.to_string())));
                     let n = evidence.len() as u64;
-                    evidence.truncate(MAX_EVIDENCE);
+                    evidence.truncate(caps.max_evidence);
                     (evidence, n)
                 })
             }
@@ -247,11 +290,49 @@ impl State {
 
     /// Drops groups idle since before `horizon`; if none are, the least recently seen.
     fn evict(&mut self, horizon: DateTime<Utc>, max_groups: usize) {
-        self.groups.retain(|_, g| g.last.is_some_and(|l| l >= horizon));
+        let changed = &mut self.changed;
+        self.groups.retain(|k, g| {
+            let keep = g.last.is_some_and(|l| l >= horizon);
+            if !keep {
+                changed.insert(k.clone());
+            }
+            keep
+        });
         while self.groups.len() >= max_groups {
             let Some(oldest) = self.groups.iter().min_by_key(|(_, g)| g.last).map(|(k, _)| k.clone()) else { break };
             self.groups.remove(&oldest);
+            self.changed.insert(oldest);
+            self.capped.groups += 1;
         }
+    }
+
+    /// The groups changed since the last call, each with its current state (`None`: dropped).
+    pub(super) fn take_changes(&mut self) -> Vec<(String, Option<&Group>)> {
+        let changed = std::mem::take(&mut self.changed);
+        changed
+            .into_iter()
+            .map(|k| {
+                let group = self.groups.get(&k);
+                (k, group)
+            })
+            .collect()
+    }
+
+    /// What the caps dropped since the last call.
+    pub fn take_capped(&mut self) -> Capped {
+        std::mem::take(&mut self.capped)
+    }
+
+    pub(super) fn has_changes(&self) -> bool {
+        !self.changed.is_empty()
+    }
+
+    /// Puts back one group as written by [`State::take_changes`] (`None`: it was dropped).
+    pub(super) fn restore(&mut self, key: &str, group: Option<Group>) {
+        match group {
+            Some(g) => self.groups.insert(key.to_owned(), g),
+            None => self.groups.remove(key),
+        };
     }
 
     pub fn groups(&self) -> usize {
@@ -276,6 +357,10 @@ mod tests {
         }
     }
 
+    fn caps(max_groups: usize) -> super::super::DetectOptions {
+        super::super::DetectOptions { max_groups, ..Default::default() }
+    }
+
     fn group(v: &str) -> Vec<(String, String)> {
         vec![("source.ip".into(), v.into())]
     }
@@ -284,17 +369,17 @@ mod tests {
     fn event_count_fires_at_the_threshold_within_the_window() {
         let c = correlation("title: bf\nid: c1\ncorrelation:\n  type: event_count\n  rules: [r]\n  group-by: [source.ip]\n  timespan: 5m\n  condition: {gte: 3}\n");
         let mut s = State::default();
-        assert!(s.observe(&c, 0, group("a"), None, ev(0), 100).is_none());
-        assert!(s.observe(&c, 0, group("a"), None, ev(1), 100).is_none());
+        assert!(s.observe(&c, 0, group("a"), None, ev(0), &caps(100)).is_none());
+        assert!(s.observe(&c, 0, group("a"), None, ev(1), &caps(100)).is_none());
         // Another group does not count.
-        assert!(s.observe(&c, 0, group("b"), None, ev(2), 100).is_none());
-        let fired = s.observe(&c, 0, group("a"), None, ev(3), 100).unwrap();
+        assert!(s.observe(&c, 0, group("b"), None, ev(2), &caps(100)).is_none());
+        let fired = s.observe(&c, 0, group("a"), None, ev(3), &caps(100)).unwrap();
         assert_eq!(fired.count, 3);
         assert_eq!(fired.evidence.len(), 3);
         // Window expiry by event time: two old ones fall out before the third arrives.
-        assert!(s.observe(&c, 0, group("a"), None, ev(10), 100).is_none());
-        assert!(s.observe(&c, 0, group("a"), None, ev(11), 100).is_none());
-        assert!(s.observe(&c, 0, group("a"), None, ev(20), 100).is_none());
+        assert!(s.observe(&c, 0, group("a"), None, ev(10), &caps(100)).is_none());
+        assert!(s.observe(&c, 0, group("a"), None, ev(11), &caps(100)).is_none());
+        assert!(s.observe(&c, 0, group("a"), None, ev(20), &caps(100)).is_none());
     }
 
     #[test]
@@ -302,9 +387,9 @@ mod tests {
         let c = correlation("title: spray\nid: c2\ncorrelation:\n  type: value_count\n  rules: [r]\n  group-by: [source.ip]\n  timespan: 10m\n  condition: {field: user.name, gte: 3}\n");
         let mut s = State::default();
         for (m, user) in [(0, "a"), (1, "a"), (2, "b")] {
-            assert!(s.observe(&c, 0, group("x"), Some(user.into()), ev(m), 100).is_none());
+            assert!(s.observe(&c, 0, group("x"), Some(user.into()), ev(m), &caps(100)).is_none());
         }
-        assert!(s.observe(&c, 0, group("x"), Some("c".into()), ev(3), 100).is_some());
+        assert!(s.observe(&c, 0, group("x"), Some("c".into()), ev(3), &caps(100)).is_some());
     }
 
     #[test]
@@ -313,17 +398,17 @@ mod tests {
         let mut s = State::default();
         // A normal session: thousands of records from one autonomous system.
         for m in 0..5_000 {
-            assert!(s.observe(&c, 0, group("session-1"), Some("3320".into()), ev(m % 600), 100).is_none());
+            assert!(s.observe(&c, 0, group("session-1"), Some("3320".into()), ev(m % 600), &caps(100)).is_none());
         }
         let g = &s.groups["session-1"];
         assert_eq!((g.values.len(), g.times.len(), g.sample.len()), (1, 0, 0));
         // The same session from a second one: the hijack, with one record of each as evidence.
-        let fired = s.observe(&c, 0, group("session-1"), Some("64496".into()), ev(601), 100).unwrap();
+        let fired = s.observe(&c, 0, group("session-1"), Some("64496".into()), ev(601), &caps(100)).unwrap();
         assert_eq!(fired.count, 2);
         assert_eq!(fired.evidence.len(), 2);
         // A value seen only outside the window does not count.
-        assert!(s.observe(&c, 0, group("s2"), Some("1".into()), ev(0), 100).is_none());
-        assert!(s.observe(&c, 0, group("s2"), Some("2".into()), ev(13 * 60), 100).is_none());
+        assert!(s.observe(&c, 0, group("s2"), Some("1".into()), ev(0), &caps(100)).is_none());
+        assert!(s.observe(&c, 0, group("s2"), Some("2".into()), ev(13 * 60), &caps(100)).is_none());
     }
 
     #[test]
@@ -331,12 +416,12 @@ mod tests {
         let c = correlation("title: bf\nid: c7\ncorrelation:\n  type: event_count\n  rules: [r]\n  group-by: [source.ip]\n  timespan: 5m\n  condition: {gte: 100}\n");
         let mut s = State::default();
         for i in 0..1000 {
-            s.observe(&c, 0, group(&format!("old-{i}")), None, ev(0), 100_000);
+            s.observe(&c, 0, group(&format!("old-{i}")), None, ev(0), &caps(100_000));
         }
         assert_eq!(s.groups(), 1000);
         // An hour later, one group is busy: the idle ones go at the next sweep.
         for _ in 0..SWEEP_EVERY {
-            s.observe(&c, 0, group("busy"), None, ev(60), 100_000);
+            s.observe(&c, 0, group("busy"), None, ev(60), &caps(100_000));
         }
         assert!(s.groups() <= 2, "{}", s.groups());
     }
@@ -346,10 +431,10 @@ mod tests {
         let c = correlation("title: bf\nid: c6\ncorrelation:\n  type: event_count\n  rules: [r]\n  group-by: [source.ip]\n  timespan: 1h\n  condition: {gte: 50}\n");
         let mut s = State::default();
         for m in 0..49 {
-            assert!(s.observe(&c, 0, group("a"), None, ev(m), 100).is_none());
+            assert!(s.observe(&c, 0, group("a"), None, ev(m), &caps(100)).is_none());
         }
         assert_eq!(s.groups["a"].sample.len(), MAX_EVIDENCE);
-        let fired = s.observe(&c, 0, group("a"), None, ev(49), 100).unwrap();
+        let fired = s.observe(&c, 0, group("a"), None, ev(49), &caps(100)).unwrap();
         assert_eq!(fired.count, 50);
         assert_eq!(fired.evidence.len(), MAX_EVIDENCE);
         assert_eq!(fired.evidence.last().unwrap().original, "line 49", "the latest records");
@@ -359,16 +444,19 @@ mod tests {
     fn temporal_and_ordered() {
         let t = correlation("title: t\nid: c3\ncorrelation:\n  type: temporal\n  rules: [w, r]\n  group-by: [source.ip]\n  timespan: 10m\n");
         let mut s = State::default();
-        assert!(s.observe(&t, 1, group("x"), None, ev(0), 100).is_none());
-        assert!(s.observe(&t, 0, group("x"), None, ev(1), 100).is_some(), "temporal: any order");
+        assert!(s.observe(&t, 1, group("x"), None, ev(0), &caps(100)).is_none());
+        assert!(s.observe(&t, 0, group("x"), None, ev(1), &caps(100)).is_some(), "temporal: any order");
         let o = correlation("title: o\nid: c4\ncorrelation:\n  type: temporal_ordered\n  rules: [w, r]\n  group-by: [source.ip]\n  timespan: 10m\n");
         let mut s = State::default();
-        assert!(s.observe(&o, 1, group("x"), None, ev(0), 100).is_none());
-        assert!(s.observe(&o, 0, group("x"), None, ev(1), 100).is_none(), "fetch before write is not the sequence");
-        assert!(s.observe(&o, 1, group("x"), None, ev(2), 100).is_some());
+        assert!(s.observe(&o, 1, group("x"), None, ev(0), &caps(100)).is_none());
+        assert!(
+            s.observe(&o, 0, group("x"), None, ev(1), &caps(100)).is_none(),
+            "fetch before write is not the sequence"
+        );
+        assert!(s.observe(&o, 1, group("x"), None, ev(2), &caps(100)).is_some());
         // Too far apart.
-        assert!(s.observe(&o, 0, group("y"), None, ev(0), 100).is_none());
-        assert!(s.observe(&o, 1, group("y"), None, ev(30), 100).is_none());
+        assert!(s.observe(&o, 0, group("y"), None, ev(0), &caps(100)).is_none());
+        assert!(s.observe(&o, 1, group("y"), None, ev(30), &caps(100)).is_none());
     }
 
     #[test]
@@ -390,8 +478,30 @@ mod tests {
         let c = correlation("title: bf\nid: c1\ncorrelation:\n  type: event_count\n  rules: [r]\n  group-by: [source.ip]\n  timespan: 5m\n  condition: {gte: 100}\n");
         let mut s = State::default();
         for i in 0..1000 {
-            s.observe(&c, 0, group(&i.to_string()), None, ev(i % 3), 50);
+            s.observe(&c, 0, group(&i.to_string()), None, ev(i % 3), &caps(50));
         }
         assert!(s.groups() <= 50);
+    }
+
+    #[test]
+    fn caps_drop_the_least_recent_and_count_what_they_dropped() {
+        let c = correlation("title: bf\nid: c1\ncorrelation:\n  type: event_count\n  rules: [r]\n  group-by: [source.ip]\n  timespan: 1h\n  condition: {gte: 3}\n");
+        let mut s = State::default();
+        for (i, g) in ["a", "b", "c"].into_iter().enumerate() {
+            s.observe(&c, 0, group(g), None, ev(i as i64), &caps(2));
+        }
+        assert_eq!(s.groups(), 2);
+        assert_eq!(s.take_capped(), Capped { groups: 1, ..Capped::default() });
+        assert_eq!(s.take_capped(), Capped::default(), "taken");
+
+        let v = correlation("title: vc\nid: c2\ncorrelation:\n  type: value_count\n  rules: [r]\n  group-by: [source.ip]\n  timespan: 1h\n  condition: {field: user.name, gte: 100}\n");
+        let mut s = State::default();
+        let options = super::super::DetectOptions { max_values: 3, ..Default::default() };
+        for (m, user) in ["u1", "u2", "u3", "u4", "u5"].into_iter().enumerate() {
+            assert!(s.observe(&v, 0, group("x"), Some(user.into()), ev(m as i64), &options).is_none());
+        }
+        assert_eq!(s.groups["x"].values.len(), 3);
+        assert!(!s.groups["x"].values.contains_key("u1"), "the longest unseen value went first");
+        assert_eq!(s.take_capped().values, 2);
     }
 }

@@ -75,7 +75,7 @@ pub fn document(
     let input =
         Input { payload: line.as_bytes(), hint, origin: Origin::File { file: "example", line: 0 }, appliance: None };
     processor
-        .process(&mut Worker::default(), input, clocks(reference))
+        .process(Some(&mut Worker::default()), input, clocks(reference))
         .map(|p| p.doc)
         .map_err(|e| format!("does not parse: {e}"))
 }
@@ -115,7 +115,7 @@ fn fire(
                 let origin = Origin::File { file: "example", line: i + 1 };
                 let input = Input { payload: line.as_bytes(), hint, origin, appliance: None };
                 let processed = processor
-                    .process(&mut worker, input, clocks(reference))
+                    .process(Some(&mut worker), input, clocks(reference))
                     .map_err(|e| format!("does not parse: {e}"))?;
                 (processed.doc, processed.alerts)
             }

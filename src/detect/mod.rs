@@ -11,6 +11,7 @@ pub mod correlate;
 mod dedupe;
 pub mod examples;
 pub mod sigma;
+mod snapshot;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -39,15 +40,25 @@ pub struct RuleSet {
 #[derive(Debug, Clone)]
 pub struct DetectOptions {
     pub placeholders: HashMap<String, Vec<String>>,
-    /// Most groups one correlation keeps per partition.
+    /// Most groups one correlation keeps per partition (and most open suppression windows).
     pub max_groups: usize,
+    /// Most distinct values one `value_count` group keeps.
+    pub max_values: usize,
+    /// Most evidence records an alert carries (its count stays exact).
+    pub max_evidence: usize,
     /// Suppression window for rules that do not set their own.
     pub default_suppress: Option<Duration>,
 }
 
 impl Default for DetectOptions {
     fn default() -> Self {
-        DetectOptions { placeholders: HashMap::new(), max_groups: 100_000, default_suppress: None }
+        DetectOptions {
+            placeholders: HashMap::new(),
+            max_groups: 100_000,
+            max_values: 10_000,
+            max_evidence: correlate::MAX_EVIDENCE,
+            default_suppress: None,
+        }
     }
 }
 
@@ -106,14 +117,39 @@ impl RuleSet {
         // silently preferred (a custom rule cannot shadow a shipped one unnoticed).
         let mut defined: HashMap<String, String> = HashMap::new();
         for path in rule_files(dirs) {
-            let file = path.display().to_string();
-            let documents = match sigma::read_documents(&path) {
-                Ok(d) => d,
-                Err(e) => {
-                    errors.push(e);
-                    continue;
-                }
-            };
+            match sigma::read_documents(&path) {
+                Ok(documents) => set.add(documents, &path.display().to_string(), options, &mut defined, &mut errors),
+                Err(e) => errors.push(e),
+            }
+        }
+        set.link(&mut errors);
+        (set, errors)
+    }
+
+    /// The rules of one file's text (`file` names it in errors), as [`RuleSet::load`] compiles them.
+    pub fn from_yaml(text: &str, file: &str, options: &DetectOptions) -> (RuleSet, Vec<RuleError>) {
+        let mut set = RuleSet::default();
+        let mut errors = Vec::new();
+        match sigma::parse_documents(text, file) {
+            Ok(documents) => set.add(documents, file, options, &mut HashMap::new(), &mut errors),
+            Err(e) => errors.push(e),
+        }
+        set.link(&mut errors);
+        (set, errors)
+    }
+
+    /// Compiles the documents of `file`, refusing ids `defined` already holds.
+    fn add(
+        &mut self,
+        documents: Vec<sigma::RawRule>,
+        file: &str,
+        options: &DetectOptions,
+        defined: &mut HashMap<String, String>,
+        errors: &mut Vec<RuleError>,
+    ) {
+        let set = self;
+        let file = file.to_owned();
+        {
             for raw in documents {
                 if let Some(id) = raw.id.as_deref() {
                     if let Some(first) = defined.get(id) {
@@ -143,8 +179,6 @@ impl RuleSet {
                 }
             }
         }
-        set.link(&mut errors);
-        (set, errors)
     }
 
     /// Resolves correlation references (by id or name).
@@ -199,7 +233,7 @@ impl RuleSet {
 }
 
 /// An alert, ready to publish (keyed by `id`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Alert {
     pub id: String,
     pub rule_id: String,
@@ -210,10 +244,12 @@ pub struct Alert {
     pub update: bool,
 }
 
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 struct Suppressed {
     alert: Alert,
     first: DateTime<Utc>,
     last: DateTime<Utc>,
+    #[serde(with = "snapshot::millis")]
     window: chrono::Duration,
     count: u64,
 }
@@ -240,6 +276,9 @@ pub struct Worker {
     watermark: Option<DateTime<Utc>>,
     publish: Publish,
     requests: dedupe::Requests,
+    /// Suppression windows opened, changed or closed since the state was last written out.
+    changed_windows: std::collections::HashSet<(String, String)>,
+    capped: correlate::Capped,
 }
 
 /// ECS `event.severity` for a Sigma level.
@@ -420,7 +459,7 @@ impl Worker {
                 }
                 let state = self.correlations.entry(c.meta.id.clone()).or_default();
                 if let Some(Fired { evidence: ev, count, group }) =
-                    state.observe(c, step, group, value, evidence(), options.max_groups)
+                    state.observe(c, step, group, value, evidence(), options)
                 {
                     let behaviour = Behaviour::of_group(&group);
                     let mut alert = alert_doc(&c.meta, doc, &ev, count, &behaviour, now);
@@ -453,8 +492,9 @@ impl Worker {
         let key = suppression_key(meta, doc, behaviour);
         match self.suppressed.get_mut(&(meta.id.clone(), key.clone())) {
             Some(s) if at < s.end() => {
-                s.count += 1;
+                s.count = s.count.saturating_add(1);
                 s.last = s.last.max(at);
+                self.changed_windows.insert((meta.id.clone(), key));
                 Vec::new()
             }
             _ => {
@@ -465,6 +505,8 @@ impl Worker {
                     while let Some((_, k)) = self.expiries.pop_first() {
                         if let Some(s) = self.suppressed.remove(&k) {
                             out.extend(s.summary(publish));
+                            self.changed_windows.insert(k);
+                            self.capped.windows += 1;
                             break;
                         }
                     }
@@ -473,6 +515,7 @@ impl Worker {
                 let open = Suppressed { alert: alert.clone(), first: at, last: at, window, count: 1 };
                 let key = (meta.id.clone(), key);
                 self.expiries.insert((open.end(), key.clone()));
+                self.changed_windows.insert(key.clone());
                 // A window that closed without a flush (no later event moved the watermark) ends here.
                 let previous = self.suppressed.insert(key, open).and_then(|s| s.summary(publish));
                 out.extend(previous);
@@ -496,6 +539,7 @@ impl Worker {
                 continue;
             }
             let s = self.suppressed.remove(&key).expect("found above");
+            self.changed_windows.insert(key);
             let first = s.first;
             out.extend(s.summary(publish).map(|a| (first, a)));
         }
@@ -507,6 +551,20 @@ impl Worker {
     /// Groups a correlation currently tracks (for benchmarks and metrics).
     pub fn correlation_groups(&self, correlation: &str) -> usize {
         self.correlations.get(correlation).map_or(0, correlate::State::groups)
+    }
+
+    /// What the caps dropped since the last call (for `gatewatch_detect_capped_total`).
+    pub fn take_capped(&mut self) -> correlate::Capped {
+        let mut total = std::mem::take(&mut self.capped);
+        for state in self.correlations.values_mut() {
+            total.add(state.take_capped());
+        }
+        total
+    }
+
+    /// Groups all correlations track.
+    pub fn correlation_groups_total(&self) -> usize {
+        self.correlations.values().map(correlate::State::groups).sum()
     }
 
     /// Open suppression windows (for tests and metrics).
@@ -557,7 +615,7 @@ impl Suppressed {
         }
         let mut alert = self.alert;
         let first = alert.doc["gatewatch"]["count"].as_u64().unwrap_or(1);
-        alert.doc["gatewatch"]["count"] = json!(first + self.count - 1);
+        alert.doc["gatewatch"]["count"] = json!(first.saturating_add(self.count - 1));
         alert.doc["gatewatch"]["suppressed"] = json!(self.count - 1);
         alert.doc["gatewatch"]["last_seen"] = json!(self.last.to_rfc3339_opts(SecondsFormat::Millis, true));
         if publish == Publish::Immediately {

@@ -746,8 +746,14 @@ pub fn read_documents(path: &Path) -> Result<Vec<RawRule>, RuleError> {
         line: None,
         reason: e.to_string(),
     })?;
+    parse_documents(&text, &file)
+}
+
+/// Parses every YAML document of a rule file's text; `file` names it in errors.
+pub fn parse_documents(text: &str, file: &str) -> Result<Vec<RawRule>, RuleError> {
+    let file = file.to_owned();
     let mut out = Vec::new();
-    for document in serde_yaml_ng::Deserializer::from_str(&text) {
+    for document in serde_yaml_ng::Deserializer::from_str(text) {
         match RawRule::deserialize(document) {
             Ok(raw) => out.push(raw),
             Err(e) => {

@@ -45,14 +45,18 @@ fn broken(feed: &str, path: &Path, reason: impl ToString) -> FeedError {
 /// Reads and parses one feed file of at most `max_bytes` (decompressed).
 pub fn load(name: &str, path: &Path, format: Format, max_bytes: u64) -> Result<Loaded, FeedError> {
     let bytes = read_bounded(path, max_bytes).map_err(|e| broken(name, path, e))?;
+    parse(format, &bytes).map_err(|e| broken(name, path, e))
+}
+
+/// Parses a feed's (decompressed) bytes; `Err` says why the feed as a whole is refused.
+pub fn parse(format: Format, bytes: &[u8]) -> Result<Loaded, String> {
     let mut sink = Sink::default();
-    let result = match format {
-        Format::Csv => csv(&mut sink, &bytes),
-        Format::Stix => stix(&mut sink, &bytes),
-        Format::Misp => misp(&mut sink, &bytes),
-    };
-    result.map_err(|e| broken(name, path, e))?;
-    check_patterns(&sink.loaded.indicators).map_err(|e| broken(name, path, e))?;
+    match format {
+        Format::Csv => csv(&mut sink, bytes),
+        Format::Stix => stix(&mut sink, bytes),
+        Format::Misp => misp(&mut sink, bytes),
+    }?;
+    check_patterns(&sink.loaded.indicators)?;
     Ok(sink.loaded)
 }
 

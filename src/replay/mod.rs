@@ -182,7 +182,7 @@ impl Analyser<'_> {
             Processor { ctx: &self.ctx, enricher: Some(self.enricher), rules: self.rules, detect: &self.detect };
         // Alerts are dated by event time, so a rerun writes byte-identical alerts.
         let clocks = Clocks { received, indicators: self.as_of.unwrap_or_else(Utc::now), created: Created::EventTime };
-        let processed = processor.process(worker, Input { payload, hint, origin, appliance }, clocks).ok()?;
+        let processed = processor.process(Some(worker), Input { payload, hint, origin, appliance }, clocks).ok()?;
         let host = processed.event.appliance().or(appliance).unwrap_or("-").to_owned();
         Some(Analysed { host, at: processed.event.timestamp, doc: processed.doc, alerts: processed.alerts })
     }

@@ -271,6 +271,7 @@ pub struct Topics {
     pub dlq: String,
     pub metrics: String,
     pub state: String,
+    pub detect_state: String,
     pub group: String,
 }
 
@@ -284,6 +285,7 @@ impl Topics {
             dlq: format!("dlq-{tag}"),
             metrics: format!("metrics-{tag}"),
             state: format!("baselines-{tag}"),
+            detect_state: format!("detect-state-{tag}"),
             group: format!("gw-{tag}"),
         }
     }
@@ -301,6 +303,7 @@ impl Topics {
             (&self.dlq, 1),
             (&self.metrics, METRICS_PARTITIONS),
             (&self.state, METRICS_PARTITIONS),
+            (&self.detect_state, input_partitions),
         ]);
     }
 }
@@ -336,6 +339,7 @@ impl Gatewatch {
             .env("GATEWATCH__OUTPUT__DLQ_TOPIC", &topics.dlq)
             .env("GATEWATCH__BASELINE__METRICS_TOPIC", &topics.metrics)
             .env("GATEWATCH__BASELINE__STATE_TOPIC", &topics.state)
+            .env("GATEWATCH__DETECT__STATE_TOPIC", &topics.detect_state)
             .env("GATEWATCH__ADMIN__LISTEN", &admin)
             .env("GATEWATCH__LOG__FORMAT", "text")
             .env("GATEWATCH__DETECT__RULES_DIRS", manifest_dir().join("rules"))

@@ -74,6 +74,7 @@ group_id = {{ .Values.kafka.groupId | quote }}
 input_topics = {{ include "gatewatch.tomlList" .Values.kafka.inputTopics }}
 session_timeout = {{ .Values.kafka.sessionTimeout | quote }}
 delivery_timeout = {{ .Values.kafka.deliveryTimeout | quote }}
+delivery = {{ .Values.kafka.delivery | quote }}
 security_protocol = {{ .Values.kafka.securityProtocol | quote }}
 {{- if .Values.kafka.sasl.mechanism }}
 sasl_mechanism = {{ .Values.kafka.sasl.mechanism | quote }}
@@ -148,6 +149,8 @@ format = {{ .format | quote }}
 [detect]
 rules_dirs = ["/etc/gatewatch/rules"{{ if .Values.detect.customRules }}, "/etc/gatewatch/custom-rules"{{ end }}]
 default_suppress = {{ .Values.detect.defaultSuppress | quote }}
+state_topic = {{ .Values.detect.stateTopic | quote }}
+snapshot_interval = {{ .Values.detect.snapshotInterval | quote }}
 [detect.placeholders]
 management_networks = {{ include "gatewatch.tomlList" .Values.detect.managementNetworks }}
 blocked_countries = {{ include "gatewatch.tomlList" .Values.detect.blockedCountries }}
