@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Fuzzes every parser entry point for SECONDS each (default 60), seeded with the public-sample fixtures.
+# Fuzzes every entry point that reads outside input for SECONDS each (default 60): the log parser and
+# file reader (seeded with the public-sample fixtures), metric samples and baseline state records,
+# detection state entries, indicator feeds and rule files (seeded with the shipped ones).
 # CI runs a short pass; BENCHMARKS.md-style notes in fuzz/README.md record the long runs.
 #   scripts/fuzz.sh [SECONDS]
 set -euo pipefail
@@ -13,7 +15,8 @@ fi
 export RUSTC_BOOTSTRAP=1
 seeds=$(mktemp -d)
 trap 'rm -rf "$seeds"' EXIT
-mkdir -p "$seeds/parse" "$seeds/records"
+mkdir -p "$seeds"/{parse,records,samples,detect_state,feeds,rules}
+cp rules/citrix/*.yml tests/fixtures/sigma/*.yml "$seeds/rules/"
 python3 - "$seeds" tests/fixtures/public-samples/*.log <<'PY'
 import os, sys
 out, files = sys.argv[1], sys.argv[2:]
@@ -27,11 +30,27 @@ for f in files:
             hint = b'\x03' if b'httperror' in f.encode() else b'\x00'
             open(os.path.join(out, 'parse', str(n)), 'wb').write(hint + line)
             n += 1
+def seed(target, name, data):
+    open(os.path.join(out, target, name), 'wb').write(data)
+seed('samples', 'cpu', b'{"@timestamp":"2020-01-10T11:55:00Z","observer":{"hostname":"adc-1"},"system":{"cpu":{"total":{"pct":0.4}},"memory":{"used":{"pct":0.5}}}}')
+seed('samples', 'flat', b'{"@timestamp":1578657300000,"observer.hostname":"adc-2","citrix_adc.cpu.packet_engine.pct":0.9,"citrix_adc.cpu.management.pct":0.1}')
+group = b'{"times":["2020-01-11T10:00:00Z","2020-01-11T10:00:10Z"],"sample":[{"at":"2020-01-11T10:00:00Z","origin":{"offset":1},"original":"x"}],"values":{},"steps":[],"last":"2020-01-11T10:00:10Z"}'
+window = (b'{"alert":{"id":"00","rule_id":"gw-citrix-bruteforce","stage":"auth-abuse","doc":{"gatewatch":{"count":10},"event":{}},'
+          b'"update":false},"first":"2020-01-11T10:00:00Z","last":"2020-01-11T10:00:30Z","window":3600000,"count":3}')
+seed('detect_state', 'group', b'c\x1fgw-citrix-bruteforce\x1fbob\x1f198.51.100.50\x00' + group)
+seed('detect_state', 'window', b's\x1fgw-citrix-bruteforce\x1fbob\x1f198.51.100.50\x00' + window + b'\xffw\x00"2020-01-11T10:00:00Z"')
+seed('detect_state', 'deletion', b'c\x1fgw-citrix-bruteforce\x1fbob\x00' + group + b'\xffc\x1fgw-citrix-bruteforce\x1fbob')
+seed('feeds', 'csv', b'\x00' + open('tests/fixtures/feeds/cve-2019-19781-demo.csv', 'rb').read())
+seed('feeds', 'stix', b'\x01{"type":"bundle","objects":[{"type":"indicator","id":"indicator--1","pattern_type":"stix",'
+     b'"pattern":"[ipv4-addr:value = \'203.0.113.9\']","valid_until":"2030-01-01T00:00:00Z","labels":["c2"]},'
+     b'{"type":"indicator","id":"indicator--2","pattern":"[url:value = \'http://x.test/a.sh\']"}]}')
+seed('feeds', 'misp', b'\x02{"Event":{"info":"campaign","Attribute":[{"type":"ip-dst","value":"198.51.100.7"},'
+     b'{"type":"md5","value":"d41d8cd98f00b204e9800998ecf8427e"},{"type":"domain","value":"evil.test"}]}}')
 PY
 # The fuzz workspace builds with sanitizer flags into its own target directory.
 unset CARGO_TARGET_DIR
 cd fuzz
-for target in parse records; do
+for target in parse records samples detect_state feeds rules; do
   echo "fuzz: $target for ${seconds}s"
   log="$seeds/$target.log"
   if ! cargo fuzz run "$target" "$seeds/$target" -- -max_total_time="$seconds" -max_len=8192 >"$log" 2>&1; then
