@@ -29,7 +29,7 @@ use crate::detect::correlate::Capped;
 use crate::detect::{Alert, Publish, Worker};
 use crate::metrics::Metrics;
 use crate::offsets::{Ledger, OffsetStore, Pending, Submitted};
-use crate::sink::{OutputKind, Sink};
+use crate::sink::{Delivery, OutputKind, Sink};
 
 /// Key separator inside the state topic: `<input topic>␟<partition>␟<entry>`.
 const SEP: char = '\u{1f}';
@@ -214,14 +214,8 @@ impl PartitionStates {
         else {
             return Ok(());
         };
-        let mut changes = owned.worker.take_changes(log.max_bytes);
-        changes.push((OFFSET.to_owned(), Some(next.to_string().into_bytes())));
-        for (entry, value) in &changes {
-            let key = format!("{topic}{SEP}{partition}{SEP}{entry}");
-            sink.publish_to(OutputKind::DetectState, Some(partition), Some(key.as_bytes()), value.as_deref())?;
-        }
-        metrics.detect_state_written.inc_by(changes.len() as u64);
-        Ok(())
+        // The transaction's commit stands for these deliveries.
+        write_changes(&mut owned.worker, log.max_bytes, topic, partition, next, sink, metrics).map(drop)
     }
 
     /// Drops `topic`/`partition`'s state (exactly-once mode, after an aborted transaction): it is read
@@ -314,17 +308,36 @@ impl Changelog {
         let mut records = std::mem::take(&mut owned.held);
         owned.oldest = None;
         let Some(next) = records.last().map(|p| p.offset + 1) else { return Ok(records) };
-        let mut changes = owned.worker.take_changes(self.max_bytes);
-        changes.push((OFFSET.to_owned(), Some(next.to_string().into_bytes())));
-        let first = records.first_mut().expect("not empty");
-        for (entry, value) in &changes {
-            let key = format!("{topic}{SEP}{partition}{SEP}{entry}");
-            let delivery = sink
-                .publish_to(OutputKind::DetectState, Some(partition), Some(key.as_bytes()), value.as_deref())
-                .map_err(|e| format!("writing the detection state of {topic}/{partition}: {e}"))?;
-            first.deliveries.push(delivery);
-        }
-        metrics.detect_state_written.inc_by(changes.len() as u64);
+        let deliveries = write_changes(&mut owned.worker, self.max_bytes, topic, partition, next, sink, metrics)
+            .map_err(|e| format!("writing the detection state of {topic}/{partition}: {e}"))?;
+        records.first_mut().expect("not empty").deliveries.extend(deliveries);
         Ok(records)
     }
+}
+
+/// Publishes what changed in `worker` since the last call, and `next`, the input offset the written
+/// state now covers, to the partition's key space of the state topic.
+fn write_changes(
+    worker: &mut Worker,
+    max_bytes: usize,
+    topic: &str,
+    partition: i32,
+    next: i64,
+    sink: &Sink,
+    metrics: &Metrics,
+) -> Result<Vec<Delivery>, KafkaError> {
+    let mut changes = worker.take_changes(max_bytes);
+    changes.push((OFFSET.to_owned(), Some(next.to_string().into_bytes())));
+    let mut deliveries = Vec::with_capacity(changes.len());
+    for (entry, value) in &changes {
+        let key = format!("{topic}{SEP}{partition}{SEP}{entry}");
+        deliveries.push(sink.publish_to(
+            OutputKind::DetectState,
+            Some(partition),
+            Some(key.as_bytes()),
+            value.as_deref(),
+        )?);
+    }
+    metrics.detect_state_written.inc_by(changes.len() as u64);
+    Ok(deliveries)
 }

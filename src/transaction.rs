@@ -58,8 +58,9 @@ pub struct Transactions {
     max_age: Duration,
     started: Instant,
     records: usize,
-    /// (topic, partition) → (first offset, next offset) of the records the open transaction covers.
-    offsets: HashMap<(String, i32), (i64, i64)>,
+    /// topic → partition → (first offset, next offset) of the records the open transaction covers
+    /// (looked up by `&str`: a record allocates nothing).
+    offsets: HashMap<String, HashMap<i32, (i64, i64)>>,
 }
 
 /// How committing went.
@@ -97,12 +98,11 @@ impl Transactions {
     /// Counts record `offset` of `topic`/`partition` into the open transaction.
     pub fn add(&mut self, topic: &str, partition: i32, offset: i64) {
         self.records += 1;
-        match self.offsets.get_mut(&(topic.to_owned(), partition)) {
-            Some((_, next)) => *next = offset + 1,
-            None => {
-                self.offsets.insert((topic.to_owned(), partition), (offset, offset + 1));
-            }
+        if !self.offsets.contains_key(topic) {
+            self.offsets.insert(topic.to_owned(), HashMap::new());
         }
+        let partitions = self.offsets.get_mut(topic).expect("inserted above");
+        partitions.entry(partition).and_modify(|(_, next)| *next = offset + 1).or_insert((offset, offset + 1));
     }
 
     /// Whether the open transaction should be committed now.
@@ -163,10 +163,12 @@ impl Transactions {
         states: &mut PartitionStates,
         metrics: &Metrics,
     ) -> Result<(), KafkaError> {
-        let mut tpl = TopicPartitionList::with_capacity(self.offsets.len());
-        for ((topic, partition), (_, next)) in &self.offsets {
-            states.write_in_transaction(topic, *partition, *next, sink, metrics)?;
-            tpl.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
+        let mut tpl = TopicPartitionList::new();
+        for (topic, partitions) in &self.offsets {
+            for (partition, (_, next)) in partitions {
+                states.write_in_transaction(topic, *partition, *next, sink, metrics)?;
+                tpl.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
+            }
         }
         match consumer.group_metadata() {
             Some(group) if tpl.count() > 0 => sink.commit_transaction(&tpl, &group),
@@ -181,11 +183,14 @@ impl Transactions {
             .assignment()
             .map(|tpl| tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect())
             .unwrap_or_default();
-        for ((topic, partition), (first, _)) in self.offsets.drain() {
-            states.forget(&topic, partition);
-            if owned.contains(&(topic.clone(), partition)) {
-                if let Err(error) = consumer.seek(&topic, partition, Offset::Offset(first), Duration::from_secs(10)) {
-                    tracing::warn!(%error, topic, partition, "rewinding after an aborted transaction");
+        for (topic, partitions) in self.offsets.drain() {
+            for (partition, (first, _)) in partitions {
+                states.forget(&topic, partition);
+                if owned.contains(&(topic.clone(), partition)) {
+                    if let Err(error) = consumer.seek(&topic, partition, Offset::Offset(first), Duration::from_secs(10))
+                    {
+                        tracing::warn!(%error, topic, partition, "rewinding after an aborted transaction");
+                    }
                 }
             }
         }
