@@ -77,12 +77,14 @@ ls -l "$tools/geoip"
 
 # Debian packages the tests use: MaxMind's mmdb writer (tests that write small databases of their own)
 # stunnel4 (the TLS listener in front of tansu for the secured-Kafka tests: tansu's own TLS listener is
-# not wired up in this build, see README "Secured Kafka") and chromium (renders the HTML hunt report in
-# its test, headless).
+# not wired up in this build, see README "Secured Kafka"), chromium (renders the HTML hunt report in
+# its test, headless) and faketime (parses a file "on another day" to show the output does not depend on
+# the wall clock).
 missing=()
 perl -MMaxMind::DB::Writer::Tree -e1 2>/dev/null || missing+=(libmaxmind-db-writer-perl)
 command -v stunnel4 >/dev/null 2>&1 || missing+=(stunnel4)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v faketime >/dev/null 2>&1 || missing+=(faketime)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
     echo "setup: installing ${missing[*]}"

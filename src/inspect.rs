@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use crate::ecs::{self, Origin};
 use crate::parse::{self, reader, Coverage, Dataset, ParseContext};
@@ -19,10 +19,12 @@ pub struct Counts {
 }
 
 /// Parses `text` (from `file`) and writes one JSON line per record to `out` unless `stats_only`.
-/// `hint` overrides the dataset guessed from the file name.
+/// `hint` overrides the dataset guessed from the file name; `received` dates records without a date
+/// and completes year-less timestamps.
 pub fn parse_text(
     file: &str,
     text: &[u8],
+    received: DateTime<Utc>,
     ctx: &ParseContext,
     hint: Option<Dataset>,
     stats: &mut BTreeMap<&'static str, Counts>,
@@ -30,7 +32,6 @@ pub fn parse_text(
 ) -> std::io::Result<()> {
     let hint = hint.or_else(|| Dataset::from_path(file));
     let text = String::from_utf8_lossy(text);
-    let received = Utc::now();
     for record in reader::records(&text) {
         let origin = Origin::File { file, line: record.line };
         match parse::parse(record.text.as_bytes(), received, ctx, hint) {
@@ -63,7 +64,8 @@ pub fn parse_text(
     Ok(())
 }
 
-/// The command: every path (`-` or none = stdin). Returns the counts.
+/// The command: every path (`-` or none = stdin). Returns the counts. A file's records are read
+/// against its modification time ([`reader::file_clock`]), standard input's against the wall clock.
 pub fn run(
     paths: &[String],
     ctx: &ParseContext,
@@ -77,13 +79,15 @@ pub fn run(
     let paths = if paths.is_empty() { &stdin_only[..] } else { paths };
     for path in paths {
         let mut bytes = Vec::new();
+        let mut received = Utc::now();
         if path == "-" {
             std::io::stdin().read_to_end(&mut bytes)?;
         } else {
             bytes = std::fs::read(path).map_err(|e| std::io::Error::new(e.kind(), format!("{path}: {e}")))?;
+            received = reader::file_clock(std::path::Path::new(path)).unwrap_or(received);
         }
         let out: Option<&mut dyn Write> = if stats_only { None } else { Some(&mut lock) };
-        parse_text(path, &bytes, ctx, hint, &mut stats, out)?;
+        parse_text(path, &bytes, received, ctx, hint, &mut stats, out)?;
     }
     if stats_only {
         writeln!(lock, "{:<24} {:>8} {:>8} {:>8}", "dataset", "parsed", "unknown", "errors")?;

@@ -310,3 +310,51 @@ fn a_protected_option_is_refused_without_echoing_its_value() {
     let t = text(&out);
     assert!(t.contains("sasl.password") && !t.contains("Pr0tected-Secret-Value"), "{t}");
 }
+
+/// Year-less and date-less records (BSD relay headers, NetScaler CEF, a time-only header, the appliance's
+/// cron file) are read against the file's modification time and the record itself, never the wall
+/// clock: parsed on two different days (libfaketime), the output is byte-identical.
+#[test]
+fn parsing_a_file_on_two_different_dates_gives_identical_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/public-samples");
+    let mut lines_in = String::new();
+    for (file, lines) in [
+        ("elastic-integrations-citrix_adc-test-citrix-waf-cef.log", 3),
+        ("azure-sentinel-citrix-adc-sample.log", 3),
+        ("fireeye-ioc-scanner-cron.log", 4),
+    ] {
+        let body = std::fs::read_to_string(samples.join(file)).unwrap();
+        for line in body.lines().filter(|l| !l.starts_with('#')).take(lines) {
+            lines_in.push_str(line);
+            lines_in.push('\n');
+        }
+    }
+    let log = dir.path().join("mixed.log");
+    std::fs::write(&log, &lines_in).unwrap();
+    // Written on 2 March 2021: December lines belong to 2020, the CEF records to their cs5 year.
+    let written = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_614_643_200);
+    std::fs::File::options().write(true).open(&log).unwrap().set_modified(written).unwrap();
+    let run = |day: &str| {
+        let out = Command::new("faketime")
+            .arg(day)
+            .arg(env!("CARGO_BIN_EXE_gatewatch"))
+            .args(["parse", "mixed.log"])
+            .current_dir(dir.path())
+            .env("GATEWATCH__DETECT__RULES_DIRS", Path::new(env!("CARGO_MANIFEST_DIR")).join("rules"))
+            .output()
+            .expect("faketime (Debian package faketime; scripts/setup.sh installs it)");
+        assert!(out.status.success(), "{}", text(&out));
+        out.stdout
+    };
+    let a = run("2027-03-01 00:00:00");
+    let b = run("2031-11-20 12:00:00");
+    let lines: Vec<serde_json::Value> =
+        a.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect();
+    assert_eq!(lines.len(), 10, "{}", String::from_utf8_lossy(&a));
+    let stamps: Vec<&str> = lines.iter().map(|l| l["@timestamp"].as_str().unwrap()).collect();
+    assert!(stamps[..3].iter().all(|t| t.starts_with("2015-06-")), "CEF years from cs5: {stamps:?}");
+    assert!(stamps[3..6].iter().all(|t| t.starts_with("2021-03-02T")), "time-only headers: {stamps:?}");
+    assert!(stamps[6..].iter().all(|t| t.starts_with("2021-01-")), "BSD cron lines: {stamps:?}");
+    assert!(a == b, "output depends on the day it was parsed");
+}

@@ -6,8 +6,9 @@
 //! Keys are matched case-insensitively against [`key_field`]; pairs with no ECS home are kept under
 //! `citrix_adc.log.fields` so nothing in the body is lost.
 
+use super::cef;
 use super::fields::{self, Fields, Value};
-use super::{cef, time};
+use super::time::{self, DateOrder};
 
 /// What the body parser made of a body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,11 +20,13 @@ pub enum Coverage {
 }
 
 /// Parses the body of `feature`/`name` into `out`.
-pub fn parse<'a>(feature: Option<&str>, name: &str, body: &'a str, out: &mut Fields<'a>) -> Coverage {
+/// `order` is the appliance's date order: body times (`Start_time`, `Delink Time`, ...) are written the
+/// way its header dates are.
+pub fn parse<'a>(feature: Option<&str>, name: &str, body: &'a str, order: DateOrder, out: &mut Fields<'a>) -> Coverage {
     let body = body.trim();
     match name {
-        "CMD_EXECUTED" | "ZEBOS_CMD_EXECUTED" => command(body, out),
-        "HTTPREQUEST" => http_request(body, out),
+        "CMD_EXECUTED" | "ZEBOS_CMD_EXECUTED" => command(body, order, out),
+        "HTTPREQUEST" => http_request(body, order, out),
         "TRAP_SENT" => snmp_trap(body, out),
         "LOGIN"
         | "LOGOUT"
@@ -62,7 +65,7 @@ pub fn parse<'a>(feature: Option<&str>, name: &str, body: &'a str, out: &mut Fie
         | "DEVICEOFS"
         | "STA_VALIDATE_RESP"
         | "LICLMT_REACHED" => {
-            key_values(body, out);
+            key_values(body, order, out);
             Coverage::Known
         }
         "STARTSAVECONFIG" | "STOPSAVECONFIG" | "SAVECONFIG" | "STARTSYS" | "STOPSYS" | "STARTCPU" | "CONFIGEND"
@@ -74,7 +77,7 @@ pub fn parse<'a>(feature: Option<&str>, name: &str, body: &'a str, out: &mut Fie
         _ if feature == Some("APPFW") || name.starts_with("APPFW_") => appfw(body, out),
         _ if name.starts_with("PB_") || name == "PITBOSS" => Coverage::Known,
         _ => {
-            key_values(body, out);
+            key_values(body, order, out);
             match feature {
                 Some(
                     "ICA" | "SSLLOG" | "TCP" | "ACL" | "DNS" | "ALG" | "CVPN" | "CI" | "RDP" | "SUBSCRIBER" | "URLFILT"
@@ -187,7 +190,13 @@ const TWO_WORD_KEYS: &[&str] = &[
     "Subject Name",
 ];
 
-fn apply<'a>(key: &'a str, value: &'a str, out: &mut Fields<'a>, extra: &mut Vec<(&'a str, &'a str)>) {
+fn apply<'a>(
+    key: &'a str,
+    value: &'a str,
+    order: DateOrder,
+    out: &mut Fields<'a>,
+    extra: &mut Vec<(&'a str, &'a str)>,
+) {
     let value = unquote(value.trim());
     match key_field(key) {
         Some(Target::Str(name)) => out.str(name, value),
@@ -206,7 +215,7 @@ fn apply<'a>(key: &'a str, value: &'a str, out: &mut Fields<'a>, extra: &mut Vec
                 extra.push((key, value));
             }
         }
-        Some(Target::Time(name)) => match parse_body_time(value) {
+        Some(Target::Time(name)) => match parse_body_time(value, order) {
             Some(t) => out.time(name, t),
             None => extra.push((key, value)),
         },
@@ -261,13 +270,14 @@ fn unquote(s: &str) -> &str {
     }
 }
 
-/// A body time: `MM/DD/YYYY:HH:MM:SS[ GMT]` (also `...:SSGMT`) or RFC 3339, read as UTC.
-fn parse_body_time(value: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+/// A body time: `MM/DD/YYYY:HH:MM:SS[ GMT]` (also `...:SSGMT`, and day-first when `order` says so) or
+/// RFC 3339, read as UTC.
+fn parse_body_time(value: &str, order: DateOrder) -> Option<chrono::DateTime<chrono::Utc>> {
     let value = value.trim().trim_end_matches("GMT").trim();
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(value) {
         return Some(t.with_timezone(&chrono::Utc));
     }
-    let t = time::netscaler_datetime(value, time::DateOrder::Mdy)?;
+    let t = time::netscaler_datetime(value, order)?;
     Some(chrono::TimeZone::from_utc_datetime(&chrono::Utc, &t))
 }
 
@@ -316,7 +326,7 @@ fn split_tags(s: &str) -> (Vec<&str>, &str) {
 }
 
 /// The generic `Key value - Key value` reader.
-pub fn key_values<'a>(body: &'a str, out: &mut Fields<'a>) {
+pub fn key_values<'a>(body: &'a str, order: DateOrder, out: &mut Fields<'a>) {
     let (tags, body) = split_tags(body);
     out.list("tags", tags);
     let mut extra: Vec<(&'a str, &'a str)> = Vec::new();
@@ -347,7 +357,7 @@ pub fn key_values<'a>(body: &'a str, out: &mut Fields<'a>) {
             }
             _ => value,
         };
-        apply(key, value, out, &mut extra);
+        apply(key, value, order, out, &mut extra);
     }
     if !extra.is_empty() {
         out.0.push(fields::Field { name: "citrix_adc.log.fields", value: Value::Pairs(extra) });
@@ -408,7 +418,7 @@ fn split_key(segment: &str) -> (&str, &str) {
 }
 
 /// `User u - Remote_ip ip - Command "..." - Status "..."`: the command may contain quotes and ` - `.
-fn command<'a>(body: &'a str, out: &mut Fields<'a>) -> Coverage {
+fn command<'a>(body: &'a str, order: DateOrder, out: &mut Fields<'a>) -> Coverage {
     let (head, command, status) = match (body.find("Command \""), body.rfind("\" - Status \"")) {
         (Some(c), Some(s)) if s >= c + 8 => (&body[..c], &body[c + 9..s], Some(&body[s + 12..])),
         (Some(c), _) => {
@@ -417,7 +427,7 @@ fn command<'a>(body: &'a str, out: &mut Fields<'a>) -> Coverage {
         }
         _ => (body, "", None),
     };
-    key_values(head.trim().trim_end_matches('-').trim(), out);
+    key_values(head.trim().trim_end_matches('-').trim(), order, out);
     out.str("citrix_adc.log.command", command);
     if let Some(status) = status {
         let status = status.trim_end().trim_end_matches('"');
@@ -429,13 +439,13 @@ fn command<'a>(body: &'a str, out: &mut Fields<'a>) -> Coverage {
 }
 
 /// `Context c - SessionId: n - host User u : Group(s) g : Vserver ip:port - date GMT [: SSO is ON] : METHOD url - -`
-fn http_request<'a>(body: &'a str, out: &mut Fields<'a>) -> Coverage {
+fn http_request<'a>(body: &'a str, order: DateOrder, out: &mut Fields<'a>) -> Coverage {
     let (tags, body) = split_tags(body);
     out.list("tags", tags);
     let mut rest = body;
     if let Some(after) = rest.strip_prefix("Context ") {
         let (context, after) = after.split_once(" - ").unwrap_or((after, ""));
-        apply("Context", context, out, &mut Vec::new());
+        apply("Context", context, order, out, &mut Vec::new());
         rest = after;
     }
     if let Some(after) = rest.strip_prefix("SessionId:") {
@@ -450,13 +460,28 @@ fn http_request<'a>(body: &'a str, out: &mut Fields<'a>) -> Coverage {
             out.str("url.domain", host);
         }
         let after = &rest[user_at + 5..];
-        let (user, after) = after.split_once(" : ").unwrap_or((after, ""));
-        out.str("user.name", user);
-        rest = after;
+        // The user ends at ` : ` (`User u : Group(s) ...`, also `User u: Group(s)`), or at ` - ` when the
+        // rest is `Key value` pairs (a record carrying connection statistics).
+        let colon = [" : ", ": Group(s)"].iter().filter_map(|sep| after.find(sep)).min();
+        match (colon, after.find(" - ")) {
+            (Some(c), dash) if dash.is_none_or(|d| c < d) => {
+                out.str("user.name", after[..c].trim());
+                rest = after[c..].trim_start().trim_start_matches(':').trim_start();
+            }
+            (_, Some(dash)) => {
+                out.str("user.name", after[..dash].trim());
+                key_values(&after[dash + 3..], order, out);
+                rest = "";
+            }
+            (_, None) => {
+                out.str("user.name", after.trim());
+                rest = "";
+            }
+        }
     }
     if let Some(after) = rest.strip_prefix("Group(s) ") {
         let (groups, after) = after.split_once(" : ").unwrap_or((after, ""));
-        apply("Group(s)", groups, out, &mut Vec::new());
+        apply("Group(s)", groups, order, out, &mut Vec::new());
         rest = after;
     }
     if let Some(after) = rest.strip_prefix("Vserver ") {
@@ -643,7 +668,7 @@ mod tests {
     fn parsed(feature: &str, name: &str, body: &str) -> (Coverage, Fields<'static>) {
         let body: &'static str = Box::leak(body.to_owned().into_boxed_str());
         let mut out = Fields::default();
-        let coverage = parse(Some(feature), name, body, &mut out);
+        let coverage = parse(Some(feature), name, body, DateOrder::Mdy, &mut out);
         (coverage, out)
     }
 
@@ -696,6 +721,21 @@ mod tests {
         assert_eq!(f.get_str("user.name"), Some("TestUser"));
         assert_eq!(f.get_str("citrix_adc.log.session_id"), Some("220403"));
         assert_eq!(f.get_str("citrix_adc.log.sso"), Some("ON"));
+    }
+
+    #[test]
+    fn http_request_with_connection_statistics_ends_the_user_at_the_next_pair() {
+        let (_, f) = parsed(
+            "SSLVPN",
+            "HTTPREQUEST",
+            r#"Context a@1.2.3.4 - SessionId: 5 - host.example User username - Client_ip 175.16.199.1 - Total_bytes_send 656 - Total_bytes_recv 2456 - Group(s) "N/A""#,
+        );
+        assert_eq!(f.get_str("user.name"), Some("username"));
+        assert_eq!(f.get("citrix_adc.log.total_bytes_send"), Some(&Value::Int(656)));
+        // `User name: Group(s)` (no space before the colon) still ends at the colon.
+        let (_, f) = parsed("SSLVPN", "HTTPREQUEST", "Context u@81.2.69.145 - SessionId: 1756710 - citrix.example.com User user.name: Group(s) N/A : Vserver 81.2.69.143:443 - 07/12/2024:06:54:39 GMT : SSO is ON : POST /Citrix/x - -");
+        assert_eq!(f.get_str("user.name"), Some("user.name"));
+        assert_eq!(f.get_str("http.request.method"), Some("POST"));
     }
 
     #[test]

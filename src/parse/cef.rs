@@ -89,6 +89,19 @@ fn owned_url_fields(url: String, out: &mut Fields<'_>) {
     }
 }
 
+/// The year NetScaler writes into `cs5` of its CEF records: their syslog header (`Jun 12 23:37:17`)
+/// has none.
+pub fn year(ext: &str) -> Option<i32> {
+    let at = if ext.starts_with("cs5=") { 0 } else { ext.find(" cs5=")? + 1 };
+    let value = &ext[at + 4..];
+    let year = value.split(' ').next().unwrap_or_default();
+    if year.len() == 4 && year.bytes().all(|b| b.is_ascii_digit()) {
+        year.parse().ok()
+    } else {
+        None
+    }
+}
+
 /// Maps a CEF extension onto ECS fields (the `citrix_adc` integration's names).
 pub fn extension<'a>(ext: &'a str, out: &mut Fields<'a>) {
     let mut extra = Vec::new();

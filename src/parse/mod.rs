@@ -22,7 +22,7 @@ pub mod time;
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Datelike, NaiveDateTime, TimeZone, Utc};
 
 pub use body::Coverage;
 pub use fields::{Field, Fields, Value};
@@ -351,9 +351,19 @@ fn adc_log<'a>(event: &mut AdcEvent<'a>, header: netscaler::Payload<'a>, ctx: &P
     event.message = header.message;
     event.action = Some(header.name);
     event.coverage = match header.format {
-        PayloadFormat::Native => body::parse(header.feature, header.name, header.message, &mut event.fields),
+        PayloadFormat::Native => {
+            body::parse(header.feature, header.name, header.message, device.date_order, &mut event.fields)
+        }
         PayloadFormat::Cef => {
             cef::extension(header.message, &mut event.fields);
+            // A BSD relay header has no year; the record's `cs5` has it.
+            if let (syslog::EnvelopeFormat::Rfc3164, Some(at), Some(year)) =
+                (event.envelope.format, event.envelope.timestamp, cef::year(header.message))
+            {
+                if let Some(naive) = at.naive_utc().with_year(year) {
+                    event.timestamp = appliance::local_to_utc(naive, device.timezone);
+                }
+            }
             Coverage::Known
         }
     };
@@ -614,6 +624,35 @@ mod tests {
         let e = parse(gmt.as_bytes(), received(), &ctx, None).unwrap();
         assert_eq!(e.timestamp, Utc.with_ymd_and_hms(2020, 4, 21, 10, 0, 0).unwrap());
         assert!(!e.local_time);
+    }
+
+    #[test]
+    fn body_times_of_a_day_first_appliance_are_read_day_first() {
+        // Elastic's test-citrix-native-with-delink: an appliance writing 10 August 2024 as 10/08/2024.
+        let mut ctx = ctx();
+        ctx.devices.insert("sysloghost".into(), Device { date_order: DateOrder::Dmy, timezone: chrono_tz::UTC });
+        let terminate = "<123> 10/08/2024:09:38:41  SYSLOGHOST 0-PPE-1 : default TCP CONN_TERMINATE 6715345 0 :  Source 127.1.2.1:80 - Destination 127.1.1.2:20714 - Start Time 10/08/2024:09:37:54  - End Time 10/08/2024:09:38:41  - Total_bytes_send 1 - Total_bytes_recv 1 ";
+        let e = parse(terminate.as_bytes(), received(), &ctx, None).unwrap();
+        assert_eq!(e.timestamp, Utc.with_ymd_and_hms(2024, 8, 10, 9, 38, 41).unwrap());
+        let at = |name| match e.fields.get(name) {
+            Some(fields::Value::Time(t)) => *t,
+            other => panic!("{name}: {other:?}"),
+        };
+        assert_eq!(at("citrix_adc.log.start_time"), Utc.with_ymd_and_hms(2024, 8, 10, 9, 37, 54).unwrap());
+        assert_eq!(at("citrix_adc.log.end_time"), Utc.with_ymd_and_hms(2024, 8, 10, 9, 38, 41).unwrap());
+        let delink = "<131> 10/08/2024:09:38:41  SYSLOGHOST 0-PPE-1 : default TCP CONN_DELINK 6715345 0 :  Source 127.1.2.1:80 - Vserver 81.2.69.144:80 - NatIP 192.168.10.10:52187 - Destination 81.2.69.144:80 - Delink Time 10/08/2024:09:38:41  - Total_bytes_send 0 - Total_bytes_recv 3118";
+        let e = parse(delink.as_bytes(), received(), &ctx, None).unwrap();
+        assert_eq!(
+            e.fields.get("citrix_adc.log.delink_time"),
+            Some(&fields::Value::Time(Utc.with_ymd_and_hms(2024, 8, 10, 9, 38, 41).unwrap()))
+        );
+        // A month-first appliance reads the same body as 8 October.
+        let month_first = delink.replace("SYSLOGHOST", "other");
+        let e = parse(month_first.as_bytes(), received(), &ctx, None).unwrap();
+        assert_eq!(
+            e.fields.get("citrix_adc.log.delink_time"),
+            Some(&fields::Value::Time(Utc.with_ymd_and_hms(2024, 10, 8, 9, 38, 41).unwrap()))
+        );
     }
 
     #[test]

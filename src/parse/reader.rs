@@ -1,7 +1,18 @@
 //! Reader: a log file's text → records, joining what one record spans over several lines (bash's
 //! multi-line `shell_command="..."`, honeypot request dumps). Records borrow from the text.
 
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+
 use super::appliance;
+
+/// The clock a file's records are read against (`received`: it dates records without a date and
+/// completes year-less timestamps): the file's modification time, when the last of its lines was
+/// written — not the wall clock, so the same file parses the same on any day.
+pub fn file_clock(path: &Path) -> Option<DateTime<Utc>> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok().map(DateTime::<Utc>::from)
+}
 
 /// One record of a file: its first line number (1-based) and its text, newlines included.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -544,7 +544,9 @@ fn replay_files(
         line: usize,
         text: String,
     }
-    let received = options.to.unwrap_or_else(Utc::now);
+    // A record is read against the end of the replay window, else its file's modification time: never
+    // the wall clock, so a replay's output does not depend on the day it runs.
+    let mut clocks = Vec::new();
     let mut items = Vec::new();
     let mut hints = Vec::new();
     let mut dirs = Vec::new();
@@ -553,6 +555,8 @@ fn replay_files(
         let bytes = read_file(path)?;
         let text = String::from_utf8_lossy(&bytes);
         let hint = hint_for(path);
+        let received = options.to.or_else(|| reader::file_clock(path)).unwrap_or_else(Utc::now);
+        clocks.push(received);
         hints.push(hint);
         dirs.push(directory_appliance(path));
         for record in reader::records(&text) {
@@ -588,6 +592,7 @@ fn replay_files(
     for (n, item) in items.iter().enumerate() {
         let origin = Origin::File { file: &inputs[item.file].0, line: item.line };
         let appliance = (item.host != "-").then_some(item.host.as_str());
+        let received = clocks[item.file];
         engine.record(analyser, &item.host, item.text.as_bytes(), received, hints[item.file], origin, appliance)?;
         if n % 1024 == 0 {
             bar.set_position(n as u64);
