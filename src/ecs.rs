@@ -75,6 +75,68 @@ pub fn insert(root: &mut Map<String, Json>, path: &str, value: Json) {
     }
 }
 
+/// `Client_security_expression` → `client_security_expression`, `ICAPServer` → `icap_server`,
+/// `Content-Type` → `content_type`.
+fn snake_case(key: &str) -> String {
+    let chars: Vec<char> = key.chars().collect();
+    let mut out = String::with_capacity(key.len() + 4);
+    for (i, &c) in chars.iter().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            let prev = chars[i - 1];
+            let next_lower = chars.get(i + 1).is_some_and(|n| n.is_ascii_lowercase());
+            if prev.is_ascii_lowercase() || prev.is_ascii_digit() || (prev.is_ascii_uppercase() && next_lower) {
+                out.push('_');
+            }
+        }
+        match c {
+            ' ' | '-' | '.' => out.push('_'),
+            c => out.push(c.to_ascii_lowercase()),
+        }
+    }
+    out.replace("__", "_")
+}
+
+/// Elastic's nesting of some families of keys: `app_process_id` → `app.process_id`.
+fn nested(name: &str) -> String {
+    const PREFIXES: [&str; 7] = [
+        "channel_update_",
+        "nsica_session_",
+        "l7_latency_",
+        "l7_threshold_breach_",
+        "clientside_",
+        "serverside_",
+        "app_",
+    ];
+    for prefix in PREFIXES {
+        if let Some(rest) = name.strip_prefix(prefix) {
+            return format!("{}.{rest}", &prefix[..prefix.len() - 1]);
+        }
+    }
+    name.to_owned()
+}
+
+fn lookup_path<'j>(root: &'j Map<String, Json>, path: &str) -> Option<&'j Json> {
+    let (first, rest) = path.split_once('.').unwrap_or((path, ""));
+    let value = root.get(first)?;
+    match (rest, value) {
+        ("", v) => Some(v),
+        (rest, Json::Object(map)) => lookup_path(map, rest),
+        _ => Some(value),
+    }
+}
+
+fn root_object<'j>(root: &'j mut Map<String, Json>, path: &str) -> &'j mut Map<String, Json> {
+    let mut node = root;
+    for part in path.split('.') {
+        let child = node.entry(part.to_owned()).or_insert_with(|| Json::Object(Map::new()));
+        if !child.is_object() {
+            *child = Json::Object(Map::new());
+        }
+        node = child.as_object_mut().expect("made an object above");
+    }
+    node
+}
+
 fn field_json(value: &Value<'_>) -> Json {
     match value {
         Value::Str(s) | Value::Keyword(s) => Json::from(*s),
@@ -93,30 +155,31 @@ fn field_json(value: &Value<'_>) -> Json {
     }
 }
 
-/// ECS `event.category` / `event.type` / `event.outcome` for the event names that have them.
-fn classify(event: &AdcEvent<'_>) -> Option<(&'static str, &'static str, Option<&'static str>)> {
-    // An AppFW record that names its request is a web request to the rules, as the access log's is.
-    let appfw = event.feature() == Some("APPFW") || event.name().is_some_and(|n| n.starts_with("APPFW_"));
-    if appfw && event.fields.get_str("url.original").is_some() {
-        return Some(("web", "access", None));
-    }
+/// ECS `event.category` / `event.type` / `event.outcome`, as Elastic's `citrix_adc` integration sets
+/// them (by the record's feature, and its event name for connection ends and commands), so dashboards
+/// and rules written for it work on these events.
+fn classify(event: &AdcEvent<'_>) -> Option<(&'static str, &'static [&'static str], Option<&'static str>)> {
     match event.dataset {
         Dataset::HttpAccess if event.fields.get_str("http.request.method").is_some() => {
-            return Some(("web", "access", None))
+            return Some(("web", &["access"], None))
         }
-        Dataset::HttpError => return Some(("web", "error", None)),
-        _ => {}
-    }
-    Some(match event.name()? {
-        "LOGIN" => ("authentication", "start", Some("success")),
-        "LOGOUT" => ("authentication", "end", Some("success")),
-        "LOGIN_FAILED" => ("authentication", "start", Some("failure")),
-        "CMD_EXECUTED" | "ZEBOS_CMD_EXECUTED" => ("configuration", "change", None),
-        "TCPCONNSTAT" | "UDPFLOWSTAT" | "CONN_TERMINATE" | "CONN_DELINK" | "OTHERCONN_DELINK" | "ICAEND_CONNSTAT" => {
-            ("network", "connection", None)
-        }
-        "HTTPREQUEST" => ("web", "access", None),
+        Dataset::HttpError => return Some(("web", &["error"], None)),
+        Dataset::AdcLog => {}
         _ => return None,
+    }
+    let name = event.name()?;
+    Some(match (event.feature(), name) {
+        (_, "CONN_TERMINATE" | "CONN_DELINK" | "OTHERCONN_DELINK" | "NAT_CONN_DELINK" | "NAT_OTHERCONN_DELINK") => {
+            ("network", &["end", "connection"], None)
+        }
+        (_, "CMD_EXECUTED" | "ZEBOS_CMD_EXECUTED") => ("process", &["start"], None),
+        (_, "LOGIN_FAILED") => ("authentication", &["info"], Some("failure")),
+        // A gateway login or logout is a successful authentication event (Elastic leaves the outcome
+        // unset; brute-force rules pair it with the failures).
+        (Some("SSLVPN" | "AAA"), "LOGIN" | "LOGOUT") => ("authentication", &["info"], Some("success")),
+        // Gateway sessions and their logins; AAATM (traffic management) records are network ones.
+        (Some("SSLVPN" | "AAA"), _) => ("authentication", &["info"], None),
+        _ => ("network", &["info"], None),
     })
 }
 
@@ -143,13 +206,16 @@ pub fn event_map<'s>(event: &AdcEvent<'_>, source: impl Into<Origin<'s>>) -> Map
     insert(&mut root, "event.kind", Json::from("event"));
     insert(&mut root, "event.module", Json::from(module));
     insert(&mut root, "event.dataset", Json::from(event.dataset.as_str()));
-    if let Some(action) = event.action {
+    // The action the appliance took (`act=blocked`, an ACL's `ALLOW`), else the event name.
+    if let Some(Value::Str(action)) = event.fields.get("citrix_adc.log.action") {
+        insert(&mut root, "event.action", Json::from(action.to_ascii_lowercase()));
+    } else if let Some(action) = event.action {
         insert(&mut root, "event.action", Json::from(action.to_ascii_lowercase().replace(' ', "_")));
     }
     insert(&mut root, "event.original", Json::from(event.original));
-    if let Some((category, kind, outcome)) = classify(event) {
+    if let Some((category, kinds, outcome)) = classify(event) {
         insert(&mut root, "event.category", json!([category]));
-        insert(&mut root, "event.type", json!([kind]));
+        insert(&mut root, "event.type", json!(kinds));
         if let Some(outcome) = outcome {
             insert(&mut root, "event.outcome", Json::from(outcome));
         }
@@ -212,9 +278,65 @@ pub fn event_map<'s>(event: &AdcEvent<'_>, source: impl Into<Origin<'s>>) -> Map
             PayloadFormat::Cef => "cef",
         };
         insert(&mut root, "citrix_adc.log.format", Json::from(format));
+        match h.format {
+            // Elastic keeps the body as `citrix_adc.log.message` too.
+            PayloadFormat::Native => {
+                // The body as the record has it, trailing blanks included (the header parser trims).
+                let start = (event.message.as_ptr() as usize).wrapping_sub(event.original.as_ptr() as usize);
+                let body = match event.original.get(start..) {
+                    Some(rest) if rest.starts_with(event.message) => rest,
+                    _ => event.message,
+                };
+                let body = body.trim_start();
+                let body = match body.strip_prefix('"').and_then(|b| b.strip_suffix('"')) {
+                    Some(inner) if !inner.contains('"') => inner,
+                    _ => body,
+                };
+                insert(&mut root, "citrix_adc.log.message", Json::from(body));
+            }
+            // A CEF record's text is its `msg`.
+            PayloadFormat::Cef => {
+                let msg = match event.fields.get("citrix_adc.log.message") {
+                    Some(Value::Str(msg)) => Some(*msg),
+                    Some(Value::Owned(msg)) => Some(msg.as_str()),
+                    _ => None,
+                };
+                if let Some(msg) = msg {
+                    root.insert("message".into(), Json::from(msg));
+                }
+            }
+        }
     }
+    let mut unnamed = None;
     for field in &event.fields.0 {
-        insert(&mut root, field.name, field_json(&field.value));
+        match (field.name, &field.value) {
+            ("citrix_adc.log.fields", Value::Pairs(pairs)) => unnamed = Some(pairs),
+            _ => insert(&mut root, field.name, field_json(&field.value)),
+        }
+    }
+    // Body keys with no mapping of their own: under `citrix_adc.log` by their snake_case name (what
+    // Elastic's integration calls them), or under `citrix_adc.log.fields` when that name is taken.
+    for (key, value) in unnamed.into_iter().flatten() {
+        let path = format!("citrix_adc.log.{}", nested(&snake_case(key)));
+        if lookup_path(&root, &path).is_none() {
+            insert(&mut root, &path, Json::from(*value));
+        } else {
+            let fields = root_object(&mut root, "citrix_adc.log.fields");
+            fields.entry((*key).to_owned()).or_insert_with(|| Json::from(*value));
+        }
+    }
+    // Elastic's lower-case copies of the protocol names, and an ALG record's own text as `message`.
+    for (ours, ecs) in
+        [("citrix_adc.log.protocol", "network.protocol"), ("citrix_adc.log.transport", "network.transport")]
+    {
+        if let Some(Json::String(name)) = lookup_path(&root, ours) {
+            let lower = name.to_ascii_lowercase();
+            insert(&mut root, ecs, Json::from(lower));
+        }
+    }
+    if let Some(Json::String(text)) = lookup_path(&root, "citrix_adc.log.infomsg") {
+        let text = text.clone();
+        root.insert("message".into(), Json::from(text));
     }
     let timestamp_source = match event.timestamp_source {
         TimestampSource::Header => "header",

@@ -209,7 +209,7 @@ fn an_appfw_record_is_a_web_request_to_the_rules_and_one_request_in_two_logs_ale
     let (set, _) = RuleSet::load(&[root().join("rules")], &options);
     let cef = "Jan 11 10:00:00 <local0.info> gw-lon-01 CEF:0|Citrix|NetScaler|NS13.0|APPFW|APPFW_STARTURL|6|src=203.0.113.9 spt=47606 method=GET request=https://host/vpn/../vpns/cfg/smb.conf msg=Disallow Illegal URL. cn1=1 cn2=2 cs1=pr cs2=PPE1 cs3=x cs4=ALERT cs5=2020 act=blocked";
     let d = doc(cef);
-    assert_eq!(d["event"]["category"], json!(["web"]));
+    assert_eq!(d["url"]["original"], "https://host/vpn/../vpns/cfg/smb.conf");
     assert_eq!(d["gatewatch"]["url"]["normalized_path"], "/vpns/cfg/smb.conf");
     let alerts = run(&set, &options, &[cef.to_owned()]);
     assert_eq!(alerts.len(), 1);

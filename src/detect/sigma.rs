@@ -607,11 +607,12 @@ impl Rule {
 
     /// Does the rule's log source cover this document?
     fn applies(&self, doc: &Map<String, Json>) -> bool {
-        // HTTP records: a request method, or `event.category: web` (AppFW records name the URL, and
-        // natively not the method).
+        // HTTP records: a request method, a requested URL (native AppFW records name the URL but not
+        // the method), or `event.category: web` (the appliance's access and error logs).
         let web = matches!(self.logsource.category.as_deref(), Some("webserver" | "proxy"));
         if web
             && lookup(doc, "http.request.method").is_empty()
+            && lookup(doc, "url.original").is_empty()
             && !lookup(doc, "event.category").iter().any(|c| c.as_str() == Some("web"))
         {
             return false;

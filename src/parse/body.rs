@@ -19,10 +19,252 @@ pub enum Coverage {
     Unknown,
 }
 
+/// How a captured piece of free text is stored.
+#[derive(Clone, Copy)]
+enum Kind {
+    Str,
+    Int,
+    Url,
+}
+
+/// Free-text bodies Elastic's integration takes apart with grok patterns: the event names, the
+/// pattern, and the field of each capture group in order.
+struct Pattern {
+    names: &'static [&'static str],
+    re: &'static str,
+    fields: &'static [(&'static str, Kind)],
+}
+
+const PATTERNS: &[Pattern] = &[
+    Pattern {
+        names: &["APPFW_XMLPAYLOAD_CONTENT_TYPE_MISMATCH"],
+        re: r#"detected = "([^"]*)""#,
+        fields: &[("citrix_adc.log.content_type_mismatch", Kind::Str)],
+    },
+    Pattern {
+        names: &["APPFW_DENYURL"],
+        re: r#"rule pattern = "([^"]*)""#,
+        fields: &[("citrix_adc.log.url", Kind::Url)],
+    },
+    Pattern {
+        names: &["APPFW_CONTENT_TYPE"],
+        re: r#"content-type header value = "([^"]*)""#,
+        fields: &[("citrix_adc.log.unknown_content_type", Kind::Str)],
+    },
+    Pattern {
+        names: &["APPFW_REFERER_HEADER"],
+        re: r"referer header '([^']*)'",
+        fields: &[("citrix_adc.log.referer_header", Kind::Str), ("http.request.referrer", Kind::Str)],
+    },
+    Pattern {
+        names: &["APPFW_BUFFEROVERFLOW_URL"],
+        re: r"^URL length\((\d+)\) is greater than maximum allowed\((\d+)\)",
+        fields: &[("citrix_adc.log.url_length", Kind::Int), ("citrix_adc.log.max_allowed.url_length", Kind::Int)],
+    },
+    Pattern {
+        names: &["APPFW_BUFFEROVERFLOW_COOKIE"],
+        re: r"^Cookie header length\((\d+)\) is greater than maximum allowed\((\d+)\)",
+        fields: &[
+            ("citrix_adc.log.cookie_header_length", Kind::Int),
+            ("citrix_adc.log.max_allowed.cookie_header_length", Kind::Int),
+        ],
+    },
+    Pattern {
+        names: &["APPFW_BUFFEROVERFLOW_HDR"],
+        re: r"^Header\([^)]*\) length\((\d+)\) is greater than maximum allowed\((\d+)\)",
+        fields: &[("citrix_adc.log.header_length", Kind::Int), ("citrix_adc.log.max_allowed.header_length", Kind::Int)],
+    },
+    Pattern {
+        names: &["APPFW_BUFFEROVERFLOW_QUERY"],
+        re: r"^Query string length\((\d+)\) is greater than maximum allowed\((\d+)\)",
+        fields: &[
+            ("citrix_adc.log.query_string_length", Kind::Int),
+            ("citrix_adc.log.max_allowed.query_string_length", Kind::Int),
+        ],
+    },
+    Pattern {
+        names: &["APPFW_BUFFEROVERFLOW_TOTAL_HDR"],
+        re: r"^Total HTTP header length\((\d+)\) is greater than maximum allowed\((\d+)\)",
+        fields: &[
+            ("citrix_adc.log.total_http_header_length", Kind::Int),
+            ("citrix_adc.log.max_allowed.total_http_header_length", Kind::Int),
+        ],
+    },
+    Pattern {
+        names: &["AF_BIND_TO_PROFILE", "AF_BIND_XML_TO_PROFILE", "AF_ADD_PROFILE", "AF_RM_PROFILE"],
+        re: r"^Profile: (\S+)",
+        fields: &[("citrix_adc.log.profile", Kind::Str)],
+    },
+    Pattern {
+        names: &["AF_ADD_FIELDTYPE", "AF_RM_FIELDTYPE"],
+        re: r"^Field Type: (\S+)",
+        fields: &[("citrix_adc.log.field_type", Kind::Str)],
+    },
+    Pattern {
+        names: &["AF_ADD_CFFIELD", "AF_RM_CFFIELD"],
+        re: r"^Field Name: (\S+)",
+        fields: &[("citrix_adc.log.field_name", Kind::Str)],
+    },
+    Pattern {
+        names: &["AF_MEMORY_ERR"],
+        re: r"too large\((\d+) Bytes\)",
+        fields: &[("citrix_adc.log.content_length_bytes", Kind::Int)],
+    },
+    Pattern {
+        names: &["AF_SIGNATURE_ERR"],
+        re: r"^Signature id (\d+)",
+        fields: &[("citrix_adc.log.signature_id", Kind::Str)],
+    },
+    Pattern { names: &["APPFW_SESSIONLIMIT"], re: r"PEID (\d+)", fields: &[("citrix_adc.log.peid", Kind::Str)] },
+    Pattern {
+        names: &["AF_ADD_RFCPROFILE", "AF_RM_RFCPROFILE"],
+        re: r"RFC Profile: (\S+)",
+        fields: &[("citrix_adc.log.appfw_rfc_profile", Kind::Str)],
+    },
+    Pattern {
+        names: &["APPFW_NEW_SIGNATURE_ADDED"],
+        re: r"RuleID = (\d+)",
+        fields: &[("citrix_adc.log.rule_id", Kind::Str)],
+    },
+    Pattern {
+        names: &["APPFW_DEPLOY_RELAXATION_DP"],
+        re: r"after (\d+)mins\. ViolType: ([^.]+)\. Profile: (\S+)",
+        fields: &[
+            ("citrix_adc.log.auto_deploy_mins", Kind::Int),
+            ("citrix_adc.log.violation_type", Kind::Str),
+            ("citrix_adc.log.profile", Kind::Str),
+        ],
+    },
+    Pattern {
+        names: &["APPFW_REST_VALIDATION"],
+        re: r"relaxation rule: (\S+) hit at url: (\S+)",
+        fields: &[("citrix_adc.log.rule", Kind::Str), ("citrix_adc.log.url", Kind::Url)],
+    },
+    Pattern { names: &["PITBOSS"], re: r"watch on \((\d+)\)", fields: &[("citrix_adc.log.watch_id", Kind::Str)] },
+    Pattern {
+        names: &["PB_SYSTEM_RESTART"],
+        re: r"^proc \((\d+)\) \(([^)]*)\) has had its maximum number of restarts \((\d+)\)",
+        fields: &[
+            ("citrix_adc.log.process.id", Kind::Int),
+            ("citrix_adc.log.process.name", Kind::Str),
+            ("citrix_adc.log.max_restarts", Kind::Int),
+        ],
+    },
+    Pattern {
+        names: &["PB_PROCESS_RESTART"],
+        re: r"old pid \((\d+)\) action \(([^)]*)\)",
+        fields: &[("citrix_adc.log.old_pid", Kind::Int), ("citrix_adc.log.action", Kind::Str)],
+    },
+    Pattern {
+        names: &["BOT_SIG_AUTO_UPDATE"],
+        re: r"Newly added Rules: (\d+) DeletedRules: (\d+)",
+        fields: &[("citrix_adc.log.newly_added_rules", Kind::Int), ("citrix_adc.log.deleted_rules", Kind::Int)],
+    },
+    Pattern {
+        names: &["SSL_OCSPURL_RESOLVE_SUCCESS", "SSL_OCSPURL_RESOLVE_FAILURE"],
+        re: r"^Domainname (\S+) Ipaddress (\S+)",
+        fields: &[
+            ("citrix_adc.log.domain_name", Kind::Str),
+            ("citrix_adc.log.ip_address", Kind::Str),
+            ("user.domain", Kind::Str),
+        ],
+    },
+    Pattern { names: &["SESSION_EVENT"], re: r"^Session (\S+)", fields: &[("citrix_adc.log.session", Kind::Str)] },
+    Pattern {
+        names: &["CLISEC_EXP_EVAL"],
+        re: r"Clientsecuritycheck\w*\((\d+)\)",
+        fields: &[("citrix_adc.log.client_security_check_status", Kind::Str)],
+    },
+    Pattern {
+        names: &["REQ_WRITE_ERROR", "RESP_WRITE_ERROR"],
+        re: r"Failed to write (\S+) (?:request|response) header",
+        fields: &[("citrix_adc.log.header", Kind::Str)],
+    },
+];
+
+/// The free-text fields of `name`'s body, by [`PATTERNS`].
+fn free_text<'a>(name: &str, body: &'a str, out: &mut Fields<'a>) {
+    static COMPILED: std::sync::LazyLock<Vec<regex::Regex>> = std::sync::LazyLock::new(|| {
+        PATTERNS.iter().map(|p| regex::Regex::new(p.re).expect("the patterns are fixed and tested")).collect()
+    });
+    for (pattern, re) in PATTERNS.iter().zip(COMPILED.iter()) {
+        if !pattern.names.contains(&name) {
+            continue;
+        }
+        let Some(captures) = re.captures(body) else { continue };
+        let groups = captures.iter().skip(1).flatten().map(|m| m.as_str()).collect::<Vec<_>>();
+        for (i, (field, kind)) in pattern.fields.iter().enumerate() {
+            // A field past the groups repeats the first capture (`user.domain` after `domain_name`).
+            let value = groups.get(i).or(groups.first()).copied().unwrap_or_default();
+            match kind {
+                Kind::Str => out.str(field, value),
+                Kind::Int => out.int(field, value),
+                Kind::Url => {
+                    out.str(field, value);
+                    url_fields(value, out);
+                }
+            }
+        }
+    }
+}
+
 /// Parses the body of `feature`/`name` into `out`.
 /// `order` is the appliance's date order: body times (`Start_time`, `Delink Time`, ...) are written the
 /// way its header dates are.
 pub fn parse<'a>(feature: Option<&str>, name: &str, body: &'a str, order: DateOrder, out: &mut Fields<'a>) -> Coverage {
+    let before = out.0.len();
+    let coverage = by_name(feature, name, body, order, out);
+    free_text(name, body.trim(), out);
+    if matches!(name, "NAT_CONN_DELINK" | "NAT_OTHERCONN_DELINK") {
+        nat_destinations(out, before);
+    }
+    coverage
+}
+
+/// A NAT connection's first `Destination` is the one the client asked for, the second the one it
+/// was translated to (`destination.*`).
+fn nat_destinations(out: &mut Fields<'_>, from: usize) {
+    let count = |out: &Fields<'_>, name: &str| out.0[from..].iter().filter(|f| f.name == name).count();
+    if count(out, "destination.ip") < 2 {
+        return;
+    }
+    let mut seen_ip = false;
+    let mut seen_port = false;
+    let mut i = from;
+    while i < out.0.len() {
+        let name = out.0[i].name;
+        match name {
+            "citrix_adc.log.destination.ip" | "citrix_adc.log.destination.port" => {
+                out.0.remove(i);
+                continue;
+            }
+            "destination.ip" | "destination.port" => {
+                let first = if name == "destination.ip" {
+                    !std::mem::replace(&mut seen_ip, true)
+                } else {
+                    !std::mem::replace(&mut seen_port, true)
+                };
+                let port = name == "destination.port";
+                let copy = match (first, port) {
+                    (true, false) => "citrix_adc.log.original_destination.ip",
+                    (true, true) => "citrix_adc.log.original_destination.port",
+                    (false, false) => "citrix_adc.log.translated_destination.ip",
+                    (false, true) => "citrix_adc.log.translated_destination.port",
+                };
+                let value = out.0[i].value.clone();
+                if first {
+                    out.0[i].name = copy;
+                } else {
+                    out.0.push(fields::Field { name: copy, value });
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+}
+
+fn by_name<'a>(feature: Option<&str>, name: &str, body: &'a str, order: DateOrder, out: &mut Fields<'a>) -> Coverage {
     let body = body.trim();
     match name {
         "CMD_EXECUTED" | "ZEBOS_CMD_EXECUTED" => command(body, order, out),
@@ -100,8 +342,16 @@ enum Target {
     Context,
     UserDomain,
     Groups,
-    TlsVersion,
-    SessionReuse,
+    /// `TLSv1.2` kept as written, and split into `tls.version_protocol` / `tls.version`.
+    TlsVersion(&'static str),
+    /// `0.00%` as a number.
+    Percent(&'static str),
+    /// A URL, kept as written and taken apart into `url.*`.
+    Url(&'static str),
+    /// Milliseconds since the epoch, `1617123456789(ms)`.
+    EpochMillis(&'static str),
+    /// `Alert: High`: the key is the alert's type, the value its level.
+    Alert,
 }
 
 fn key_field(key: &str) -> Option<Target> {
@@ -129,49 +379,99 @@ fn key_field(key: &str) -> Option<Target> {
         "timestamp" => Time("citrix_adc.log.timestamp"),
         "duration" => Duration,
         "total_bytes_send" => Int("citrix_adc.log.total_bytes_send"),
-        "total_bytes_recv" => Int("citrix_adc.log.total_bytes_recv"),
-        "total_compressedbytes_send" => Int("citrix_adc.log.total_compressedbytes_send"),
-        "total_compressedbytes_recv" => Int("citrix_adc.log.total_compressedbytes_recv"),
-        "compression_ratio_send" => Str("citrix_adc.log.compression_ratio_send"),
-        "compression_ratio_recv" => Str("citrix_adc.log.compression_ratio_recv"),
-        "http_resources_accessed" => Int("citrix_adc.log.http_resources_accessed"),
-        "nonhttp_services_accessed" => Int("citrix_adc.log.nonhttp_services_accessed"),
+        "total_bytes_recv" => Int("citrix_adc.log.total_bytes_received"),
+        "total_compressedbytes_send" => Int("citrix_adc.log.total_compressed_bytes_send"),
+        // Elastic's spelling, which its dashboards query.
+        "total_compressedbytes_recv" => Int("citrix_adc.log.total_compressed_bytes_recieved"),
+        "compression_ratio_send" => Percent("citrix_adc.log.compression_ratio_send"),
+        "compression_ratio_recv" => Percent("citrix_adc.log.compression_ratio_recieved"),
+        "http_resources_accessed" => Str("citrix_adc.log.http_resources_accessed"),
+        "nonhttp_services_accessed" => Str("citrix_adc.log.non_http_services_accessed"),
         "total_tcp_connections" => Int("citrix_adc.log.total_tcp_connections"),
         "total_udp_flows" => Int("citrix_adc.log.total_udp_flows"),
         "total_policies_allowed" => Int("citrix_adc.log.total_policies_allowed"),
         "total_policies_denied" => Int("citrix_adc.log.total_policies_denied"),
         "logoutmethod" | "logout_method" => Str("citrix_adc.log.logout_method"),
         "browser_type" | "browser" => Str("user_agent.original"),
-        "sslvpn_client_type" => Str("citrix_adc.log.client_type"),
+        "sslvpn_client_type" => Str("citrix_adc.log.sslvpn_client_type"),
         "group(s)" | "groups" | "extracted_groups" => Groups,
         "failure_reason" => Str("event.reason"),
         "adm_user" => Str("citrix_adc.log.adm_user"),
         "status" => Str("citrix_adc.log.status"),
         "spcbid" => Str("citrix_adc.log.spcb_id"),
-        "clientversion" => TlsVersion,
+        "clientversion" => TlsVersion("citrix_adc.log.client_version"),
         "ciphersuite" => Str("tls.cipher"),
-        "session" => SessionReuse,
-        "issuername" => Str("tls.client.issuer"),
-        "subjectname" => Str("tls.client.subject"),
+        "serialnumber" => Str("citrix_adc.log.serial_number"),
+        "signaturealgorithm" => Str("citrix_adc.log.signature_algorithm"),
+        "validfrom" => Time("citrix_adc.log.valid_from"),
+        "validto" => Time("citrix_adc.log.valid_to"),
+        "session" => Str("citrix_adc.log.session"),
+        "issuername" | "issuer name" => Str("citrix_adc.log.issuer_name"),
+        "subjectname" | "subject name" => Str("citrix_adc.log.subject_name"),
         "handshakeerrorcode" => Str("citrix_adc.log.handshake_error_code"),
-        "reason" => Str("event.reason"),
+        "reason" => Str("citrix_adc.log.reason"),
+        "closure reason" => Str("citrix_adc.log.closure_reason"),
+        "failure reason" => Str("citrix_adc.log.failure_reason"),
         "device" => Str("citrix_adc.log.device"),
         "monitor" => Str("citrix_adc.log.monitor"),
         "state" => Str("citrix_adc.log.state"),
-        "protocol" => Str("network.transport"),
+        "protocol" => Str("citrix_adc.log.protocol"),
+        "transport" => Str("citrix_adc.log.transport"),
+        "method" => Str("citrix_adc.log.method"),
+        "infomsg" => Str("citrix_adc.log.infomsg"),
+        "domain" => Str("citrix_adc.log.domain"),
+        "domain_name" => Str("citrix_adc.log.domain_name"),
+        "icapserver" => Address("citrix_adc.log.icap_server.ip", "citrix_adc.log.icap_server.port"),
+        "originserver" => Address("citrix_adc.log.origin_server.ip", "citrix_adc.log.origin_server.port"),
+        "sslrelayaddress" => Address("citrix_adc.log.ssl_relay.address", "citrix_adc.log.ssl_relay.port"),
+        "response" => Int("citrix_adc.log.response.code"),
+        "bytessent" => Int("citrix_adc.log.bytes.sent"),
+        "bytesreceived" => Int("citrix_adc.log.bytes.received"),
+        "requestbytessent" => Int("citrix_adc.log.request.bytes_sent"),
+        "responsebytessent" => Int("citrix_adc.log.response.bytes_sent"),
+        "url" => Url("citrix_adc.log.url"),
+        "html_url" => Url("citrix_adc.log.html_url"),
+        "rewritten_url" => Url("citrix_adc.log.rewritten_url"),
+        "matched_url" => Url("citrix_adc.log.matched_url"),
+        "categorygroup" => Str("citrix_adc.log.category_group"),
+        "policyaction" => Str("citrix_adc.log.policy_action"),
+        "reputation" => Int("citrix_adc.log.reputation"),
+        "natted_ip" => Address("citrix_adc.log.natted.ip", "citrix_adc.log.natted.port"),
+        "natted_port" => Int("citrix_adc.log.natted.port"),
+        "caller_user_name" => Str("citrix_adc.log.caller.user_name"),
+        "callee_user_name" => Str("citrix_adc.log.callee.user_name"),
+        "caller_domain_name" => Str("citrix_adc.log.caller.domain_name"),
+        "callee_domain_name" => Str("citrix_adc.log.callee.domain_name"),
+        "server_name" => Str("citrix_adc.log.server.name"),
+        "total_bytes_wire_send" => Str("citrix_adc.log.total_bytes_wire_send"),
+        "total_bytes_wire_recv" => Str("citrix_adc.log.total_bytes_wire_recieved"),
+        "alert" => Alert,
+        "xdatalen" => Int("citrix_adc.log.data_length"),
+        "xdata" => Str("citrix_adc.log.data"),
+        "ldapscope" => Str("citrix_adc.log.ldap_scope"),
+        "hitcount" => Int("citrix_adc.log.hit.count"),
+        "time stamp" => EpochMillis("citrix_adc.log.timestamp"),
+        "client" => Address("client.ip", "client.port"),
+        "nsica_session_client_ip" => Str("citrix_adc.log.nsica_session.client.ip"),
+        "nsica_session_client_port" => Int("citrix_adc.log.nsica_session.client.port"),
+        "nsica_session_server_ip" => Str("citrix_adc.log.nsica_session.server.ip"),
+        "nsica_session_server_port" => Int("citrix_adc.log.nsica_session.server.port"),
+        "clientside_rxbytes" => Int("citrix_adc.log.clientside.rxbytes"),
+        "clientside_txbytes" => Int("citrix_adc.log.clientside.txbytes"),
         "customername" => Str("citrix_adc.log.customer_name"),
         "connectionid" => Str("citrix_adc.log.connection_id"),
-        "hit_rule" | "hit rule" => Str("rule.name"),
+        "applicationname" => Str("citrix_adc.log.application_name"),
+        "access" => Str("citrix_adc.log.access"),
+        "handshaketime" => Str("citrix_adc.log.handshake_time"),
+        "hit_rule" | "hit rule" => Str("citrix_adc.log.hit.rule"),
         "data_length" | "data length" => Int("citrix_adc.log.data_length"),
         "data_type" | "data type" => Str("citrix_adc.log.data_type"),
-        "acl_action" => Str("citrix_adc.log.action"),
-        "denied_by_policy" => Str("rule.name"),
+        "acl_action" | "action" => Str("citrix_adc.log.action"),
+        "denied_by_policy" => Str("citrix_adc.log.policy_violation"),
         "backend spcbid" => Str("citrix_adc.log.spcb_id"),
-        "serverip" | "server_ip" => Address("server.ip", "server.port"),
-        "serverport" | "server_port" => Int("server.port"),
-        "protocolversion" => TlsVersion,
-        "issuer name" => Str("tls.client.issuer"),
-        "subject name" => Str("tls.client.subject"),
+        "serverip" | "server_ip" => Address("citrix_adc.log.server.ip", "citrix_adc.log.server.port"),
+        "serverport" | "server_port" => Int("citrix_adc.log.server.port"),
+        "protocolversion" => TlsVersion("citrix_adc.log.protocol_version"),
         _ => return None,
     })
 }
@@ -188,6 +488,12 @@ const TWO_WORD_KEYS: &[&str] = &[
     "Backend SPCBId",
     "Issuer Name",
     "Subject Name",
+    "Closure Reason",
+    "Failure Reason",
+    "Time Stamp",
+    "Certificate Key Pair",
+    "Days To Expire",
+    "PCRE error code",
 ];
 
 fn apply<'a>(
@@ -198,6 +504,9 @@ fn apply<'a>(
     extra: &mut Vec<(&'a str, &'a str)>,
 ) {
     let value = unquote(value.trim());
+    let before = out.0.len();
+    let lower = key.to_ascii_lowercase();
+    let value = if lower == "handshaketime" { value.trim_end_matches("ms").trim_end() } else { value };
     match key_field(key) {
         Some(Target::Str(name)) => out.str(name, value),
         Some(Target::Int(name)) => {
@@ -226,12 +535,13 @@ fn apply<'a>(
             }
             None => extra.push((key, value)),
         },
-        Some(Target::Context) => {
-            out.str("citrix_adc.log.context", value);
-            if let Some((_, ip)) = value.rsplit_once('@') {
-                out.address("client.ip", "client.port", ip);
+        Some(Target::Context) => match value.rsplit_once('@') {
+            Some((user, ip)) => {
+                out.str("citrix_adc.log.context.user.name", user);
+                out.address("citrix_adc.log.context.client.ip", "citrix_adc.log.context.client.port", ip);
             }
-        }
+            None => out.str("citrix_adc.log.context.user.name", value),
+        },
         Some(Target::UserDomain) => match value.split_once(':') {
             Some((user, domain)) => {
                 out.str("user.name", user);
@@ -240,11 +550,12 @@ fn apply<'a>(
             None => out.str("user.name", value),
         },
         Some(Target::Groups) => {
+            out.str("citrix_adc.log.groups", value);
             let groups: Vec<&str> = value.split(',').map(str::trim).filter(|g| !g.is_empty() && *g != "N/A").collect();
             out.list("user.group.name", groups);
         }
-        Some(Target::TlsVersion) => {
-            out.str("citrix_adc.log.client_version", value);
+        Some(Target::TlsVersion(name)) => {
+            out.str(name, value);
             if let Some(v) = value.strip_prefix("TLSv").or_else(|| value.strip_prefix("TLS")) {
                 out.keyword("tls.version_protocol", "tls");
                 out.str("tls.version", v);
@@ -253,11 +564,122 @@ fn apply<'a>(
                 out.str("tls.version", v);
             }
         }
-        Some(Target::SessionReuse) => {
-            out.str("citrix_adc.log.ssl_session", value);
+        Some(Target::Url(name)) => {
+            out.str(name, value);
+            url_fields(value, out);
         }
+        Some(Target::EpochMillis(name)) => {
+            let millis = value.trim_end_matches("(ms)").trim().parse::<i64>().ok();
+            match millis.and_then(chrono::DateTime::from_timestamp_millis) {
+                Some(t) => out.time(name, t),
+                None => extra.push((key, value)),
+            }
+        }
+        Some(Target::Alert) => {
+            out.str("citrix_adc.log.alert_type", key);
+            out.str("citrix_adc.log.alert_level", value);
+        }
+        Some(Target::Percent(name)) => match value.trim_end_matches('%').trim().parse::<f64>() {
+            Ok(n) => out.float(name, n),
+            Err(_) => extra.push((key, value)),
+        },
         None if value.is_empty() => {}
         None => extra.push((key, value)),
+    }
+    for (from, to) in elastic_copies(&lower) {
+        let copy = out.0[before..].iter().find(|f| f.name == *from).map(|f| f.value.clone());
+        if let Some(value) = copy {
+            out.0.push(fields::Field { name: to, value });
+        }
+    }
+    // `Start_time "07/09/2024:20:44:03 GMT"`: Elastic keeps the zone name next to the time.
+    if value.ends_with("GMT") {
+        let zone = match key_field(key) {
+            Some(Target::Time("citrix_adc.log.start_time")) => Some("citrix_adc.log.start_time_timezone"),
+            Some(Target::Time("citrix_adc.log.end_time")) => Some("citrix_adc.log.end_time_timezone"),
+            Some(Target::Time("citrix_adc.log.delink_time")) => Some("citrix_adc.log.delink_timezone"),
+            _ => None,
+        };
+        if let (Some(zone), true) = (zone, out.0.len() > before) {
+            out.keyword(zone, "GMT");
+        }
+    }
+}
+
+/// The copies Elastic's `citrix_adc` integration keeps of a body key's value (its dashboards and rules
+/// query both): `(field set by the key, copy)`.
+fn elastic_copies(key: &str) -> &'static [(&'static str, &'static str)] {
+    match key {
+        "source" | "source_ip" | "srcip" => {
+            &[("source.ip", "citrix_adc.log.source.ip"), ("source.port", "citrix_adc.log.source.port")]
+        }
+        "destination" | "destination_ip" | "dstip" => &[
+            ("destination.ip", "citrix_adc.log.destination.ip"),
+            ("destination.port", "citrix_adc.log.destination.port"),
+        ],
+        "source_port" | "srcport" => &[("source.port", "citrix_adc.log.source.port")],
+        "destination_port" | "dstport" => &[("destination.port", "citrix_adc.log.destination.port")],
+        "client_ip" | "clientip" | "client ip" | "client" => &[("client.ip", "citrix_adc.log.client_ip")],
+        "clientport" | "client_port" => &[("client.port", "citrix_adc.log.client_port")],
+        "remote_ip" | "remote ip" => &[("source.ip", "citrix_adc.log.remote_ip")],
+        "user" => &[("user.name", "citrix_adc.log.user")],
+        "user name" | "username" | "user_name" => &[("user.name", "citrix_adc.log.username")],
+        "username:domainname" | "username:domain_name" => &[
+            ("user.name", "citrix_adc.log.user"),
+            ("user.name", "citrix_adc.log.username"),
+            ("user.domain", "citrix_adc.log.domain_name"),
+        ],
+        "domain" => &[("citrix_adc.log.domain", "user.domain")],
+        "domain_name" => &[("citrix_adc.log.domain_name", "user.domain")],
+        "serverip" | "server_ip" => {
+            &[("citrix_adc.log.server.ip", "server.ip"), ("citrix_adc.log.server.port", "server.port")]
+        }
+        "serverport" | "server_port" => &[("citrix_adc.log.server.port", "server.port")],
+        "icapserver" => {
+            &[("citrix_adc.log.icap_server.ip", "server.ip"), ("citrix_adc.log.icap_server.port", "server.port")]
+        }
+        "originserver" => {
+            &[("citrix_adc.log.origin_server.ip", "server.ip"), ("citrix_adc.log.origin_server.port", "server.port")]
+        }
+        "response" => &[("citrix_adc.log.response.code", "http.response.status_code")],
+        "bytessent" => &[("citrix_adc.log.bytes.sent", "source.bytes")],
+        "bytesreceived" => &[("citrix_adc.log.bytes.received", "destination.bytes")],
+        "method" => &[("citrix_adc.log.method", "http.request.method")],
+        "natted_ip" => &[
+            ("citrix_adc.log.natted.ip", "destination.nat.ip"),
+            ("citrix_adc.log.natted.port", "destination.nat.port"),
+        ],
+        "natted_port" => &[("citrix_adc.log.natted.port", "destination.nat.port")],
+        "caller_user_name" => &[("citrix_adc.log.caller.user_name", "source.user.name")],
+        "callee_user_name" => &[("citrix_adc.log.callee.user_name", "destination.user.name")],
+        "caller_domain_name" => &[("citrix_adc.log.caller.domain_name", "source.user.domain")],
+        "callee_domain_name" => &[("citrix_adc.log.callee.domain_name", "destination.user.domain")],
+        "reason" => &[("citrix_adc.log.reason", "event.reason")],
+        "closure reason" => &[("citrix_adc.log.closure_reason", "event.reason")],
+        "failure reason" => &[("citrix_adc.log.failure_reason", "event.reason")],
+        "hit_rule" | "hit rule" => &[("citrix_adc.log.hit.rule", "rule.name")],
+        "denied_by_policy" => &[("citrix_adc.log.policy_violation", "rule.name")],
+        "issuername" | "issuer name" => &[("citrix_adc.log.issuer_name", "tls.client.issuer")],
+        "subjectname" | "subject name" => &[("citrix_adc.log.subject_name", "tls.client.subject")],
+        "browser_type" => &[("user_agent.original", "citrix_adc.log.browser_type")],
+        "nsica_session_client_ip" => &[("citrix_adc.log.nsica_session.client.ip", "source.ip")],
+        "nsica_session_client_port" => &[("citrix_adc.log.nsica_session.client.port", "source.port")],
+        "nsica_session_server_ip" => &[("citrix_adc.log.nsica_session.server.ip", "destination.ip")],
+        "nsica_session_server_port" => &[("citrix_adc.log.nsica_session.server.port", "destination.port")],
+        "clientside_rxbytes" => &[("citrix_adc.log.clientside.rxbytes", "destination.bytes")],
+        "clientside_txbytes" => &[("citrix_adc.log.clientside.txbytes", "source.bytes")],
+        "vserver" => &[("citrix_adc.log.vserver.ip", "server.ip"), ("citrix_adc.log.vserver.port", "server.port")],
+        "vserverserviceip" => &[("citrix_adc.log.vserver.ip", "server.ip")],
+        "vserverserviceport" => &[("citrix_adc.log.vserver.port", "server.port")],
+        "nat_ip" | "natip" => {
+            &[("citrix_adc.log.nat.ip", "source.nat.ip"), ("citrix_adc.log.nat.port", "source.nat.port")]
+        }
+        "total_bytes_send" => &[("citrix_adc.log.total_bytes_send", "source.bytes")],
+        "total_bytes_recv" => &[("citrix_adc.log.total_bytes_received", "destination.bytes")],
+        "failure_reason" => &[("event.reason", "citrix_adc.log.failure_reason")],
+        "browser" => &[("user_agent.original", "citrix_adc.log.browser")],
+        "ciphersuite" => &[("tls.cipher", "citrix_adc.log.cipher_suite")],
+        _ => &[],
     }
 }
 
@@ -277,7 +699,9 @@ fn parse_body_time(value: &str, order: DateOrder) -> Option<chrono::DateTime<chr
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(value) {
         return Some(t.with_timezone(&chrono::Utc));
     }
-    let t = time::netscaler_datetime(value, order)?;
+    let t = time::netscaler_datetime(value, order)
+        .or_else(|| chrono::NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%S%.f").ok())
+        .or_else(|| chrono::NaiveDateTime::parse_from_str(value, "%b %e %H:%M:%S %Y").ok())?;
     Some(chrono::TimeZone::from_utc_datetime(&chrono::Utc, &t))
 }
 
@@ -292,7 +716,7 @@ fn segments(body: &str) -> Vec<&str> {
         match bytes[i] {
             b'"' => quoted = !quoted,
             b' ' if !quoted => {
-                for sep in [&b" - "[..], &b" --> "[..]] {
+                for sep in [&b" - "[..], &b" --> "[..], &b" :- "[..]] {
                     if bytes[i..].starts_with(sep) {
                         out.push(&body[start..i]);
                         start = i + sep.len();
@@ -328,7 +752,12 @@ fn split_tags(s: &str) -> (Vec<&str>, &str) {
 /// The generic `Key value - Key value` reader.
 pub fn key_values<'a>(body: &'a str, order: DateOrder, out: &mut Fields<'a>) {
     let (tags, body) = split_tags(body);
+    if let Some(uuid) = tags.iter().find_map(|t| t.strip_prefix("ICAUUID=")) {
+        out.str("citrix_adc.log.ica_uuid", uuid);
+    }
     out.list("tags", tags);
+    // `... - Session_ID: session123 -`: a dangling separator ends some bodies.
+    let body = body.trim_end().strip_suffix(" -").unwrap_or(body).trim_end();
     let mut extra: Vec<(&'a str, &'a str)> = Vec::new();
     let mut queue: Vec<&'a str> = segments(body);
     queue.reverse();
@@ -339,10 +768,27 @@ pub fn key_values<'a>(body: &'a str, order: DateOrder, out: &mut Fields<'a>) {
         }
         let segment = segment.strip_prefix("- ").unwrap_or(segment);
         let (key, value) = split_key(segment);
+        // `SERVER_AUTHENTICATED -SerialNumber "..."`: a flag, then a pair whose ` - ` lost a space.
+        if let Some(rest) = value.strip_prefix('-') {
+            if key.bytes().all(|b| b.is_ascii_uppercase() || b == b'_') {
+                if key.contains("AUTHENTICATED") {
+                    out.str("citrix_adc.log.server_authentication", key);
+                }
+                queue.push(rest);
+                continue;
+            }
+        }
+        let value = match glued(key, value) {
+            Some((first, rest)) => {
+                queue.push(rest);
+                first
+            }
+            None => value,
+        };
         // `Delink Time 07/07/2024:19:25:29  Total_bytes_send 963`: a time whose ` - ` went missing.
         let value = match (key_field(key), value.split_once("  ")) {
             (Some(Target::Time(_)), Some((time, rest)))
-                if !rest.trim().is_empty() && !rest.trim().starts_with("GMT") =>
+                if !rest.trim().is_empty() && !rest.trim().starts_with("GMT") && !value.starts_with('"') =>
             {
                 queue.push(rest);
                 time
@@ -365,19 +811,79 @@ pub fn key_values<'a>(body: &'a str, order: DateOrder, out: &mut Fields<'a>) {
     fill_defaults(out);
 }
 
+/// A value that runs into the next pair because its separator went missing: `1.128.0.0:80 User: x`
+/// (after an address), `"NA"Session New` (after a quoted value), `15 Action: ALLOW` (a known key
+/// followed by a colon), `2023-04-01T12:00:00Z GMT Total_bytes_send 1` (after a zone). Returns the
+/// value and the rest.
+fn glued<'a>(key: &str, value: &'a str) -> Option<(&'a str, &'a str)> {
+    let target = key_field(key);
+    if let Some(inner) = value.strip_prefix('"') {
+        let close = inner.find('"')?;
+        let rest = &inner[close + 1..];
+        return (!rest.trim().is_empty()).then(|| (&value[..close + 2], rest.trim()));
+    }
+    if matches!(target, Some(Target::Address(..))) {
+        if let Some((first, rest)) = value.split_once(' ') {
+            if !rest.trim().is_empty() {
+                return Some((first, rest.trim()));
+            }
+        }
+    }
+    if matches!(target, Some(Target::Time(_))) {
+        if let Some(i) = value.find(" GMT ") {
+            return Some((&value[..i + 4], value[i + 5..].trim()));
+        }
+    }
+    let mut at = 0;
+    for token in value.split(' ') {
+        if at > 0 {
+            if let Some(name) = token.strip_suffix(':') {
+                if key_field(name).is_some() {
+                    return Some((value[..at].trim_end(), &value[at..]));
+                }
+            }
+        }
+        at += token.len() + 1;
+    }
+    None
+}
+
 /// Fields implied by others when the body did not name them: the user of `Context user@ip`, and the
 /// client address as `source.ip` (so rules on `source.ip` see SSLVPN logins too).
 fn fill_defaults<'a>(out: &mut Fields<'a>) {
     if !out.has("user.name") {
         let user: Option<&'a str> = out.0.iter().find_map(|f| match (f.name, &f.value) {
-            ("citrix_adc.log.context", Value::Str(c)) => {
-                let c: &'a str = c;
-                c.rsplit_once('@').map(|(user, _)| user)
-            }
+            ("citrix_adc.log.context.user.name", Value::Str(user)) => Some(*user),
             _ => None,
         });
         if let Some(user) = user {
             out.str("user.name", user);
+        }
+    }
+    // The session's user and client, as Elastic copies them from the `Context`, when the body has no
+    // `Client_ip` / `username` of its own.
+    for (context, copy) in [
+        ("citrix_adc.log.context.client.ip", "citrix_adc.log.client_ip"),
+        ("citrix_adc.log.context.user.name", "citrix_adc.log.username"),
+    ] {
+        if !out.has(copy) {
+            let value: Option<&'a str> = out.0.iter().find_map(|f| match (f.name, &f.value) {
+                (name, Value::Str(v)) if name == context => Some(*v),
+                _ => None,
+            });
+            if let Some(value) = value {
+                out.str(copy, value);
+            }
+        }
+    }
+    // The session's client, when no `Client_ip` named it.
+    if !out.has("client.ip") {
+        let context: Option<&'a str> = out.0.iter().find_map(|f| match (f.name, &f.value) {
+            ("citrix_adc.log.context.client.ip", Value::Str(ip)) => Some(*ip),
+            _ => None,
+        });
+        if let Some(ip) = context {
+            out.str("client.ip", ip);
         }
     }
     if !out.has("source.ip") {
@@ -444,7 +950,12 @@ fn http_request<'a>(body: &'a str, order: DateOrder, out: &mut Fields<'a>) -> Co
     out.list("tags", tags);
     let mut rest = body;
     if let Some(after) = rest.strip_prefix("Context ") {
-        let (context, after) = after.split_once(" - ").unwrap_or((after, ""));
+        // `Context u@1.2.3.4 - SessionId: ...`, also `Context u@1.2.3.4- SessionId: ...`.
+        let end = [" - ", "- SessionId"].iter().filter_map(|sep| after.find(sep)).min();
+        let (context, after) = match end {
+            Some(i) => (&after[..i], after[i..].trim_start_matches([' ', '-'])),
+            None => (after, ""),
+        };
         apply("Context", context, order, out, &mut Vec::new());
         rest = after;
     }
@@ -458,6 +969,7 @@ fn http_request<'a>(body: &'a str, order: DateOrder, out: &mut Fields<'a>) -> Co
         let host = rest[..user_at].trim();
         if !host.is_empty() {
             out.str("url.domain", host);
+            out.str("citrix_adc.log.hostname", host);
         }
         let after = &rest[user_at + 5..];
         // The user ends at ` : ` (`User u : Group(s) ...`, also `User u: Group(s)`), or at ` - ` when the
@@ -465,16 +977,22 @@ fn http_request<'a>(body: &'a str, order: DateOrder, out: &mut Fields<'a>) -> Co
         let colon = [" : ", ": Group(s)"].iter().filter_map(|sep| after.find(sep)).min();
         match (colon, after.find(" - ")) {
             (Some(c), dash) if dash.is_none_or(|d| c < d) => {
-                out.str("user.name", after[..c].trim());
+                let user = after[..c].trim();
+                apply("User", user, order, out, &mut Vec::new());
+                // A login written as a mail address: Elastic's pipeline files it as such too.
+                if let Some((_, domain)) = user.split_once('@') {
+                    out.str("user.email", user);
+                    out.str("user.domain", domain);
+                }
                 rest = after[c..].trim_start().trim_start_matches(':').trim_start();
             }
             (_, Some(dash)) => {
-                out.str("user.name", after[..dash].trim());
+                apply("User", after[..dash].trim(), order, out, &mut Vec::new());
                 key_values(&after[dash + 3..], order, out);
                 rest = "";
             }
             (_, None) => {
-                out.str("user.name", after.trim());
+                apply("User", after.trim(), order, out, &mut Vec::new());
                 rest = "";
             }
         }
@@ -486,8 +1004,20 @@ fn http_request<'a>(body: &'a str, order: DateOrder, out: &mut Fields<'a>) -> Co
     }
     if let Some(after) = rest.strip_prefix("Vserver ") {
         let (vserver, after) = after.split_once(" - ").unwrap_or((after, ""));
-        out.address("citrix_adc.log.vserver.ip", "citrix_adc.log.vserver.port", vserver);
+        apply("Vserver", vserver, order, out, &mut Vec::new());
         rest = after;
+        // `07/07/2024:10:57:19 [GMT] : SSO is ON : ...`: when the request was made.
+        let date = rest.split(" : ").next().unwrap_or_default();
+        let (date, gmt) = match date.split_once(" GMT") {
+            Some((d, _)) => (d, true),
+            None => (date, false),
+        };
+        if let Some(at) = parse_body_time(date, order) {
+            out.time("citrix_adc.log.timestamp", at);
+            if gmt {
+                out.keyword("citrix_adc.log.timezone", "GMT");
+            }
+        }
     }
     // What is left: `date GMT [: Message = SSO is ON] [: SSO is ON] : METHOD url - -` (colons optional).
     let request = rest.rsplit(" : ").next().unwrap_or(rest);
@@ -495,7 +1025,7 @@ fn http_request<'a>(body: &'a str, order: DateOrder, out: &mut Fields<'a>) -> Co
         if let Some(sso) =
             part.trim().strip_prefix("Message = ").or(Some(part.trim())).filter(|p| p.starts_with("SSO is "))
         {
-            out.str("citrix_adc.log.sso", sso.trim_start_matches("SSO is "));
+            out.str("citrix_adc.log.sso_status", sso.trim_start_matches("SSO is "));
         }
     }
     let request = request.trim().trim_end_matches("- -").trim();
@@ -508,6 +1038,7 @@ fn http_request<'a>(body: &'a str, order: DateOrder, out: &mut Fields<'a>) -> Co
     if (3..=7).contains(&method_len) {
         let method = &request[..method_len];
         out.str("http.request.method", method);
+        out.str("citrix_adc.log.method", method);
         let url = request[method_len..].trim();
         if method == "CONNECT" {
             // `CONNECT host:port`: a tunnel target, not a path.
@@ -518,7 +1049,14 @@ fn http_request<'a>(body: &'a str, order: DateOrder, out: &mut Fields<'a>) -> Co
                 out.int("destination.port", port);
             }
         } else {
+            let before = out.0.len();
             url_fields(url, out);
+            if let Some(path) = out.0[before..].iter().find_map(|f| match (f.name, &f.value) {
+                ("url.path", Value::Str(p)) => Some(*p),
+                _ => None,
+            }) {
+                out.str("citrix_adc.log.request.path", path);
+            }
         }
     }
     fill_defaults(out);
@@ -533,13 +1071,17 @@ pub fn url_fields<'a>(url: &'a str, out: &mut Fields<'a>) {
     out.str("url.original", url);
     let path_and_query = match url.find("://") {
         Some(i) => {
+            out.str("url.scheme", &url[..i]);
             let after = &url[i + 3..];
-            match after.find('/') {
+            match after.find(['/', '?']) {
                 Some(p) => {
                     out.str("url.domain", &after[..p]);
                     &after[p..]
                 }
-                None => "",
+                None => {
+                    out.str("url.domain", after);
+                    ""
+                }
             }
         }
         None => url,
@@ -549,6 +1091,11 @@ pub fn url_fields<'a>(url: &'a str, out: &mut Fields<'a>) {
         None => (path_and_query, None),
     };
     out.str("url.path", path);
+    if let Some(extension) = path.rsplit('/').next().and_then(|name| name.rsplit_once('.')).map(|(_, e)| e) {
+        if !extension.is_empty() && extension.len() <= 8 && extension.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            out.str("url.extension", extension);
+        }
+    }
     if let Some(q) = query {
         out.str("url.query", q);
     }
@@ -720,7 +1267,7 @@ mod tests {
         assert_eq!(f.get_str("url.query"), Some("x=1"));
         assert_eq!(f.get_str("user.name"), Some("TestUser"));
         assert_eq!(f.get_str("citrix_adc.log.session_id"), Some("220403"));
-        assert_eq!(f.get_str("citrix_adc.log.sso"), Some("ON"));
+        assert_eq!(f.get_str("citrix_adc.log.sso_status"), Some("ON"));
     }
 
     #[test]

@@ -367,6 +367,13 @@ fn adc_log<'a>(event: &mut AdcEvent<'a>, header: netscaler::Payload<'a>, ctx: &P
             Coverage::Known
         }
     };
+    // Elastic's integration files the relay that forwarded the record as its client when the record
+    // names none; its dashboards count records per `client.ip`.
+    if let Some(relay) = event.envelope.hostname.filter(|h| fields::is_ip(h)) {
+        if !event.fields.has("client.ip") {
+            event.fields.str("client.ip", relay);
+        }
+    }
     event.header = Some(header);
 }
 

@@ -71,7 +71,8 @@ pub fn records(text: &str) -> Vec<RecordText<'_>> {
             }
         }
         let end = lines[last].0 + lines[last].1.len();
-        let record = text[start..end].trim_ascii_end();
+        // Line ends go; trailing blanks stay (they are part of `event.original` and of the body).
+        let record = text[start..end].trim_end_matches(['\n', '\r']);
         out.push(RecordText { line: first + 1, text: record });
         i = last + 1;
     }

@@ -1,0 +1,262 @@
+//! Field for field against Elastic's `citrix_adc` integration: its own ingest-pipeline tests (inputs and
+//! `-expected.json` documents, under `tests/fixtures/elastic/`) through `gatewatch parse`.
+//!
+//! Compared: every field of an expected document in `citrix_adc.log.*`, `source`, `destination`,
+//! `client`, `server`, `user`, `event.{action,outcome,category,type,kind}`, `http`, `url`, `observer`,
+//! `network`, `@timestamp` and `message` — except `*.geo.*` and `*.as.*`, which come from a GeoIP
+//! database (Elastic's tests use MaxMind's test databases; the enrichment tests cover ours). A
+//! difference we keep on purpose is listed in `allow-list.toml` with its reason: it is reported and
+//! counted as a disagreement, never as agreement. Any other difference fails the test.
+//!
+//! Run with `-- --nocapture` to see the agreement per file and in total.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+const FAMILIES: &[&str] = &[
+    "citrix_adc.log.",
+    "source.",
+    "destination.",
+    "client.",
+    "server.",
+    "user.",
+    "event.action",
+    "event.outcome",
+    "event.category",
+    "event.type",
+    "event.kind",
+    "http.",
+    "url.",
+    "observer.",
+    "network.",
+    "@timestamp",
+    "message",
+];
+
+fn compared(field: &str) -> bool {
+    FAMILIES.iter().any(|f| if f.ends_with('.') { field.starts_with(f) } else { field == *f })
+        && !field.contains(".geo.")
+        && !field.contains(".as.")
+}
+
+fn flatten(prefix: &str, value: &Value, out: &mut BTreeMap<String, Value>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                flatten(&key, v, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_owned(), other.clone());
+        }
+    }
+}
+
+/// Equal as Elasticsearch would index them: numbers by value (`0` and `0.0`; a string holding a
+/// number is coerced into a numeric field, and a number is indexed as its text in a keyword field),
+/// arrays as sets.
+fn same(expected: &Value, actual: &Value) -> bool {
+    match (expected, actual) {
+        (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
+        (Value::Number(n), Value::String(s)) | (Value::String(s), Value::Number(n)) => {
+            s.parse::<f64>().ok() == n.as_f64() && !s.is_empty()
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            let sorted = |v: &Vec<Value>| {
+                let mut s: Vec<String> = v.iter().map(Value::to_string).collect();
+                s.sort();
+                s.dedup();
+                s
+            };
+            sorted(a) == sorted(b)
+        }
+        (Value::Array(a), b) if a.len() == 1 => same(&a[0], b),
+        (a, Value::Array(b)) if b.len() == 1 => same(a, &b[0]),
+        (a, b) => a == b,
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct AllowList {
+    difference: Vec<Allowed>,
+}
+
+/// A difference kept on purpose: `field` in `files` (test names; none = every file), optionally only
+/// for some records, with the reason.
+#[derive(Debug, serde::Deserialize)]
+struct Allowed {
+    field: String,
+    #[serde(default)]
+    files: Vec<String>,
+    #[serde(default)]
+    records: Vec<usize>,
+    reason: String,
+}
+
+impl Allowed {
+    fn covers(&self, file: &str, record: usize, field: &str) -> bool {
+        let field_matches = match self.field.strip_suffix('*') {
+            Some(prefix) => field.starts_with(prefix),
+            None => field == self.field,
+        };
+        field_matches
+            && (self.files.is_empty() || self.files.iter().any(|f| f == file))
+            && (self.records.is_empty() || self.records.contains(&record))
+    }
+}
+
+#[derive(Default, Clone, Copy)]
+struct Tally {
+    compared: usize,
+    agreed: usize,
+    allowed: usize,
+}
+
+impl Tally {
+    fn add(&mut self, other: Tally) {
+        self.compared += other.compared;
+        self.agreed += other.agreed;
+        self.allowed += other.allowed;
+    }
+
+    fn percent(&self) -> f64 {
+        100.0 * self.agreed as f64 / self.compared.max(1) as f64
+    }
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/elastic")
+}
+
+/// The test inputs: `NAME` with `NAME-expected.jsonl` next to it, and `NAME.toml` when the test has
+/// settings (Elastic's `-config.yml`, in our terms).
+fn cases(dir: &Path) -> Vec<(String, PathBuf, PathBuf, Option<PathBuf>)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let Some(test) = name.strip_suffix("-expected.jsonl") else { continue };
+        let input = dir.join(test);
+        assert!(input.exists(), "{name} has no input {test}");
+        let config = dir.join(format!("{test}.toml"));
+        out.push((test.to_owned(), input, path, config.exists().then_some(config)));
+    }
+    out.sort();
+    out
+}
+
+/// Elastic's JSON inputs (`{"events": [{"message": ...}]}`) as the lines a relay would deliver.
+fn as_lines(input: &Path, dir: &Path) -> PathBuf {
+    if input.extension().is_none_or(|e| e != "json") {
+        return input.to_owned();
+    }
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(input).unwrap()).unwrap();
+    let mut text = String::new();
+    for event in doc["events"].as_array().unwrap() {
+        text.push_str(event["message"].as_str().unwrap().trim_end_matches('\n'));
+        text.push('\n');
+    }
+    let lines = dir.join(input.file_name().unwrap()).with_extension("log");
+    std::fs::write(&lines, text).unwrap();
+    lines
+}
+
+fn parse(input: &Path, config: Option<&Path>) -> Vec<BTreeMap<String, Value>> {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = &as_lines(input, tmp.path());
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatewatch"));
+    cmd.arg("parse").env_clear().current_dir(Path::new(env!("CARGO_MANIFEST_DIR")));
+    if let Some(config) = config {
+        cmd.arg("--config").arg(config);
+    }
+    let out = cmd.arg(input).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let mut flat = BTreeMap::new();
+            flatten("", &serde_json::from_slice(l).unwrap(), &mut flat);
+            flat
+        })
+        .collect()
+}
+
+#[test]
+fn elastic_pipeline_tests_agree_field_for_field() {
+    let dir = fixtures();
+    let allow: AllowList = toml::from_str(&std::fs::read_to_string(dir.join("allow-list.toml")).unwrap()).unwrap();
+    let mut total = Tally::default();
+    let mut ours = Tally::default();
+    let mut unexplained = Vec::new();
+    let mut allowed_seen = vec![0usize; allow.difference.len()];
+    println!("{:<58} {:>8} {:>7} {:>8} {:>7}", "Elastic pipeline test", "compared", "agree", "allowed", "%");
+    for (test, input, expected, config) in cases(&dir) {
+        let actual = parse(&input, config.as_deref());
+        let mut file = Tally::default();
+        let mut records = 0;
+        for line in std::fs::read_to_string(&expected).unwrap().lines() {
+            let case: Value = serde_json::from_str(line).unwrap();
+            let record = case["record"].as_u64().unwrap() as usize;
+            records += 1;
+            let Some(doc) = actual.get(record - 1) else {
+                unexplained.push(format!("{test} #{record}: no output record"));
+                continue;
+            };
+            let mut fields = BTreeMap::new();
+            flatten("", &case["expected"], &mut fields);
+            for (field, want) in fields.iter().filter(|(f, _)| compared(f)) {
+                let mut tally = Tally { compared: 1, ..Default::default() };
+                let got = doc.get(field);
+                if got.is_some_and(|g| same(want, g)) {
+                    tally.agreed = 1;
+                } else if let Some(i) = allow.difference.iter().position(|a| a.covers(&test, record, field)) {
+                    tally.allowed = 1;
+                    allowed_seen[i] += 1;
+                } else {
+                    unexplained.push(format!(
+                        "{test} #{record}: {field}: Elastic {want}, gatewatch {}",
+                        got.map_or("(absent)".to_owned(), Value::to_string)
+                    ));
+                }
+                file.add(tally);
+                if field.starts_with("citrix_adc.log.") {
+                    ours.add(tally);
+                }
+            }
+        }
+        assert_eq!(actual.len(), records, "{test}: records out vs expected documents");
+        println!("{test:<58} {:>8} {:>7} {:>8} {:>6.1}%", file.compared, file.agreed, file.allowed, file.percent());
+        total.add(file);
+    }
+    println!(
+        "{:<58} {:>8} {:>7} {:>8} {:>6.1}%",
+        "total",
+        total.compared,
+        total.agreed,
+        total.allowed,
+        total.percent()
+    );
+    println!(
+        "{:<58} {:>8} {:>7} {:>8} {:>6.1}%",
+        "  of which citrix_adc.log.*",
+        ours.compared,
+        ours.agreed,
+        ours.allowed,
+        ours.percent()
+    );
+    println!("\nallowed differences (allow-list.toml):");
+    for (a, n) in allow.difference.iter().zip(&allowed_seen) {
+        println!("  {n:>4} × {} — {}", a.field, a.reason);
+    }
+    assert!(unexplained.is_empty(), "{} unexplained differences:\n{}", unexplained.len(), unexplained.join("\n"));
+    for (a, n) in allow.difference.iter().zip(&allowed_seen) {
+        assert!(*n > 0, "allow-list entry {} matches no difference: remove it", a.field);
+    }
+    assert!(total.percent() >= 95.0, "overall agreement {:.1}% < 95%", total.percent());
+    assert!(ours.percent() >= 95.0, "citrix_adc.log.* agreement {:.1}% < 95%", ours.percent());
+}
