@@ -168,7 +168,13 @@ fn classify(event: &AdcEvent<'_>) -> Option<(&'static str, &'static [&'static st
         _ => return None,
     }
     let name = event.name()?;
-    Some(match (event.feature(), name) {
+    // Headerless relays (`<135> default LOGOUT ...`) drop the feature; the gateway's own events imply it.
+    let feature = event.feature().or(match name {
+        "LOGIN" | "LOGOUT" | "HTTPREQUEST" | "ICASTART" | "ICAEND_CONNSTAT" | "TCPCONNSTAT" | "UDPFLOWSTAT"
+        | "TCPCONN_TIMEDOUT" => Some("SSLVPN"),
+        _ => None,
+    });
+    Some(match (feature, name) {
         (_, "CONN_TERMINATE" | "CONN_DELINK" | "OTHERCONN_DELINK" | "NAT_CONN_DELINK" | "NAT_OTHERCONN_DELINK") => {
             ("network", &["end", "connection"], None)
         }

@@ -352,6 +352,8 @@ enum Target {
     EpochMillis(&'static str),
     /// `Alert: High`: the key is the alert's type, the value its level.
     Alert,
+    /// `X-Forwarded-For_ip 175.16.199.1, 81.2.69.194`: the original client, when it is an address.
+    ForwardedFor,
 }
 
 fn key_field(key: &str) -> Option<Target> {
@@ -367,7 +369,8 @@ fn key_field(key: &str) -> Option<Target> {
         "remote_ip" | "remote ip" => Address("source.ip", "source.port"),
         "nat_ip" | "natip" => Address("citrix_adc.log.nat.ip", "citrix_adc.log.nat.port"),
         "vserver" => Address("citrix_adc.log.vserver.ip", "citrix_adc.log.vserver.port"),
-        "vserverserviceip" => Str("citrix_adc.log.vserver.ip"),
+        "vserverserviceip" | "vserver_ip" => Str("citrix_adc.log.vserver.ip"),
+        "x-forwarded-for_ip" | "x-forwarded-for" => ForwardedFor,
         "vserverserviceport" => Int("citrix_adc.log.vserver.port"),
         "source" | "source_ip" | "srcip" => Address("source.ip", "source.port"),
         "source_port" | "srcport" => Int("source.port"),
@@ -538,6 +541,9 @@ fn apply<'a>(
         Some(Target::Context) => match value.rsplit_once('@') {
             Some((user, ip)) => {
                 out.str("citrix_adc.log.context.user.name", user);
+                // The session's user names the event (as in Elastic's pipeline); a record's own `User`
+                // is kept as citrix_adc.log.user.
+                out.str("user.name", user);
                 out.address("citrix_adc.log.context.client.ip", "citrix_adc.log.context.client.port", ip);
             }
             None => out.str("citrix_adc.log.context.user.name", value),
@@ -573,6 +579,15 @@ fn apply<'a>(
             match millis.and_then(chrono::DateTime::from_timestamp_millis) {
                 Some(t) => out.time(name, t),
                 None => extra.push((key, value)),
+            }
+        }
+        Some(Target::ForwardedFor) => {
+            let first = value.split(',').next().unwrap_or_default().trim();
+            if fields::is_ip(first) {
+                out.str("citrix_adc.log.x_forwarded_for_ip", first);
+                out.str("network.forwarded_ip", first);
+            } else if !value.is_empty() {
+                extra.push((key, value));
             }
         }
         Some(Target::Alert) => {
@@ -669,7 +684,7 @@ fn elastic_copies(key: &str) -> &'static [(&'static str, &'static str)] {
         "clientside_rxbytes" => &[("citrix_adc.log.clientside.rxbytes", "destination.bytes")],
         "clientside_txbytes" => &[("citrix_adc.log.clientside.txbytes", "source.bytes")],
         "vserver" => &[("citrix_adc.log.vserver.ip", "server.ip"), ("citrix_adc.log.vserver.port", "server.port")],
-        "vserverserviceip" => &[("citrix_adc.log.vserver.ip", "server.ip")],
+        "vserverserviceip" | "vserver_ip" => &[("citrix_adc.log.vserver.ip", "server.ip")],
         "vserverserviceport" => &[("citrix_adc.log.vserver.port", "server.port")],
         "nat_ip" | "natip" => {
             &[("citrix_adc.log.nat.ip", "source.nat.ip"), ("citrix_adc.log.nat.port", "source.nat.port")]
@@ -685,6 +700,10 @@ fn elastic_copies(key: &str) -> &'static [(&'static str, &'static str)] {
 
 fn unquote(s: &str) -> &str {
     let s = s.trim();
+    // `\"TimedOut\"`: quotes a relay escaped once too often.
+    if s.len() >= 4 && s.starts_with("\\\"") && s.ends_with("\\\"") {
+        return &s[2..s.len() - 2];
+    }
     if s.len() >= 2 && s.starts_with('"') && s.ends_with('"') {
         &s[1..s.len() - 1]
     } else {
@@ -767,6 +786,8 @@ pub fn key_values<'a>(body: &'a str, order: DateOrder, out: &mut Fields<'a>) {
             continue;
         }
         let segment = segment.strip_prefix("- ").unwrap_or(segment);
+        // `SessionId: 1234 - [TECHSUPPORT] User u`: a tag in front of a pair.
+        let segment = if segment.starts_with('[') { split_tags(segment).1 } else { segment };
         let (key, value) = split_key(segment);
         // `SERVER_AUTHENTICATED -SerialNumber "..."`: a flag, then a pair whose ` - ` lost a space.
         if let Some(rest) = value.strip_prefix('-') {
@@ -895,6 +916,19 @@ fn fill_defaults<'a>(out: &mut Fields<'a>) {
             out.str("source.ip", ip);
         }
     }
+    // A login written as a mail address is also the user's address and domain.
+    let user: Option<&'a str> = out.0.iter().find_map(|f| match (f.name, &f.value) {
+        ("user.name", Value::Str(u)) => Some(*u),
+        _ => None,
+    });
+    if let Some((local, domain)) = user.and_then(|u| u.split_once('@')) {
+        if !local.is_empty() && domain.contains('.') && !domain.contains('@') {
+            out.str("user.email", user.unwrap_or_default());
+            if !out.has("user.domain") {
+                out.str("user.domain", domain);
+            }
+        }
+    }
 }
 
 fn split_key(segment: &str) -> (&str, &str) {
@@ -977,13 +1011,7 @@ fn http_request<'a>(body: &'a str, order: DateOrder, out: &mut Fields<'a>) -> Co
         let colon = [" : ", ": Group(s)"].iter().filter_map(|sep| after.find(sep)).min();
         match (colon, after.find(" - ")) {
             (Some(c), dash) if dash.is_none_or(|d| c < d) => {
-                let user = after[..c].trim();
-                apply("User", user, order, out, &mut Vec::new());
-                // A login written as a mail address: Elastic's pipeline files it as such too.
-                if let Some((_, domain)) = user.split_once('@') {
-                    out.str("user.email", user);
-                    out.str("user.domain", domain);
-                }
+                apply("User", after[..c].trim(), order, out, &mut Vec::new());
                 rest = after[c..].trim_start().trim_start_matches(':').trim_start();
             }
             (_, Some(dash)) => {
@@ -1043,6 +1071,7 @@ fn http_request<'a>(body: &'a str, order: DateOrder, out: &mut Fields<'a>) -> Co
         if method == "CONNECT" {
             // `CONNECT host:port`: a tunnel target, not a path.
             out.str("url.original", url);
+            out.str("citrix_adc.log.request.path", url);
             let (host, port) = fields::split_host_port(url);
             out.str("destination.domain", host);
             if let Some(port) = port {
