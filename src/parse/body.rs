@@ -1306,11 +1306,11 @@ mod tests {
             "HTTPREQUEST",
             r#"Context a@1.2.3.4 - SessionId: 5 - host.example User username - Client_ip 175.16.199.1 - Total_bytes_send 656 - Total_bytes_recv 2456 - Group(s) "N/A""#,
         );
-        assert_eq!(f.get_str("user.name"), Some("username"));
+        assert_eq!(f.get_str("citrix_adc.log.user"), Some("username"));
         assert_eq!(f.get("citrix_adc.log.total_bytes_send"), Some(&Value::Int(656)));
         // `User name: Group(s)` (no space before the colon) still ends at the colon.
         let (_, f) = parsed("SSLVPN", "HTTPREQUEST", "Context u@81.2.69.145 - SessionId: 1756710 - citrix.example.com User user.name: Group(s) N/A : Vserver 81.2.69.143:443 - 07/12/2024:06:54:39 GMT : SSO is ON : POST /Citrix/x - -");
-        assert_eq!(f.get_str("user.name"), Some("user.name"));
+        assert_eq!(f.get_str("citrix_adc.log.user"), Some("user.name"));
         assert_eq!(f.get_str("http.request.method"), Some("POST"));
     }
 

@@ -689,7 +689,7 @@ mod tests {
             let _ = parse(&line.as_bytes()[..cut], received(), &ctx(), None);
         }
         let e = ok(&line[..line.find("Client_ip").unwrap() + 9]);
-        assert_eq!(e.fields.get_str("user.name"), Some("u"));
+        assert_eq!(e.fields.get_str("citrix_adc.log.user"), Some("u"));
         let e = ok(&line[..line.find("UDPFLOW").unwrap() + 7]);
         assert_eq!((e.feature(), e.name()), (Some("SSLVPN"), Some("UDPFLOW")));
         // Cut inside a multi-byte character: the invalid tail is reported, not parsed.
