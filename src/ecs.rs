@@ -302,7 +302,11 @@ pub fn event_map<'s>(event: &AdcEvent<'_>, source: impl Into<Origin<'s>>) -> Map
             }
             // A CEF record's text is its `msg`.
             PayloadFormat::Cef => {
-                let msg = match event.fields.get("citrix_adc.log.message") {
+                // Elastic keeps the CEF record itself as citrix_adc.log.message, its msg as `message`.
+                if let Some(at) = event.original.find("CEF:") {
+                    insert(&mut root, "citrix_adc.log.message", Json::from(&event.original[at..]));
+                }
+                let msg = match event.fields.get("citrix_adc.log.msg") {
                     Some(Value::Str(msg)) => Some(*msg),
                     Some(Value::Owned(msg)) => Some(msg.as_str()),
                     _ => None,
@@ -329,6 +333,15 @@ pub fn event_map<'s>(event: &AdcEvent<'_>, source: impl Into<Origin<'s>>) -> Map
         } else {
             let fields = root_object(&mut root, "citrix_adc.log.fields");
             fields.entry((*key).to_owned()).or_insert_with(|| Json::from(*value));
+        }
+    }
+    // The record's text and, behind an RFC 5424 relay, its time, whatever the record is.
+    if event.dataset == Dataset::AdcLog || env.format == syslog::EnvelopeFormat::Rfc5424 {
+        if lookup_path(&root, "citrix_adc.log.message").is_none() {
+            insert(&mut root, "citrix_adc.log.message", Json::from(event.message.trim_start()));
+        }
+        if let (syslog::EnvelopeFormat::Rfc5424, Some(at)) = (env.format, env.timestamp) {
+            insert(&mut root, "citrix_adc.log.timestamp", Json::from(rfc3339(at)));
         }
     }
     // Elastic's lower-case copies of the protocol names, and an ALG record's own text as `message`.

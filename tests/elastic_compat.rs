@@ -58,7 +58,7 @@ fn flatten(prefix: &str, value: &Value, out: &mut BTreeMap<String, Value>) {
 
 /// Equal as Elasticsearch would index them: numbers by value (`0` and `0.0`; a string holding a
 /// number is coerced into a numeric field, and a number is indexed as its text in a keyword field),
-/// arrays as sets.
+/// dates by instant, arrays as sets.
 fn same(expected: &Value, actual: &Value) -> bool {
     match (expected, actual) {
         (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
@@ -73,6 +73,13 @@ fn same(expected: &Value, actual: &Value) -> bool {
                 s
             };
             sorted(a) == sorted(b)
+        }
+        // Dates by instant (`2025-01-12T21:06:37Z` and `...37.000Z`).
+        (Value::String(a), Value::String(b)) if a != b => {
+            match (chrono::DateTime::parse_from_rfc3339(a), chrono::DateTime::parse_from_rfc3339(b)) {
+                (Ok(a), Ok(b)) => a == b,
+                _ => false,
+            }
         }
         (Value::Array(a), b) if a.len() == 1 => same(&a[0], b),
         (a, Value::Array(b)) if b.len() == 1 => same(a, &b[0]),

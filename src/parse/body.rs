@@ -172,6 +172,11 @@ const PATTERNS: &[Pattern] = &[
     Pattern { names: &["SESSION_EVENT"], re: r"^Session (\S+)", fields: &[("citrix_adc.log.session", Kind::Str)] },
     Pattern {
         names: &["CLISEC_EXP_EVAL"],
+        re: r"Client security check .* (\w+\(\d+\)) on the client machine",
+        fields: &[("citrix_adc.log.client_security_check_status", Kind::Str)],
+    },
+    Pattern {
+        names: &["CLISEC_EXP_EVAL"],
         re: r"Clientsecuritycheck\w*\((\d+)\)",
         fields: &[("citrix_adc.log.client_security_check_status", Kind::Str)],
     },
@@ -449,6 +454,7 @@ fn key_field(key: &str) -> Option<Target> {
         "total_bytes_wire_send" => Str("citrix_adc.log.total_bytes_wire_send"),
         "total_bytes_wire_recv" => Str("citrix_adc.log.total_bytes_wire_recieved"),
         "alert" => Alert,
+        "client_security_check" => Str("citrix_adc.log.client_security_check_status"),
         "xdatalen" => Int("citrix_adc.log.data_length"),
         "xdata" => Str("citrix_adc.log.data"),
         "ldapscope" => Str("citrix_adc.log.ldap_scope"),
@@ -1102,16 +1108,19 @@ pub fn url_fields<'a>(url: &'a str, out: &mut Fields<'a>) {
         Some(i) => {
             out.str("url.scheme", &url[..i]);
             let after = &url[i + 3..];
-            match after.find(['/', '?']) {
-                Some(p) => {
-                    out.str("url.domain", &after[..p]);
-                    &after[p..]
+            let end = after.find(['/', '?']).unwrap_or(after.len());
+            let host = &after[..end];
+            match host
+                .rsplit_once(':')
+                .filter(|(h, p)| !h.contains(':') && !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            {
+                Some((domain, port)) => {
+                    out.str("url.domain", domain);
+                    out.int("url.port", port);
                 }
-                None => {
-                    out.str("url.domain", after);
-                    ""
-                }
+                None => out.str("url.domain", host),
             }
+            &after[end..]
         }
         None => url,
     };
@@ -1149,7 +1158,9 @@ fn appfw<'a>(body: &'a str, out: &mut Fields<'a>) -> Coverage {
     out.str("source.ip", first);
     out.str("citrix_adc.log.transaction_id", words.next().unwrap_or(""));
     out.str("citrix_adc.log.session_id", words.next().unwrap_or(""));
-    out.str("citrix_adc.log.profile_name", words.next().unwrap_or(""));
+    let profile = words.next().unwrap_or("");
+    out.str("citrix_adc.log.profile_name", profile);
+    out.str("citrix_adc.log.profile", profile);
     let rest = words.next().unwrap_or("").trim();
     let (url, message) = if rest.starts_with("http://") || rest.starts_with("https://") {
         rest.split_once(' ').unwrap_or((rest, ""))

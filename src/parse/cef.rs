@@ -112,7 +112,7 @@ pub fn extension<'a>(ext: &'a str, out: &mut Fields<'a>) {
             "dst" => "destination.ip",
             "dpt" => "destination.port",
             "method" => "http.request.method",
-            "msg" => "citrix_adc.log.message",
+            "msg" => "citrix_adc.log.msg",
             "act" => "citrix_adc.log.action",
             "cn1" => "citrix_adc.log.event_id",
             "cn2" => "citrix_adc.log.transaction_id",

@@ -295,7 +295,12 @@ pub fn parse<'a>(
         event.timestamp_source = TimestampSource::Envelope;
     }
 
-    if let Some(header) = netscaler::parse(payload) {
+    if let Some(mut header) = netscaler::parse(payload) {
+        // `<134>1 ... HOST APPFW 0-PPE-0 - - default APPFW_POLICY_HIT ...`: an RFC 5424 relay carries the
+        // feature as the APP-NAME and the PPE as the PROCID.
+        if header.feature.is_none() && event.envelope.format == syslog::EnvelopeFormat::Rfc5424 {
+            header.feature = event.envelope.appname.filter(|a| netscaler::is_feature(a));
+        }
         adc_log(&mut event, header, ctx);
         return Ok(event);
     }
