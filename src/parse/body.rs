@@ -8,7 +8,8 @@
 
 use super::cef;
 use super::fields::{self, Fields, Value};
-use super::time::{self, DateOrder};
+use super::time;
+use super::Device;
 
 /// What the body parser made of a body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,11 +215,11 @@ fn free_text<'a>(name: &str, body: &'a str, out: &mut Fields<'a>) {
 }
 
 /// Parses the body of `feature`/`name` into `out`.
-/// `order` is the appliance's date order: body times (`Start_time`, `Delink Time`, ...) are written the
-/// way its header dates are.
-pub fn parse<'a>(feature: Option<&str>, name: &str, body: &'a str, order: DateOrder, out: &mut Fields<'a>) -> Coverage {
+/// `device` is the appliance's clock: body times (`Start_time`, `Delink Time`, ...) are written the way
+/// its header dates are (date order, and local time unless marked `GMT`).
+pub fn parse<'a>(feature: Option<&str>, name: &str, body: &'a str, device: Device, out: &mut Fields<'a>) -> Coverage {
     let before = out.0.len();
-    let coverage = by_name(feature, name, body, order, out);
+    let coverage = by_name(feature, name, body, device, out);
     free_text(name, body.trim(), out);
     if matches!(name, "NAT_CONN_DELINK" | "NAT_OTHERCONN_DELINK") {
         nat_destinations(out, before);
@@ -269,11 +270,11 @@ fn nat_destinations(out: &mut Fields<'_>, from: usize) {
     }
 }
 
-fn by_name<'a>(feature: Option<&str>, name: &str, body: &'a str, order: DateOrder, out: &mut Fields<'a>) -> Coverage {
+fn by_name<'a>(feature: Option<&str>, name: &str, body: &'a str, device: Device, out: &mut Fields<'a>) -> Coverage {
     let body = body.trim();
     match name {
-        "CMD_EXECUTED" | "ZEBOS_CMD_EXECUTED" => command(body, order, out),
-        "HTTPREQUEST" => http_request(body, order, out),
+        "CMD_EXECUTED" | "ZEBOS_CMD_EXECUTED" => command(body, device, out),
+        "HTTPREQUEST" => http_request(body, device, out),
         "TRAP_SENT" => snmp_trap(body, out),
         "LOGIN"
         | "LOGOUT"
@@ -312,7 +313,7 @@ fn by_name<'a>(feature: Option<&str>, name: &str, body: &'a str, order: DateOrde
         | "DEVICEOFS"
         | "STA_VALIDATE_RESP"
         | "LICLMT_REACHED" => {
-            key_values(body, order, out);
+            key_values(body, device, out);
             Coverage::Known
         }
         "STARTSAVECONFIG" | "STOPSAVECONFIG" | "SAVECONFIG" | "STARTSYS" | "STOPSYS" | "STARTCPU" | "CONFIGEND"
@@ -324,7 +325,7 @@ fn by_name<'a>(feature: Option<&str>, name: &str, body: &'a str, order: DateOrde
         _ if feature == Some("APPFW") || name.starts_with("APPFW_") => appfw(body, out),
         _ if name.starts_with("PB_") || name == "PITBOSS" => Coverage::Known,
         _ => {
-            key_values(body, order, out);
+            key_values(body, device, out);
             match feature {
                 Some(
                     "ICA" | "SSLLOG" | "TCP" | "ACL" | "DNS" | "ALG" | "CVPN" | "CI" | "RDP" | "SUBSCRIBER" | "URLFILT"
@@ -505,13 +506,7 @@ const TWO_WORD_KEYS: &[&str] = &[
     "PCRE error code",
 ];
 
-fn apply<'a>(
-    key: &'a str,
-    value: &'a str,
-    order: DateOrder,
-    out: &mut Fields<'a>,
-    extra: &mut Vec<(&'a str, &'a str)>,
-) {
+fn apply<'a>(key: &'a str, value: &'a str, device: Device, out: &mut Fields<'a>, extra: &mut Vec<(&'a str, &'a str)>) {
     let value = unquote(value.trim());
     let before = out.0.len();
     let lower = key.to_ascii_lowercase();
@@ -533,7 +528,7 @@ fn apply<'a>(
                 extra.push((key, value));
             }
         }
-        Some(Target::Time(name)) => match parse_body_time(value, order) {
+        Some(Target::Time(name)) => match parse_body_time(value, device) {
             Some(t) => out.time(name, t),
             None => extra.push((key, value)),
         },
@@ -717,17 +712,24 @@ fn unquote(s: &str) -> &str {
     }
 }
 
-/// A body time: `MM/DD/YYYY:HH:MM:SS[ GMT]` (also `...:SSGMT`, and day-first when `order` says so) or
-/// RFC 3339, read as UTC.
-fn parse_body_time(value: &str, order: DateOrder) -> Option<chrono::DateTime<chrono::Utc>> {
-    let value = value.trim().trim_end_matches("GMT").trim();
+/// A body time: `MM/DD/YYYY:HH:MM:SS[ GMT]` (also `...:SSGMT`, and day-first when the appliance's date
+/// order says so) or RFC 3339; without `GMT`, in the appliance's time zone.
+fn parse_body_time(value: &str, device: Device) -> Option<chrono::DateTime<chrono::Utc>> {
+    let value = value.trim();
+    let gmt = value.ends_with("GMT");
+    let value = value.trim_end_matches("GMT").trim();
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(value) {
         return Some(t.with_timezone(&chrono::Utc));
     }
-    let t = time::netscaler_datetime(value, order)
+    let t = time::netscaler_datetime(value, device.date_order)
         .or_else(|| chrono::NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%S%.f").ok())
         .or_else(|| chrono::NaiveDateTime::parse_from_str(value, "%b %e %H:%M:%S %Y").ok())?;
-    Some(chrono::TimeZone::from_utc_datetime(&chrono::Utc, &t))
+    // Written without `GMT`, a body time is the appliance's local time, as its header's is.
+    Some(if gmt {
+        chrono::TimeZone::from_utc_datetime(&chrono::Utc, &t)
+    } else {
+        super::appliance::local_to_utc(t, device.timezone)
+    })
 }
 
 /// Splits a body at ` - ` (and ` --> `) outside double quotes.
@@ -775,7 +777,7 @@ fn split_tags(s: &str) -> (Vec<&str>, &str) {
 }
 
 /// The generic `Key value - Key value` reader.
-pub fn key_values<'a>(body: &'a str, order: DateOrder, out: &mut Fields<'a>) {
+pub fn key_values<'a>(body: &'a str, device: Device, out: &mut Fields<'a>) {
     let (tags, body) = split_tags(body);
     if let Some(uuid) = tags.iter().find_map(|t| t.strip_prefix("ICAUUID=")) {
         out.str("citrix_adc.log.ica_uuid", uuid);
@@ -830,7 +832,7 @@ pub fn key_values<'a>(body: &'a str, order: DateOrder, out: &mut Fields<'a>) {
             }
             _ => value,
         };
-        apply(key, value, order, out, &mut extra);
+        apply(key, value, device, out, &mut extra);
     }
     if !extra.is_empty() {
         out.0.push(fields::Field { name: "citrix_adc.log.fields", value: Value::Pairs(extra) });
@@ -964,7 +966,7 @@ fn split_key(segment: &str) -> (&str, &str) {
 }
 
 /// `User u - Remote_ip ip - Command "..." - Status "..."`: the command may contain quotes and ` - `.
-fn command<'a>(body: &'a str, order: DateOrder, out: &mut Fields<'a>) -> Coverage {
+fn command<'a>(body: &'a str, device: Device, out: &mut Fields<'a>) -> Coverage {
     let (head, command, status) = match (body.find("Command \""), body.rfind("\" - Status \"")) {
         (Some(c), Some(s)) if s >= c + 8 => (&body[..c], &body[c + 9..s], Some(&body[s + 12..])),
         (Some(c), _) => {
@@ -973,7 +975,7 @@ fn command<'a>(body: &'a str, order: DateOrder, out: &mut Fields<'a>) -> Coverag
         }
         _ => (body, "", None),
     };
-    key_values(head.trim().trim_end_matches('-').trim(), order, out);
+    key_values(head.trim().trim_end_matches('-').trim(), device, out);
     out.str("citrix_adc.log.command", command);
     if let Some(status) = status {
         let status = status.trim_end().trim_end_matches('"');
@@ -985,7 +987,7 @@ fn command<'a>(body: &'a str, order: DateOrder, out: &mut Fields<'a>) -> Coverag
 }
 
 /// `Context c - SessionId: n - host User u : Group(s) g : Vserver ip:port - date GMT [: SSO is ON] : METHOD url - -`
-fn http_request<'a>(body: &'a str, order: DateOrder, out: &mut Fields<'a>) -> Coverage {
+fn http_request<'a>(body: &'a str, device: Device, out: &mut Fields<'a>) -> Coverage {
     let (tags, body) = split_tags(body);
     out.list("tags", tags);
     let mut rest = body;
@@ -996,7 +998,7 @@ fn http_request<'a>(body: &'a str, order: DateOrder, out: &mut Fields<'a>) -> Co
             Some(i) => (&after[..i], after[i..].trim_start_matches([' ', '-'])),
             None => (after, ""),
         };
-        apply("Context", context, order, out, &mut Vec::new());
+        apply("Context", context, device, out, &mut Vec::new());
         rest = after;
     }
     if let Some(after) = rest.strip_prefix("SessionId:") {
@@ -1017,28 +1019,28 @@ fn http_request<'a>(body: &'a str, order: DateOrder, out: &mut Fields<'a>) -> Co
         let colon = [" : ", ": Group(s)"].iter().filter_map(|sep| after.find(sep)).min();
         match (colon, after.find(" - ")) {
             (Some(c), dash) if dash.is_none_or(|d| c < d) => {
-                apply("User", after[..c].trim(), order, out, &mut Vec::new());
+                apply("User", after[..c].trim(), device, out, &mut Vec::new());
                 rest = after[c..].trim_start().trim_start_matches(':').trim_start();
             }
             (_, Some(dash)) => {
-                apply("User", after[..dash].trim(), order, out, &mut Vec::new());
-                key_values(&after[dash + 3..], order, out);
+                apply("User", after[..dash].trim(), device, out, &mut Vec::new());
+                key_values(&after[dash + 3..], device, out);
                 rest = "";
             }
             (_, None) => {
-                apply("User", after.trim(), order, out, &mut Vec::new());
+                apply("User", after.trim(), device, out, &mut Vec::new());
                 rest = "";
             }
         }
     }
     if let Some(after) = rest.strip_prefix("Group(s) ") {
         let (groups, after) = after.split_once(" : ").unwrap_or((after, ""));
-        apply("Group(s)", groups, order, out, &mut Vec::new());
+        apply("Group(s)", groups, device, out, &mut Vec::new());
         rest = after;
     }
     if let Some(after) = rest.strip_prefix("Vserver ") {
         let (vserver, after) = after.split_once(" - ").unwrap_or((after, ""));
-        apply("Vserver", vserver, order, out, &mut Vec::new());
+        apply("Vserver", vserver, device, out, &mut Vec::new());
         rest = after;
         // `07/07/2024:10:57:19 [GMT] : SSO is ON : ...`: when the request was made.
         let date = rest.split(" : ").next().unwrap_or_default();
@@ -1046,7 +1048,7 @@ fn http_request<'a>(body: &'a str, order: DateOrder, out: &mut Fields<'a>) -> Co
             Some((d, _)) => (d, true),
             None => (date, false),
         };
-        if let Some(at) = parse_body_time(date, order) {
+        if let Some(at) = parse_body_time(date, device) {
             out.time("citrix_adc.log.timestamp", at);
             if gmt {
                 out.keyword("citrix_adc.log.timezone", "GMT");
@@ -1255,7 +1257,7 @@ mod tests {
     fn parsed(feature: &str, name: &str, body: &str) -> (Coverage, Fields<'static>) {
         let body: &'static str = Box::leak(body.to_owned().into_boxed_str());
         let mut out = Fields::default();
-        let coverage = parse(Some(feature), name, body, DateOrder::Mdy, &mut out);
+        let coverage = parse(Some(feature), name, body, Device::default(), &mut out);
         (coverage, out)
     }
 

@@ -356,9 +356,7 @@ fn adc_log<'a>(event: &mut AdcEvent<'a>, header: netscaler::Payload<'a>, ctx: &P
     event.message = header.message;
     event.action = Some(header.name);
     event.coverage = match header.format {
-        PayloadFormat::Native => {
-            body::parse(header.feature, header.name, header.message, device.date_order, &mut event.fields)
-        }
+        PayloadFormat::Native => body::parse(header.feature, header.name, header.message, device, &mut event.fields),
         PayloadFormat::Cef => {
             cef::extension(header.message, &mut event.fields);
             // A BSD relay header has no year; the record's `cs5` has it.
