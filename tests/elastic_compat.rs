@@ -169,6 +169,16 @@ fn as_lines(input: &Path, dir: &Path) -> PathBuf {
     }
     let lines = dir.join(input.file_name().unwrap()).with_extension("log");
     std::fs::write(&lines, text).unwrap();
+    // Records without a date of their own are dated by the shipper's `@timestamp` in Elastic's tests;
+    // a file's records without one are dated by its clock (modification time) in gatewatch.
+    let shipped: Vec<&str> =
+        doc["events"].as_array().unwrap().iter().filter_map(|e| e["@timestamp"].as_str()).collect();
+    // (Where the events were shipped at different times, as in the month-first test, each carries a date.)
+    if let Some(first) = shipped.first().filter(|first| shipped.iter().all(|t| t == *first)) {
+        let at = chrono::DateTime::parse_from_rfc3339(first).unwrap();
+        let file = std::fs::File::options().write(true).open(&lines).unwrap();
+        file.set_modified(std::time::SystemTime::from(at)).unwrap();
+    }
     lines
 }
 

@@ -712,24 +712,62 @@ fn unquote(s: &str) -> &str {
     }
 }
 
-/// A body time: `MM/DD/YYYY:HH:MM:SS[ GMT]` (also `...:SSGMT`, and day-first when the appliance's date
-/// order says so) or RFC 3339; without `GMT`, in the appliance's time zone.
+/// A body time: `MM/DD/YYYY:HH:MM:SS[ ZONE]` (also `...:SSGMT`, and day-first when the appliance's date
+/// order says so) or RFC 3339. Without a zone it is the appliance's local time, as its header's is.
 fn parse_body_time(value: &str, device: Device) -> Option<chrono::DateTime<chrono::Utc>> {
     let value = value.trim();
-    let gmt = value.ends_with("GMT");
-    let value = value.trim_end_matches("GMT").trim();
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(value) {
+        return Some(t.with_timezone(&chrono::Utc));
+    }
+    let (value, zone) = match value.rsplit_once(' ').and_then(|(t, z)| Some((t.trim_end(), time_zone(z)?))) {
+        Some((t, zone)) => (t, Some(zone)),
+        None => match value.strip_suffix("GMT") {
+            Some(t) => (t.trim_end(), Some(BodyZone::Fixed(chrono::FixedOffset::east_opt(0)?))),
+            None => (value, None),
+        },
+    };
+    // `2023-04-01T12:00:00Z GMT`: an RFC 3339 time says its own offset.
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(value) {
         return Some(t.with_timezone(&chrono::Utc));
     }
     let t = time::netscaler_datetime(value, device.date_order)
         .or_else(|| chrono::NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%S%.f").ok())
         .or_else(|| chrono::NaiveDateTime::parse_from_str(value, "%b %e %H:%M:%S %Y").ok())?;
-    // Written without `GMT`, a body time is the appliance's local time, as its header's is.
-    Some(if gmt {
-        chrono::TimeZone::from_utc_datetime(&chrono::Utc, &t)
-    } else {
-        super::appliance::local_to_utc(t, device.timezone)
+    Some(match zone {
+        Some(BodyZone::Fixed(offset)) => (t - offset).and_utc(),
+        Some(BodyZone::Named(tz)) => super::appliance::local_to_utc(t, tz),
+        None => super::appliance::local_to_utc(t, device.timezone),
     })
+}
+
+/// The zone written after a body time.
+enum BodyZone {
+    Fixed(chrono::FixedOffset),
+    Named(chrono_tz::Tz),
+}
+
+/// `GMT`, `UTC`, `Z`, `+02:00`, `+0200`, an IANA name, or a North American abbreviation (`PST` reads
+/// as Los Angeles time on that date, as Java's and Elastic's date parsers read it).
+fn time_zone(zone: &str) -> Option<BodyZone> {
+    let named = |name: &str| name.parse::<chrono_tz::Tz>().ok().map(BodyZone::Named);
+    match zone {
+        "GMT" | "UTC" | "UT" | "Z" => chrono::FixedOffset::east_opt(0).map(BodyZone::Fixed),
+        "PST" | "PDT" => named("America/Los_Angeles"),
+        "MST" | "MDT" => named("America/Denver"),
+        "CST" | "CDT" => named("America/Chicago"),
+        "EST" | "EDT" => named("America/New_York"),
+        _ if zone.starts_with(['+', '-']) => {
+            let digits: String = zone[1..].chars().filter(|c| *c != ':').collect();
+            if digits.len() != 4 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let seconds = digits[..2].parse::<i32>().ok()? * 3600 + digits[2..].parse::<i32>().ok()? * 60;
+            let seconds = if zone.starts_with('-') { -seconds } else { seconds };
+            chrono::FixedOffset::east_opt(seconds).map(BodyZone::Fixed)
+        }
+        _ if zone.contains('/') => named(zone),
+        _ => None,
+    }
 }
 
 /// Splits a body at ` - ` (and ` --> `) outside double quotes.
@@ -1259,6 +1297,30 @@ mod tests {
         let mut out = Fields::default();
         let coverage = parse(Some(feature), name, body, Device::default(), &mut out);
         (coverage, out)
+    }
+
+    #[test]
+    fn a_body_time_is_read_in_the_zone_written_after_it_else_in_the_appliance_zone() {
+        let device = Device { date_order: time::DateOrder::Dmy, timezone: chrono_tz::America::New_York };
+        let at = |v: &str| parse_body_time(v, device).map(|t| t.to_rfc3339());
+        let utc = Some("2023-05-09T01:44:32+00:00".to_string());
+        for written in
+            ["09/05/2023:01:44:32 GMT", "09/05/2023:01:44:32GMT", "09/05/2023:01:44:32 UTC", "09/05/2023:01:44:32 Z"]
+        {
+            assert_eq!(at(written), utc, "{written}");
+        }
+        // PST on 9 May is Los Angeles daylight time, as Java's parser reads it.
+        assert_eq!(at("09/05/2023:01:44:32 PST"), Some("2023-05-09T08:44:32+00:00".into()));
+        assert_eq!(at("09/05/2023:01:44:32 EDT"), Some("2023-05-09T05:44:32+00:00".into()));
+        assert_eq!(at("09/05/2023:01:44:32 +02:00"), Some("2023-05-08T23:44:32+00:00".into()));
+        assert_eq!(at("09/05/2023:01:44:32 +0200"), Some("2023-05-08T23:44:32+00:00".into()));
+        assert_eq!(at("09/05/2023:01:44:32 -0130"), Some("2023-05-09T03:14:32+00:00".into()));
+        assert_eq!(at("09/05/2023:01:44:32 Europe/Berlin"), Some("2023-05-08T23:44:32+00:00".into()));
+        // No zone: the appliance's (New York) local time.
+        assert_eq!(at("09/05/2023:01:44:32"), Some("2023-05-09T05:44:32+00:00".into()));
+        assert_eq!(at("2023-05-09T01:44:32Z GMT"), utc);
+        assert_eq!(at("09/05/2023:01:44:32 Mars/Olympus"), None);
+        assert_eq!(at("09/05/2023:01:44:32 +99"), None);
     }
 
     #[test]
