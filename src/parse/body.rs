@@ -551,6 +551,14 @@ fn apply<'a>(key: &'a str, value: &'a str, device: Device, out: &mut Fields<'a>,
         },
         Some(Target::UserDomain) => match value.split_once(':') {
             Some((user, domain)) => {
+                // An ICA record's `username:domainname` names the event rather than the session's login
+                // (the Context, kept as citrix_adc.log.user), as in Elastic's pipeline.
+                if let Some(login) = out.get("citrix_adc.log.context.user.name").cloned() {
+                    for f in out.0.iter_mut().filter(|f| f.name == "user.name" && f.value == login) {
+                        f.value = Value::Str(user.trim());
+                    }
+                    out.0.push(fields::Field { name: "citrix_adc.log.user", value: login });
+                }
                 out.str("user.name", user);
                 out.str("user.domain", domain);
             }
