@@ -277,3 +277,55 @@ fn elastic_pipeline_tests_agree_field_for_field() {
     assert!(total.percent() >= 95.0, "overall agreement {:.1}% < 95%", total.percent());
     assert!(ours.percent() >= 95.0, "citrix_adc.log.* agreement {:.1}% < 95%", ours.percent());
 }
+
+/// The same comparison against SEKOIA's intake-format tests for Citrix ADC (`Citrix/citrix-adc/tests/*.json`
+/// of SEKOIA-IO/intake-formats: an input message and the fields SEKOIA's parser is expected to give). No
+/// licence is visible in that repository, so its tests are not copied here: point
+/// `GATEWATCH_SEKOIA_INTAKE_FORMATS` at a checkout and run
+/// `cargo test --test elastic_compat -- --ignored --nocapture`. SEKOIA's own taxonomy (`observer.name`,
+/// `*.address`, the whole line as `message`, `event.type: start` for a login) is not what gatewatch follows,
+/// so this is a report: it lists every difference and asserts only that each test input is parsed into one
+/// event.
+#[test]
+#[ignore = "needs a checkout of SEKOIA-IO/intake-formats in GATEWATCH_SEKOIA_INTAKE_FORMATS"]
+fn sekoia_intake_format_tests_field_for_field_report() {
+    let root =
+        PathBuf::from(std::env::var("GATEWATCH_SEKOIA_INTAKE_FORMATS").expect("GATEWATCH_SEKOIA_INTAKE_FORMATS"));
+    let mut tests: Vec<PathBuf> = std::fs::read_dir(root.join("Citrix/citrix-adc/tests"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    tests.sort();
+    assert!(!tests.is_empty(), "no SEKOIA tests under {}", root.display());
+    let tmp = tempfile::tempdir().unwrap();
+    let mut total = Tally::default();
+    let mut differences = Vec::new();
+    println!("{:<58} {:>8} {:>7} {:>7}", "SEKOIA intake-format test", "compared", "agree", "%");
+    for path in &tests {
+        let test = path.file_name().unwrap().to_string_lossy().into_owned();
+        let case: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let input = tmp.path().join(format!("{test}.log"));
+        std::fs::write(&input, format!("{}\n", case["input"]["message"].as_str().unwrap().replace('\n', " "))).unwrap();
+        let actual = parse(&input, None);
+        assert_eq!(actual.len(), 1, "{test}: one event per input");
+        let mut fields = BTreeMap::new();
+        flatten("", &case["expected"], &mut fields);
+        let mut file = Tally::default();
+        for (field, want) in fields.iter().filter(|(f, _)| compared(f)) {
+            let got = actual[0].get(field);
+            let agreed = got.is_some_and(|g| same(want, g));
+            file.add(Tally { compared: 1, agreed: usize::from(agreed), allowed: 0 });
+            if !agreed {
+                differences.push(format!(
+                    "{test}: {field}: SEKOIA {want}, gatewatch {}",
+                    got.map_or("(absent)".to_owned(), Value::to_string)
+                ));
+            }
+        }
+        println!("{test:<58} {:>8} {:>7} {:>6.1}%", file.compared, file.agreed, file.percent());
+        total.add(file);
+    }
+    println!("{:<58} {:>8} {:>7} {:>6.1}%", "total", total.compared, total.agreed, total.percent());
+    println!("\ndifferences:\n{}", differences.join("\n"));
+}

@@ -26,6 +26,8 @@ enum Kind {
     Str,
     Int,
     Url,
+    /// `Allow`/`accepted` (success) or `Deny`/`rejected` (failure), as `event.outcome`.
+    Outcome,
 }
 
 /// Free-text bodies Elastic's integration takes apart with grok patterns: the event names, the
@@ -181,6 +183,47 @@ const PATTERNS: &[Pattern] = &[
         re: r"Clientsecuritycheck\w*\((\d+)\)",
         fields: &[("citrix_adc.log.client_security_check_status", Kind::Str)],
     },
+    // `SSLVPN Mux Authorize result is Deny, User <vpn17590>, Srcip: 1.2.3.4, Dstip: 5.6.7.8,
+    // denied_by_policy: POLICY` (the parts are optional: one pattern each).
+    Pattern {
+        names: &["Message"],
+        re: r"Mux Authorize result is (\w+)",
+        fields: &[("citrix_adc.log.authorize_result", Kind::Str), ("event.outcome", Kind::Outcome)],
+    },
+    Pattern {
+        names: &["Message"],
+        re: r"Mux Authorize result is .*?User <([^>\s]+)>",
+        fields: &[("user.name", Kind::Str)],
+    },
+    Pattern { names: &["Message"], re: r"Srcip: ([0-9A-Fa-f.:]+[0-9A-Fa-f])", fields: &[("source.ip", Kind::Str)] },
+    Pattern {
+        names: &["Message"],
+        re: r"Dstip: ([0-9A-Fa-f.:]+[0-9A-Fa-f])",
+        fields: &[("destination.ip", Kind::Str)],
+    },
+    Pattern {
+        names: &["Message"],
+        re: r#"denied_by_policy: ([^\s,"]+)"#,
+        fields: &[("citrix_adc.log.denied_by_policy", Kind::Str), ("rule.name", Kind::Str)],
+    },
+    // AAA `Authentication is rejected for johndoe (client ip : 1.2.3.4  , vserver ip: 5.6.7.8   )`.
+    Pattern {
+        names: &["Message"],
+        re: r"Authentication is (\w+) for (\S+) \(client ip : ([0-9A-Fa-f.:]+[0-9A-Fa-f])\s*, vserver ip: ([0-9A-Fa-f.:]+[0-9A-Fa-f])",
+        fields: &[
+            ("event.outcome", Kind::Outcome),
+            ("user.name", Kind::Str),
+            ("source.ip", Kind::Str),
+            ("destination.ip", Kind::Str),
+        ],
+    },
+    // `SSO ns_sslvpn_process_sso_conn: user john.doe@example.com clientip 1.2.3.7 request: /path ...`.
+    Pattern {
+        names: &["Message"],
+        re: r"sso_conn: user (\S+) clientip ([0-9A-Fa-f.:]+[0-9A-Fa-f])",
+        fields: &[("user.name", Kind::Str), ("client.ip", Kind::Str)],
+    },
+    Pattern { names: &["Message"], re: r"sso_conn: .*? request: (/\S*)", fields: &[("url.original", Kind::Str)] },
     Pattern {
         names: &["REQ_WRITE_ERROR", "RESP_WRITE_ERROR"],
         re: r"Failed to write (\S+) (?:request|response) header",
@@ -209,6 +252,11 @@ fn free_text<'a>(name: &str, body: &'a str, out: &mut Fields<'a>) {
                     out.str(field, value);
                     url_fields(value, out);
                 }
+                Kind::Outcome => match value.to_ascii_lowercase().as_str() {
+                    "allow" | "allowed" | "accepted" | "success" => out.keyword(field, "success"),
+                    "deny" | "denied" | "rejected" | "failure" => out.keyword(field, "failure"),
+                    _ => {}
+                },
             }
         }
     }
@@ -1329,6 +1377,42 @@ mod tests {
         assert_eq!(at("2023-05-09T01:44:32Z GMT"), utc);
         assert_eq!(at("09/05/2023:01:44:32 Mars/Olympus"), None);
         assert_eq!(at("09/05/2023:01:44:32 +99"), None);
+    }
+
+    #[test]
+    fn gateway_messages_name_the_user_the_addresses_and_the_outcome() {
+        let (_, f) = parsed(
+            "SSLVPN",
+            "Message",
+            r#""SSLVPN Mux Authorize result is Deny, User <vpn17590>, Srcip: 1.2.3.4, Dstip: 5.6.7.8, denied_by_policy: SESSPOL_VPN_Remoteadmin""#,
+        );
+        assert_eq!(f.get_str("event.outcome"), Some("failure"));
+        assert_eq!(f.get_str("user.name"), Some("vpn17590"));
+        assert_eq!(f.get_str("source.ip"), Some("1.2.3.4"));
+        assert_eq!(f.get_str("destination.ip"), Some("5.6.7.8"));
+        assert_eq!(f.get_str("rule.name"), Some("SESSPOL_VPN_Remoteadmin"));
+        let (_, f) =
+            parsed("SSLVPN", "Message", r#""SSLVPN Mux Authorize result is Allow, Srcip: 1.2.3.4, Dstip: 5.6.7.8""#);
+        assert_eq!(f.get_str("event.outcome"), Some("success"));
+        assert_eq!(f.get_str("user.name"), None);
+        assert_eq!(f.get_str("destination.ip"), Some("5.6.7.8"));
+        let (_, f) = parsed(
+            "AAA",
+            "Message",
+            r#""Authentication is rejected for johndoe (client ip : 1.2.3.4  , vserver ip: 5.6.7.8   ), extended error, if any : ""#,
+        );
+        assert_eq!(f.get_str("event.outcome"), Some("failure"));
+        assert_eq!(f.get_str("user.name"), Some("johndoe"));
+        assert_eq!(f.get_str("source.ip"), Some("1.2.3.4"));
+        assert_eq!(f.get_str("destination.ip"), Some("5.6.7.8"));
+        let (_, f) = parsed(
+            "SSLVPN",
+            "Message",
+            r#""SSO ns_sslvpn_process_sso_conn: user john.doe@example.com clientip 1.2.3.7 request: /Citrix/x.png sso_flags-0""#,
+        );
+        assert_eq!(f.get_str("user.name"), Some("john.doe@example.com"));
+        assert_eq!(f.get_str("client.ip"), Some("1.2.3.7"));
+        assert_eq!(f.get_str("url.original"), Some("/Citrix/x.png"));
     }
 
     #[test]
