@@ -772,9 +772,6 @@ fn unquote(s: &str) -> &str {
 /// order says so) or RFC 3339. Without a zone it is the appliance's local time, as its header's is.
 fn parse_body_time(value: &str, device: Device) -> Option<chrono::DateTime<chrono::Utc>> {
     let value = value.trim();
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(value) {
-        return Some(t.with_timezone(&chrono::Utc));
-    }
     let (value, zone) = match value.rsplit_once(' ').and_then(|(t, z)| Some((t.trim_end(), time_zone(z)?))) {
         Some((t, zone)) => (t, Some(zone)),
         None => match value.strip_suffix("GMT") {
@@ -782,7 +779,7 @@ fn parse_body_time(value: &str, device: Device) -> Option<chrono::DateTime<chron
             None => (value, None),
         },
     };
-    // `2023-04-01T12:00:00Z GMT`: an RFC 3339 time says its own offset.
+    // RFC 3339 says its own offset (also `2023-04-01T12:00:00Z GMT`).
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(value) {
         return Some(t.with_timezone(&chrono::Utc));
     }
