@@ -635,11 +635,23 @@ pub struct PipelineSettings {
     /// Bound on a graceful stop (SIGTERM/SIGINT) and on draining revoked partitions in a rebalance.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// Threads that process records (file replays: appliances spread over them); 0 = one per core.
+    pub workers: usize,
 }
 
 impl Default for PipelineSettings {
     fn default() -> Self {
-        PipelineSettings { max_in_flight_per_partition: 10_000, shutdown_timeout: Duration::from_secs(20) }
+        PipelineSettings { max_in_flight_per_partition: 10_000, shutdown_timeout: Duration::from_secs(20), workers: 0 }
+    }
+}
+
+impl PipelineSettings {
+    /// `workers`, with 0 resolved to the number of cores.
+    pub fn worker_count(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 //! gatewatch make of this line?" offline.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 
 use chrono::{DateTime, Utc};
 
@@ -18,12 +18,12 @@ pub struct Counts {
     pub errors: u64,
 }
 
-/// Parses `text` (from `file`) and writes one JSON line per record to `out` unless `stats_only`.
-/// `hint` overrides the dataset guessed from the file name; `received` dates records without a date
-/// and completes year-less timestamps.
-pub fn parse_text(
+/// Parses the records of `input` (from `file`), one at a time, and writes one JSON line per record to
+/// `out` unless `stats_only`. `hint` overrides the dataset guessed from the file name; `received` dates
+/// records without a date and completes year-less timestamps.
+pub fn parse_stream(
     file: &str,
-    text: &[u8],
+    input: impl std::io::BufRead,
     received: DateTime<Utc>,
     ctx: &ParseContext,
     hint: Option<Dataset>,
@@ -31,34 +31,28 @@ pub fn parse_text(
     mut out: Option<&mut dyn Write>,
 ) -> std::io::Result<()> {
     let hint = hint.or_else(|| Dataset::from_path(file));
-    let text = String::from_utf8_lossy(text);
-    for record in reader::records(&text) {
+    let mut stream = reader::Stream::new(input);
+    let mut record = reader::Record::default();
+    while stream.next_into(&mut record).map_err(|e| std::io::Error::new(e.kind(), format!("{file}: {e}")))? {
         let origin = Origin::File { file, line: record.line };
-        match parse::parse(record.text.as_bytes(), received, ctx, hint) {
+        let json = match parse::parse(record.text.as_bytes(), received, ctx, hint) {
             Ok(event) => {
                 let counts = stats.entry(event.dataset.as_str()).or_default();
                 match event.coverage {
                     Coverage::Known => counts.parsed += 1,
                     Coverage::Unknown => counts.unknown += 1,
                 }
-                if let Some(out) = out.as_deref_mut() {
-                    out.write_all(&ecs::event_json(&event, origin))?;
-                    out.write_all(b"\n")?;
-                }
+                out.is_some().then(|| ecs::event_json(&event, origin))
             }
             Err(error) => {
                 stats.entry(hint.map(Dataset::as_str).unwrap_or("-")).or_default().errors += 1;
-                if let Some(out) = out.as_deref_mut() {
-                    out.write_all(&ecs::dead_letter_json(
-                        record.text.as_bytes(),
-                        &error,
-                        origin,
-                        received,
-                        usize::MAX,
-                    ))?;
-                    out.write_all(b"\n")?;
-                }
+                out.is_some()
+                    .then(|| ecs::dead_letter_json(record.text.as_bytes(), &error, origin, received, usize::MAX))
             }
+        };
+        if let (Some(out), Some(json)) = (out.as_deref_mut(), json) {
+            out.write_all(&json)?;
+            out.write_all(b"\n")?;
         }
     }
     Ok(())
@@ -78,16 +72,15 @@ pub fn run(
     let stdin_only = ["-".to_owned()];
     let paths = if paths.is_empty() { &stdin_only[..] } else { paths };
     for path in paths {
-        let mut bytes = Vec::new();
-        let mut received = Utc::now();
-        if path == "-" {
-            std::io::stdin().read_to_end(&mut bytes)?;
-        } else {
-            bytes = std::fs::read(path).map_err(|e| std::io::Error::new(e.kind(), format!("{path}: {e}")))?;
-            received = reader::file_clock(std::path::Path::new(path)).unwrap_or(received);
-        }
         let out: Option<&mut dyn Write> = if stats_only { None } else { Some(&mut lock) };
-        parse_text(path, &bytes, received, ctx, hint, &mut stats, out)?;
+        if path == "-" {
+            parse_stream(path, std::io::stdin().lock(), Utc::now(), ctx, hint, &mut stats, out)?;
+        } else {
+            let file = std::fs::File::open(path).map_err(|e| std::io::Error::new(e.kind(), format!("{path}: {e}")))?;
+            let received = reader::file_clock(std::path::Path::new(path)).unwrap_or_else(Utc::now);
+            let input = std::io::BufReader::with_capacity(1 << 16, file);
+            parse_stream(path, input, received, ctx, hint, &mut stats, out)?;
+        }
     }
     if stats_only {
         writeln!(lock, "{:<24} {:>8} {:>8} {:>8}", "dataset", "parsed", "unknown", "errors")?;

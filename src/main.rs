@@ -18,6 +18,12 @@ use gatewatch::offsets::Stop;
 use gatewatch::pipeline::{Outcome, Pipeline};
 use gatewatch::source::Health;
 
+/// mimalloc: the record path allocates per record (documents, strings), and glibc's allocator spent a
+/// third of a replay's time in malloc/free (BENCHMARKS.md).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Citrix ADC / NetScaler syslog from Kafka → ECS events, alerts and a dead-letter topic, at least once.
 #[derive(Parser)]
 #[command(name = "gatewatch", version, about, long_about = None, propagate_version = true)]
@@ -102,6 +108,10 @@ enum Command {
         /// When exploits became public: mitigation after it means "assume compromise".
         #[arg(long = "exploit-published", value_parser = parse_time, default_value = "2020-01-10", value_name = "TIME")]
         exploit_published: DateTime<Utc>,
+        /// Memory for putting file records in event-time order; beyond it, sorted runs go to temporary
+        /// files (in TMPDIR) and are merged, so a replay's memory does not grow with its input.
+        #[arg(long = "sort-memory", default_value = "64MiB", value_name = "SIZE")]
+        sort_memory: bytesize::ByteSize,
     },
     /// Work with the CPU/memory baselines.
     Baseline {
@@ -286,6 +296,7 @@ fn main() -> ExitCode {
             mitigation_date,
             exploit_published,
             feeds_snapshot,
+            sort_memory,
         } => {
             let options = gatewatch::replay::Options {
                 from,
@@ -302,6 +313,7 @@ fn main() -> ExitCode {
                 mitigations: mitigation_date.into_iter().collect(),
                 publication: exploit_published,
                 feeds_snapshot,
+                sort_memory: usize::try_from(sort_memory.as_u64()).unwrap_or(usize::MAX),
                 progress: true,
             };
             match gatewatch::replay::run(&settings, &options) {
@@ -310,6 +322,9 @@ fn main() -> ExitCode {
                         "replay {}: {} records ({} unparsed), {} metric samples",
                         summary.run_id, summary.records, summary.unparsed, summary.samples
                     );
+                    if summary.sort_runs > 0 {
+                        eprintln!("  ordered through {} sorted runs on disk (--sort-memory)", summary.sort_runs);
+                    }
                     for (stage, n) in &summary.alerts {
                         eprintln!("  alerts {stage:<18} {n}");
                     }

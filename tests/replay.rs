@@ -253,6 +253,21 @@ fn file_replay_gives_the_expected_alerts_and_verdicts_and_repeats_byte_for_byte(
         std::fs::read(dir.path().join("report.json")).unwrap(),
         std::fs::read(dir.path().join("report-2.json")).unwrap()
     );
+    // In bounded memory (records ordered through sorted runs on disk) and on any number of threads: the
+    // same alerts and report.
+    for (workers, sort_memory) in [("1", "2KiB"), ("3", "64MiB"), ("4", "2KiB")] {
+        let mut args = vec!["replay", "--from", "2019-12-17T00:00:00Z", "--to", "2020-01-20T00:00:00Z"];
+        args.extend(["--input", "logs/*/syslog.log*", "--metrics", "metrics.ndjson", "--sort-memory", sort_memory]);
+        args.extend(["--alerts-out", "alerts-3.ndjson", "--report", "report-3.json"]);
+        args.extend(MITIGATIONS);
+        let run = gatewatch(dir.path(), &args, &[("GATEWATCH__PIPELINE__WORKERS", workers)]);
+        assert!(run.status.success(), "{}", text(&run));
+        assert_eq!(text(&run).contains("sorted runs on disk"), sort_memory == "2KiB", "{}", text(&run));
+        for (first, this) in [("alerts.ndjson", "alerts-3.ndjson"), ("report.json", "report-3.json")] {
+            let same = std::fs::read(dir.path().join(first)).unwrap() == std::fs::read(dir.path().join(this)).unwrap();
+            assert!(same, "{workers} workers, --sort-memory {sort_memory}: {this} differs from {first}");
+        }
+    }
 
     // The Markdown rendering, for people.
     let md = replay_files(dir.path(), "-", "report.md");

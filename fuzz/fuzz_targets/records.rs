@@ -1,5 +1,5 @@
 //! Any text: the file reader never panics, returns records that lie inside the text in order without
-//! overlapping, and loses no non-blank byte.
+//! overlapping, loses no non-blank byte, and a stream of the same bytes splits the same.
 #![no_main]
 
 use gatewatch::parse::reader;
@@ -18,6 +18,11 @@ fuzz_target!(|data: &[u8]| {
         covered[start..end].iter_mut().for_each(|c| *c = true);
         last_end = end;
     }
+    // A stream read line by line gives the same records.
+    let streamed: Vec<reader::Record> = reader::Stream::new(data).collect::<std::io::Result<_>>().unwrap();
+    let split: Vec<(usize, &str)> = reader::records(text).iter().map(|r| (r.line, r.text)).collect();
+    let streamed: Vec<(usize, &str)> = streamed.iter().map(|r| (r.line, r.text.as_str())).collect();
+    assert_eq!(streamed, split, "a stream splits differently");
     for (i, b) in text.bytes().enumerate() {
         assert!(covered[i] || b.is_ascii_whitespace(), "byte {i} ({b:#x}) belongs to no record");
     }

@@ -10,10 +10,11 @@
 //! compromise-window report (`report`) to Markdown, JSON or HTML (`html`).
 
 pub mod html;
+pub mod order;
 pub mod report;
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{IsTerminal, Read, Write};
+use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -23,7 +24,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
-use serde_json::{json, Map, Value as Json};
+use serde_json::{json, Value as Json};
 use sha2::{Digest, Sha256};
 
 use crate::baseline::{Partition, Sample};
@@ -33,7 +34,7 @@ use crate::ecs::{Origin, SourceRef};
 use crate::enrich::Enricher;
 use crate::parse::{self, reader, Dataset, ParseContext, TimestampSource};
 use crate::process::{Clocks, Created, Input, Processor};
-use report::{Hunt, Report};
+use report::{Hunt, Report, Sighting};
 
 /// Where the history comes from.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,6 +62,9 @@ pub struct Options {
     /// Indicator feeds pinned to a directory: created from the configured feeds when it does not exist,
     /// used instead of them (and their clock) when it does, so a hunt can be repeated exactly.
     pub feeds_snapshot: Option<PathBuf>,
+    /// Bytes of file records held to put them in event-time order before sorted runs are spilled to
+    /// temporary files.
+    pub sort_memory: usize,
     /// Draw a progress bar on stderr (when it is a terminal).
     pub progress: bool,
 }
@@ -75,6 +79,8 @@ pub struct Summary {
     pub alerts: BTreeMap<&'static str, u64>,
     /// Appliance → (records, alerts).
     pub appliances: BTreeMap<String, (u64, u64)>,
+    /// Sorted runs the file records went through on disk (0: they fitted `sort_memory`).
+    pub sort_runs: usize,
 }
 
 /// Where alerts go.
@@ -148,11 +154,14 @@ impl AlertOut {
     }
 }
 
-/// What one record gave: its appliance, event time, enriched document and alerts.
+/// What one record gave: its appliance, event time, what the report takes from it, its enriched
+/// document as JSON (when `--enriched-out` wants it) and its alerts — all taken where the record was
+/// processed, so the document itself is dropped there.
 struct Analysed {
     host: String,
     at: DateTime<Utc>,
-    doc: Map<String, Json>,
+    sighting: Option<Sighting>,
+    json: Option<Vec<u8>>,
     alerts: Vec<Alert>,
 }
 
@@ -165,6 +174,8 @@ struct Analyser<'a> {
     detect: DetectOptions,
     /// The indicators' clock (expiry): a pinned snapshot's time, else now.
     as_of: Option<DateTime<Utc>>,
+    /// Serialize the enriched document (`--enriched-out`).
+    serialize: bool,
 }
 
 impl Analyser<'_> {
@@ -184,12 +195,14 @@ impl Analyser<'_> {
         let clocks = Clocks { received, indicators: self.as_of.unwrap_or_else(Utc::now), created: Created::EventTime };
         let processed = processor.process(Some(worker), Input { payload, hint, origin, appliance }, clocks).ok()?;
         let host = processed.event.appliance().or(appliance).unwrap_or("-").to_owned();
-        Some(Analysed { host, at: processed.event.timestamp, doc: processed.doc, alerts: processed.alerts })
+        let json = self.serialize.then(|| serde_json::to_vec(&processed.doc).expect("documents serialize"));
+        let at = processed.event.timestamp;
+        let sighting = Sighting::of(&processed.doc, at);
+        Some(Analysed { host, at, sighting, json, alerts: processed.alerts })
     }
 }
 
-/// What a replay accumulates: the alert output, the report's material, the counts and, for file
-/// replays, the detection state per appliance.
+/// What a replay accumulates: the alert output, the report's material and the counts.
 struct Engine {
     run_id: String,
     out: AlertOut,
@@ -197,30 +210,9 @@ struct Engine {
     enriched: Option<Box<dyn Write>>,
     hunt: Hunt,
     summary: Summary,
-    workers: HashMap<String, Worker>,
 }
 
 impl Engine {
-    /// One record of a file replay, with the detection state of its appliance.
-    #[allow(clippy::too_many_arguments)]
-    fn record(
-        &mut self,
-        analyser: &Analyser<'_>,
-        worker: &str,
-        payload: &[u8],
-        received: DateTime<Utc>,
-        hint: Option<Dataset>,
-        origin: Origin<'_>,
-        appliance: Option<&str>,
-    ) -> anyhow::Result<()> {
-        if !self.workers.contains_key(worker) {
-            self.workers.insert(worker.to_owned(), Worker::new(Publish::Final));
-        }
-        let w = self.workers.get_mut(worker).expect("inserted above");
-        let analysed = analyser.analyse(w, payload, received, hint, origin, appliance);
-        self.apply(analysed)
-    }
-
     /// Counts a record and publishes what it gave.
     fn apply(&mut self, analysed: Option<Analysed>) -> anyhow::Result<()> {
         self.summary.records += 1;
@@ -228,9 +220,11 @@ impl Engine {
             self.summary.unparsed += 1;
             return Ok(());
         };
-        self.hunt.event(&a.doc, a.at);
-        if let Some(out) = self.enriched.as_mut() {
-            serde_json::to_writer(&mut *out, &a.doc).context("writing --enriched-out")?;
+        if let Some(sighting) = a.sighting {
+            self.hunt.event(sighting);
+        }
+        if let (Some(out), Some(json)) = (self.enriched.as_mut(), &a.json) {
+            out.write_all(json).context("writing --enriched-out")?;
             out.write_all(b"\n").context("writing --enriched-out")?;
         }
         self.summary.appliances.entry(a.host).or_default().0 += 1;
@@ -249,12 +243,11 @@ impl Engine {
         Ok(())
     }
 
-    /// Emits what the detection state still holds (suppression summaries) once the history is done.
-    fn finish_workers(&mut self) -> anyhow::Result<()> {
-        let mut keys: Vec<String> = self.workers.keys().cloned().collect();
-        keys.sort();
-        for key in keys {
-            let alerts = self.workers.get_mut(&key).expect("listed").flush_all();
+    /// Emits what the detection states still held (suppression summaries) once the history is done, in
+    /// the order of their appliances.
+    fn finish_workers(&mut self, mut flushed: Vec<(String, Vec<Alert>)>) -> anyhow::Result<()> {
+        flushed.sort_by(|a, b| a.0.cmp(&b.0));
+        for (_, alerts) in flushed {
             self.publish(alerts)?;
         }
         Ok(())
@@ -324,20 +317,26 @@ pub fn expand(patterns: &[String]) -> anyhow::Result<Vec<PathBuf>> {
 
 /// A file's bytes, decompressed by extension (`.gz`, `.zst`); `-` is standard input, as it comes.
 pub fn read_file(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    open(path)?.read_to_end(&mut out).with_context(|| format!("reading {}", path.display()))?;
+    Ok(out)
+}
+
+/// A file as a stream, decompressed by extension (`.gz`, `.zst`); `-` is standard input.
+pub fn open(path: &Path) -> anyhow::Result<Box<dyn BufRead>> {
+    const BUFFER: usize = 1 << 16;
     if path == Path::new("-") {
-        let mut out = Vec::new();
-        std::io::stdin().lock().read_to_end(&mut out).context("reading standard input")?;
-        return Ok(out);
+        return Ok(Box::new(std::io::BufReader::with_capacity(BUFFER, std::io::stdin())));
     }
     let file = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
-    let mut out = Vec::new();
-    match path.extension().and_then(|e| e.to_str()) {
-        Some("gz") => flate2::read::MultiGzDecoder::new(file).read_to_end(&mut out),
-        Some("zst") => zstd::stream::read::Decoder::new(file)?.read_to_end(&mut out),
-        _ => std::io::BufReader::new(file).read_to_end(&mut out),
-    }
-    .with_context(|| format!("reading {}", path.display()))?;
-    Ok(out)
+    Ok(match path.extension().and_then(|e| e.to_str()) {
+        Some("gz") => Box::new(std::io::BufReader::with_capacity(BUFFER, flate2::read::MultiGzDecoder::new(file))),
+        Some("zst") => Box::new(std::io::BufReader::with_capacity(
+            BUFFER,
+            zstd::stream::read::Decoder::new(file).with_context(|| format!("{}", path.display()))?,
+        )),
+        _ => Box::new(std::io::BufReader::with_capacity(BUFFER, file)),
+    })
 }
 
 /// The dataset a file name implies, looking through a compression extension.
@@ -463,7 +462,14 @@ pub fn run(settings: &Settings, options: &Options) -> anyhow::Result<(Summary, R
         Source::Kafka { topic } => vec![(format!("kafka:{}", topic.clone().unwrap_or_default()), 0)],
     };
     let run_id = run_id(options, &inputs, &rules);
-    let analyser = Analyser { ctx: settings.parse_context(), enricher: &enricher, rules: &rules, detect, as_of };
+    let analyser = Analyser {
+        ctx: settings.parse_context(),
+        enricher: &enricher,
+        rules: &rules,
+        detect,
+        as_of,
+        serialize: options.enriched_out.is_some(),
+    };
     let mut engine = Engine {
         out: AlertOut::open(settings, options.alerts_out.as_deref())?,
         enriched: match options.enriched_out.as_deref() {
@@ -475,17 +481,18 @@ pub fn run(settings: &Settings, options: &Options) -> anyhow::Result<(Summary, R
         },
         hunt: Hunt::default(),
         summary: Summary { run_id: run_id.clone(), ..Summary::default() },
-        workers: HashMap::new(),
         run_id,
     };
     match &options.source {
-        Source::Files(_) => replay_files(&mut engine, &analyser, options, &inputs)?,
+        Source::Files(_) => {
+            let workers = settings.pipeline.worker_count();
+            replay_files(&mut engine, &analyser, options, &inputs, workers)?
+        }
         Source::Kafka { topic } => {
             let topic = topic.clone().unwrap_or_else(|| settings.kafka.input_topics[0].clone());
             replay_kafka(&mut engine, &analyser, settings, options, &topic)?
         }
     }
-    engine.finish_workers()?;
     if let Some(metrics) = &options.metrics {
         replay_metrics(&mut engine, settings, options, metrics)?;
     }
@@ -530,36 +537,33 @@ fn directory_appliance(path: &Path) -> Option<String> {
 }
 
 /// Files: every record parsed once to learn its appliance and time, then replayed in event-time order
-/// per appliance (ties in file and line order).
+/// (ties in appliance, file and line order), each appliance's records by one worker thread with the
+/// appliance's detection state. Files are read as streams and ordered by an external merge sort
+/// ([`order`]), so memory stays within `sort_memory` plus the engine's whatever the input.
 fn replay_files(
     engine: &mut Engine,
     analyser: &Analyser<'_>,
     options: &Options,
     inputs: &[(String, u64)],
+    workers: usize,
 ) -> anyhow::Result<()> {
-    struct Item {
-        host: String,
-        at: DateTime<Utc>,
-        file: usize,
-        line: usize,
-        text: String,
-    }
     // A record is read against the end of the replay window, else its file's modification time: never
     // the wall clock, so a replay's output does not depend on the day it runs.
     let mut clocks = Vec::new();
-    let mut items = Vec::new();
     let mut hints = Vec::new();
-    let mut dirs = Vec::new();
+    let mut sorter = order::Sorter::new(options.sort_memory, std::env::temp_dir());
+    // Records per appliance, to spread the appliances over the threads.
+    let mut sizes: HashMap<String, u64> = HashMap::new();
     for (i, (name, _)) in inputs.iter().enumerate() {
         let path = Path::new(name);
-        let bytes = read_file(path)?;
-        let text = String::from_utf8_lossy(&bytes);
         let hint = hint_for(path);
         let received = options.to.or_else(|| reader::file_clock(path)).unwrap_or_else(Utc::now);
         clocks.push(received);
         hints.push(hint);
-        dirs.push(directory_appliance(path));
-        for record in reader::records(&text) {
+        let dir = directory_appliance(path);
+        let mut stream = reader::Stream::new(open(path)?);
+        let mut record = reader::Record::default();
+        while stream.next_into(&mut record).with_context(|| format!("reading {name}"))? {
             match parse::parse(record.text.as_bytes(), received, &analyser.ctx, hint) {
                 // A record without a time of its own (an httperror line) is dated by the replay, and
                 // belongs to it whatever the range.
@@ -567,17 +571,19 @@ fn replay_files(
                     if event.timestamp_source == TimestampSource::Record
                         || (event.timestamp >= options.from && options.to.is_none_or(|to| event.timestamp < to)) =>
                 {
-                    items.push(Item {
-                        host: event
-                            .appliance()
-                            .map(str::to_owned)
-                            .or_else(|| dirs[i].clone())
-                            .unwrap_or_else(|| "-".into()),
-                        at: event.timestamp,
-                        file: i,
-                        line: record.line,
-                        text: record.text.to_owned(),
-                    })
+                    let host =
+                        event.appliance().map(str::to_owned).or_else(|| dir.clone()).unwrap_or_else(|| "-".into());
+                    let at = event.timestamp;
+                    match sizes.get_mut(&host) {
+                        Some(n) => *n += 1,
+                        None => {
+                            sizes.insert(host.clone(), 1);
+                        }
+                    }
+                    let text = std::mem::take(&mut record.text);
+                    sorter
+                        .push(order::Item { host, at, file: i as u32, line: record.line as u64, text })
+                        .context("ordering the records")?;
                 }
                 Ok(_) => {}
                 Err(_) => {
@@ -587,20 +593,154 @@ fn replay_files(
             }
         }
     }
-    items.sort_by(|a, b| (&a.host, a.at, a.file, a.line).cmp(&(&b.host, b.at, b.file, b.line)));
-    let bar = progress_bar(options, items.len() as u64);
-    for (n, item) in items.iter().enumerate() {
-        let origin = Origin::File { file: &inputs[item.file].0, line: item.line };
-        let appliance = (item.host != "-").then_some(item.host.as_str());
-        let received = clocks[item.file];
-        engine.record(analyser, &item.host, item.text.as_bytes(), received, hints[item.file], origin, appliance)?;
-        if n % 1024 == 0 {
-            bar.set_position(n as u64);
-            bar.set_message(format!("{} at {}", item.host, rfc3339(item.at)));
-        }
+    let (ordered, stats) = sorter.finish().context("ordering the records")?;
+    engine.summary.sort_runs = stats.runs;
+    let files = Files { names: inputs, clocks: &clocks, hints: &hints };
+    let flushed = process_in_order(engine, analyser, options, &files, ordered, &sizes, workers)?;
+    engine.finish_workers(flushed)
+}
+
+/// What the records of a file replay need from their file.
+struct Files<'a> {
+    names: &'a [(String, u64)],
+    clocks: &'a [DateTime<Utc>],
+    hints: &'a [Option<Dataset>],
+}
+
+/// Appliance → thread: the largest appliances first, each to the thread with the fewest records so far
+/// (ties to the lower thread), so the threads finish together as far as the appliances allow. The output
+/// does not depend on it: each appliance's records stay in order on one thread, and what they give is
+/// written in the merge's order.
+fn spread(sizes: &HashMap<String, u64>, workers: usize) -> HashMap<String, usize> {
+    let mut by_size: Vec<(&String, u64)> = sizes.iter().map(|(h, n)| (h, *n)).collect();
+    by_size.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    let mut load = vec![0u64; workers.max(1)];
+    let mut out = HashMap::new();
+    for (host, n) in by_size {
+        let thread = (0..load.len()).min_by_key(|t| load[*t]).expect("at least one thread");
+        load[thread] += n;
+        out.insert(host.clone(), thread);
     }
+    out
+}
+
+/// Records handed to the worker threads at once: consecutive in the merge's order, split by thread.
+const CHUNK: usize = 512;
+/// Most chunks dispatched and not yet written out: bounds the memory of a replay's reordering whatever
+/// the speed of each thread.
+const OUTSTANDING_CHUNKS: usize = 16;
+
+/// The ordered records through `workers` threads: each appliance's records go to one thread (its
+/// detection state lives there), in order; what they give is written out in the merge's order, so the
+/// output is the same for any number of threads. Returns what each appliance's detection state still
+/// held at the end.
+fn process_in_order(
+    engine: &mut Engine,
+    analyser: &Analyser<'_>,
+    options: &Options,
+    files: &Files<'_>,
+    ordered: order::Merge,
+    sizes: &HashMap<String, u64>,
+    workers: usize,
+) -> anyhow::Result<Vec<(String, Vec<Alert>)>> {
+    enum Out {
+        Records(Vec<(u64, Option<Analysed>)>),
+        Flushed(Vec<(String, Vec<Alert>)>),
+    }
+    let workers = workers.max(1);
+    let bar = progress_bar(options, sizes.values().sum());
+    let mut flushed = Vec::new();
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let (out_tx, out_rx) = std::sync::mpsc::sync_channel::<Out>(OUTSTANDING_CHUNKS * workers);
+        // A token per chunk between dispatch and write-out.
+        let (token_tx, token_rx) = std::sync::mpsc::sync_channel::<()>(OUTSTANDING_CHUNKS);
+        let mut inputs = Vec::new();
+        let mut threads = Vec::new();
+        for _ in 0..workers {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<(u64, order::Item)>>(OUTSTANDING_CHUNKS);
+            let out_tx = out_tx.clone();
+            inputs.push(tx);
+            threads.push(scope.spawn(move || {
+                let mut states: HashMap<String, Worker> = HashMap::new();
+                for part in rx {
+                    let mut results = Vec::with_capacity(part.len());
+                    for (seq, item) in part {
+                        if !states.contains_key(&item.host) {
+                            states.insert(item.host.clone(), Worker::new(Publish::Final));
+                        }
+                        let state = states.get_mut(&item.host).expect("inserted above");
+                        let file = item.file as usize;
+                        let origin = Origin::File { file: &files.names[file].0, line: item.line as usize };
+                        let appliance = (item.host != "-").then_some(item.host.as_str());
+                        let (received, hint) = (files.clocks[file], files.hints[file]);
+                        results.push((
+                            seq,
+                            analyser.analyse(state, item.text.as_bytes(), received, hint, origin, appliance),
+                        ));
+                    }
+                    if out_tx.send(Out::Records(results)).is_err() {
+                        return; // the writer stopped on an error
+                    }
+                }
+                let _ = out_tx.send(Out::Flushed(states.into_iter().map(|(h, mut w)| (h, w.flush_all())).collect()));
+            }));
+        }
+        drop(out_tx);
+        let reader = scope.spawn(move || -> anyhow::Result<()> {
+            let thread_of = spread(sizes, workers);
+            let mut ordered = ordered.enumerate().peekable();
+            while ordered.peek().is_some() {
+                let mut parts: Vec<Vec<(u64, order::Item)>> = (0..workers).map(|_| Vec::new()).collect();
+                for (seq, item) in ordered.by_ref().take(CHUNK) {
+                    let item = item.context("ordering the records")?;
+                    parts[thread_of.get(&item.host).copied().unwrap_or(0)].push((seq as u64, item));
+                }
+                if token_tx.send(()).is_err() {
+                    return Ok(()); // the writer stopped on an error
+                }
+                for (thread, part) in parts.into_iter().enumerate().filter(|(_, p)| !p.is_empty()) {
+                    if inputs[thread].send(part).is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+            Ok(())
+        });
+        let mut next = 0u64;
+        let mut waiting = BTreeMap::new();
+        let mut written = Ok(());
+        'out: for out in out_rx {
+            match out {
+                Out::Records(results) => {
+                    waiting.extend(results);
+                    while let Some(analysed) = waiting.remove(&next) {
+                        if next.is_multiple_of(CHUNK as u64) {
+                            let _ = token_rx.recv();
+                            bar.set_position(next);
+                            if let Some(a) = &analysed {
+                                bar.set_message(format!("{} at {}", a.host, rfc3339(a.at)));
+                            }
+                        }
+                        next += 1;
+                        written = engine.apply(analysed);
+                        if written.is_err() {
+                            break 'out;
+                        }
+                    }
+                }
+                Out::Flushed(states) => flushed.extend(states),
+            }
+        }
+        drop(token_rx);
+        let read = reader.join().map_err(|_| anyhow!("the replay reader panicked"))?;
+        for thread in threads {
+            thread.join().map_err(|_| anyhow!("a replay worker panicked"))?;
+        }
+        written?;
+        read
+    })?;
     bar.finish_and_clear();
-    Ok(())
+    Ok(flushed)
 }
 
 /// Kafka: an ephemeral group (never committed); every partition read from its offset for `from` to the
@@ -666,7 +806,7 @@ fn replay_kafka(
     /// What a partition thread sends: per record read, its timestamp and, when in range, what it gave;
     /// at its end, the alerts its detection state still held.
     enum Step {
-        Read(i32, Option<DateTime<Utc>>, Option<Option<Analysed>>),
+        Read(i32, Option<DateTime<Utc>>, Option<Option<Box<Analysed>>>),
         Done(Vec<Alert>),
     }
     let (tx, rx) = std::sync::mpsc::sync_channel::<Step>(4096);
@@ -707,7 +847,7 @@ fn replay_kafka(
                     let analysed = ts.filter(|t| *t >= options.from && options.to.is_none_or(|to| *t < to)).map(|t| {
                         let origin = Origin::Kafka(SourceRef { topic, partition: p, offset });
                         let payload = message.payload().unwrap_or_default();
-                        analyser.analyse(&mut worker, payload, t, hint, origin, None)
+                        analyser.analyse(&mut worker, payload, t, hint, origin, None).map(Box::new)
                     });
                     if tx.send(Step::Read(p, ts, analysed)).is_err() {
                         return Ok(()); // the main thread stopped on an error
@@ -727,7 +867,7 @@ fn replay_kafka(
                     if let Some(t) = ts {
                         bar.set_message(format!("partition {p} at {}", rfc3339(t)));
                     }
-                    analysed.map_or(Ok(()), |a| engine.apply(a))
+                    analysed.map_or(Ok(()), |a| engine.apply(a.map(|a| *a)))
                 }
                 Step::Done(alerts) => engine.publish(alerts),
             };

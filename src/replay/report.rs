@@ -325,33 +325,60 @@ fn time(doc: &Json, dotted: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(path(doc, dotted)?.as_str()?).ok().map(|t| t.with_timezone(&Utc))
 }
 
-impl Hunt {
-    /// An enriched event: remembers sessions and back-end connections of its appliance.
-    pub fn event(&mut self, doc: &Map<String, Json>, at: DateTime<Utc>) {
-        let Some(host) = field_text(doc, "observer.hostname") else { return };
-        let a = self.appliances.entry(host).or_default();
-        a.last_seen = Some(a.last_seen.map_or(at, |l| l.max(at)));
-        a.timeline.saw(at);
+/// What the report takes from one enriched event: its appliance and time, the account active in it
+/// and the back-end it connected to. Taken where the event was processed, so the document need not
+/// travel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sighting {
+    host: String,
+    at: DateTime<Utc>,
+    session: Option<Seen>,
+    backend: Option<Connection>,
+}
+
+impl Sighting {
+    /// `None` for an event of no appliance.
+    pub fn of(doc: &Map<String, Json>, at: DateTime<Utc>) -> Option<Sighting> {
+        let host = field_text(doc, "observer.hostname")?;
         // Accounts of people and administrators (gateway sessions, AAA, CLI/GUI/API); the local users of
         // the appliance's own shell and cron records (nobody, root) are not accounts to reset.
         let dataset = field_text(doc, "event.dataset").unwrap_or_default();
         let local = dataset.ends_with(".shell") || dataset.ends_with(".cron");
         let user = field_text(doc, "user.name").filter(|u| !u.is_empty() && u != "-" && !local);
-        if let Some(user) = &user {
-            if a.sessions.len() < MAX_ACTIVITY {
-                let session = field_text(doc, "citrix_adc.log.session_id");
-                let client = field_text(doc, "client.ip").or_else(|| field_text(doc, "source.ip"));
-                a.sessions.push((at, user.clone(), session, client));
-            }
-        }
+        let session = user.clone().map(|user| {
+            let session = field_text(doc, "citrix_adc.log.session_id");
+            let client = field_text(doc, "client.ip").or_else(|| field_text(doc, "source.ip"));
+            (at, user, session, client)
+        });
         // Connections through the gateway (SSLVPN TCP/UDP/HTTP, TCP CONN records): the back-end side.
         let feature = field_text(doc, "citrix_adc.log.feature").unwrap_or_default();
-        if matches!(feature.as_str(), "SSLVPN" | "TCP" | "ICA") {
-            if let Some(ip) = field_text(doc, "destination.ip") {
-                if a.backends.len() < MAX_ACTIVITY {
-                    let port = field(doc, "destination.port").and_then(Json::as_u64);
-                    a.backends.push((at, ip, port, user));
-                }
+        let backend = if matches!(feature.as_str(), "SSLVPN" | "TCP" | "ICA") {
+            field_text(doc, "destination.ip").map(|ip| {
+                let port = field(doc, "destination.port").and_then(Json::as_u64);
+                (at, ip, port, user)
+            })
+        } else {
+            None
+        };
+        Some(Sighting { host, at, session, backend })
+    }
+}
+
+impl Hunt {
+    /// An enriched event's sighting: remembers sessions and back-end connections of its appliance.
+    pub fn event(&mut self, sighting: Sighting) {
+        let Sighting { host, at, session, backend } = sighting;
+        let a = self.appliances.entry(host).or_default();
+        a.last_seen = Some(a.last_seen.map_or(at, |l| l.max(at)));
+        a.timeline.saw(at);
+        if let Some(session) = session {
+            if a.sessions.len() < MAX_ACTIVITY {
+                a.sessions.push(session);
+            }
+        }
+        if let Some(backend) = backend {
+            if a.backends.len() < MAX_ACTIVITY {
+                a.backends.push(backend);
             }
         }
     }
