@@ -9,7 +9,7 @@ use std::path::Path;
 
 use chrono::{TimeZone, Utc};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use gatewatch::config::{FeedSettings, Settings};
+use gatewatch::config::{FeedSettings, GeoRole, Settings};
 use gatewatch::ecs::{event_map, SourceRef};
 use gatewatch::enrich::feeds::Format;
 use gatewatch::enrich::Enricher;
@@ -47,9 +47,8 @@ fn bench(c: &mut Criterion) {
         let path = dir.path().join("feed.csv");
         std::fs::write(&path, ioc_gen::csv_feed(n)).unwrap();
         let mut settings = Settings::default();
-        settings.enrich.geoip.roles = vec!["source".into(), "client".into(), "destination".into(), "server".into()];
-        settings.enrich.ioc.feeds =
-            vec![FeedSettings { name: "gen".into(), path: path.display().to_string(), format: Format::Csv }];
+        settings.enrich.geoip.roles = vec![GeoRole::Source, GeoRole::Client, GeoRole::Destination, GeoRole::Server];
+        settings.enrich.ioc.feeds = vec![FeedSettings { name: "gen".into(), path: path.clone(), format: Format::Csv }];
         let (enricher, _) = Enricher::load(&settings, true).unwrap();
         group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
             b.iter(|| {

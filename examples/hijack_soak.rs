@@ -35,7 +35,7 @@ fn main() {
     let n: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut settings = Settings::default();
-    settings.enrich.geoip.asn_db = root.join(".tools/geoip/GeoLite2-ASN.mmdb").display().to_string();
+    settings.enrich.geoip.asn_db = Some(root.join(".tools/geoip/GeoLite2-ASN.mmdb"));
     let (enricher, _) = Enricher::load(&settings, true).expect("the ASN database (scripts/setup.sh) loads");
     let options = settings.detect.options();
     let (rules, errors) = RuleSet::load(&[root.join("rules")], &options);

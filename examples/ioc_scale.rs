@@ -28,8 +28,7 @@ fn main() {
     std::fs::write(&path, ioc_gen::csv_feed(n)).expect("write feed");
     let file_mib = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) as f64 / 1048576.0;
     let mut settings = Settings::default();
-    settings.enrich.ioc.feeds =
-        vec![FeedSettings { name: "gen".into(), path: path.display().to_string(), format: Format::Csv }];
+    settings.enrich.ioc.feeds = vec![FeedSettings { name: "gen".into(), path: path.clone(), format: Format::Csv }];
     let before = rss_kib("VmRSS:");
     let start = Instant::now();
     let (enricher, events) = Enricher::load(&settings, true).expect("feed loads");

@@ -59,6 +59,8 @@ struct Owned {
 
 struct Changelog {
     settings: DetectSettings,
+    /// `detect.state_topic`.
+    topic: String,
     restorer: BaseConsumer<RestoreContext>,
     max_bytes: usize,
     /// Records one partition may hold before processing waits for a snapshot (the ledger's bound).
@@ -77,16 +79,16 @@ impl PartitionStates {
     /// With `detect.state_topic` empty the state is memory only: records go to the ledger at once.
     pub fn new(settings: &Settings) -> Result<PartitionStates, KafkaError> {
         let d = &settings.detect;
-        let changelog = if d.state_topic.is_empty() {
-            None
-        } else {
-            Some(Changelog {
+        let changelog = match &d.state_topic {
+            None => None,
+            Some(topic) => Some(Changelog {
                 settings: d.clone(),
+                topic: topic.clone(),
                 restorer: crate::changelog::restorer(settings, "detect-restore")?,
                 max_bytes: settings.output.max_message_bytes.as_u64() as usize,
                 max_held: settings.pipeline.max_in_flight_per_partition.max(d.snapshot_every),
                 stop_wait: settings.pipeline.shutdown_timeout / 2,
-            })
+            }),
         };
         Ok(PartitionStates { partitions: HashMap::new(), changelog })
     }
@@ -251,7 +253,7 @@ impl PartitionStates {
 impl Changelog {
     fn partition<'a>(&'a self, partition: i32) -> StatePartition<'a> {
         StatePartition {
-            topic: &self.settings.state_topic,
+            topic: &self.topic,
             partition,
             key: "detect.state_topic",
             partitioned_like: "kafka.input_topics",

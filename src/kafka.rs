@@ -43,8 +43,8 @@ pub fn connection_options(k: &KafkaSettings) -> Vec<(&'static str, String)> {
         ("ssl.certificate.location", &k.ssl_certificate_file),
         ("ssl.key.location", &k.ssl_key_file),
     ] {
-        if !path.is_empty() {
-            out.push((key, path.clone()));
+        if let Some(path) = path {
+            out.push((key, path.display().to_string()));
         }
     }
     out
@@ -140,9 +140,7 @@ pub fn check_build(settings: &Settings) -> Result<(), ConfigError> {
         ("kafka.ssl_certificate_file", &k.ssl_certificate_file, "-----BEGIN CERTIFICATE-----"),
         ("kafka.ssl_key_file", &k.ssl_key_file, "PRIVATE KEY-----"),
     ] {
-        if path.is_empty() {
-            continue;
-        }
+        let Some(path) = path else { continue };
         let text = std::fs::read(path).map_err(|e| invalid(key, format!("{path:?}"), format!("unreadable: {e}")))?;
         if !String::from_utf8_lossy(&text).contains(marker) {
             return Err(invalid(key, format!("{path:?}"), format!("is not a PEM file (no {marker:?} in it)")));
@@ -233,10 +231,9 @@ fn refusal(k: &KafkaSettings, code: Option<RDKafkaErrorCode>, reason: &str) -> O
     // A refused client certificate shows after the handshake (TLS 1.3), as a transport failure.
     if code == Some(RDKafkaErrorCode::SSL) || lower.contains("ssl handshake failed") || lower.contains("ssl routines") {
         if lower.contains("certificate verify failed") || lower.contains("could not be verified") {
-            let ca = if k.ssl_ca_file.is_empty() {
-                "(the system's roots)".to_owned()
-            } else {
-                format!("{:?}", k.ssl_ca_file)
+            let ca = match &k.ssl_ca_file {
+                None => "(the system's roots)".to_owned(),
+                Some(path) => format!("{path:?}"),
             };
             return Some(Problem::new(
                 format!("kafka.ssl_ca_file = {ca}"),
@@ -275,22 +272,17 @@ pub struct Connected {
 fn named_topics(settings: &Settings) -> Vec<(String, String, bool)> {
     let mut out: Vec<(String, String, bool)> =
         settings.kafka.input_topics.iter().map(|t| ("kafka.input_topics".to_owned(), t.clone(), true)).collect();
-    let o = &settings.output;
-    for (key, topic) in [
-        ("output.enriched_topic", &o.enriched_topic),
-        ("output.alerts_topic", &o.alerts_topic),
-        ("output.dlq_topic", &o.dlq_topic),
-    ] {
-        out.push((key.to_owned(), topic.clone(), false));
+    for (key, topic) in settings.output.topics() {
+        out.push((key.to_owned(), topic.to_owned(), false));
     }
     let b = &settings.baseline;
-    if !b.metrics_topic.is_empty() {
-        out.push(("baseline.metrics_topic".to_owned(), b.metrics_topic.clone(), true));
+    if let Some(metrics) = &b.metrics_topic {
+        out.push(("baseline.metrics_topic".to_owned(), metrics.clone(), true));
         // The state topic is written, and read back when a partition is assigned.
         out.push(("baseline.state_topic".to_owned(), b.state_topic.clone(), true));
     }
-    if !settings.detect.state_topic.is_empty() {
-        out.push(("detect.state_topic".to_owned(), settings.detect.state_topic.clone(), true));
+    if let Some(state) = &settings.detect.state_topic {
+        out.push(("detect.state_topic".to_owned(), state.clone(), true));
     }
     out
 }
@@ -440,7 +432,7 @@ mod tests {
 
     #[test]
     fn refusals_name_the_setting_behind_them() {
-        let k = KafkaSettings { ssl_ca_file: "/etc/ca.pem".into(), ..KafkaSettings::default() };
+        let k = KafkaSettings { ssl_ca_file: Some("/etc/ca.pem".into()), ..KafkaSettings::default() };
         let ssl = refusal(
             &k,
             Some(RDKafkaErrorCode::SSL),

@@ -158,7 +158,7 @@ fn main() -> ExitCode {
                 }
             };
             let report = gatewatch::detect::examples::run(
-                &settings.detect.dirs(),
+                &settings.detect.rules_dirs,
                 &settings.detect.options(),
                 &settings.parse_context(),
                 Some(&enricher),
@@ -184,7 +184,7 @@ fn main() -> ExitCode {
         }
         Command::Check { connect } => {
             let (rules, rule_errors) =
-                gatewatch::detect::RuleSet::load(&settings.detect.dirs(), &settings.detect.options());
+                gatewatch::detect::RuleSet::load(&settings.detect.rules_dirs, &settings.detect.options());
             if !rule_errors.is_empty() {
                 for error in &rule_errors {
                     eprintln!("gatewatch: {error}");
@@ -205,9 +205,9 @@ fn main() -> ExitCode {
                 }
             };
             println!(
-                "enrichment ok: city db {:?}, asn db {:?}, {} feeds, {} indicators",
-                settings.enrich.geoip.city_db,
-                settings.enrich.geoip.asn_db,
+                "enrichment ok: city db {}, asn db {}, {} feeds, {} indicators",
+                off_or(&settings.enrich.geoip.city_db),
+                off_or(&settings.enrich.geoip.asn_db),
                 settings.enrich.ioc.feeds.len(),
                 enricher.indicator_count()
             );
@@ -405,12 +405,12 @@ fn run(settings: Settings) -> anyhow::Result<Outcome> {
             }
         }
     })?;
-    let (rules, rule_errors) = RuleSet::load(&settings.detect.dirs(), &settings.detect.options());
+    let (rules, rule_errors) = RuleSet::load(&settings.detect.rules_dirs, &settings.detect.options());
     report_rules(&metrics, &health, &rules, rule_errors);
     let rules = Arc::new(arc_swap::ArcSwap::from_pointee(rules));
     let (rules_reloader, rules_metrics, rules_stop) = (rules.clone(), metrics.clone(), stop.clone());
     let rules_health = health.clone();
-    let (rule_dirs, rule_options) = (settings.detect.dirs(), settings.detect.options());
+    let (rule_dirs, rule_options) = (settings.detect.rules_dirs.clone(), settings.detect.options());
     std::thread::Builder::new().name("gatewatch-rules".into()).spawn(move || {
         let mut stamp = rules_stamp(&rule_dirs);
         let mut waited = Duration::ZERO;
@@ -524,6 +524,11 @@ fn preflight(settings: &Settings) -> anyhow::Result<()> {
 }
 
 /// A time on the command line: RFC 3339, or a date (midnight UTC).
+/// An optional path as `check` reports it: quoted, or `off`.
+fn off_or(path: &Option<PathBuf>) -> String {
+    path.as_ref().map_or_else(|| "off".to_owned(), |p| format!("{p:?}"))
+}
+
 fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Ok(t.with_timezone(&Utc));

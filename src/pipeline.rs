@@ -134,7 +134,7 @@ impl Pipeline {
         let mut records_in: HashMap<String, Counter> = HashMap::new();
         tracing::info!(
             topics = ?self.settings.kafka.input_topics,
-            metrics = %self.settings.baseline.metrics_topic,
+            metrics = ?self.settings.baseline.metrics_topic,
             group = %self.settings.kafka.group_id,
             "consuming"
         );

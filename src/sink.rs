@@ -111,6 +111,8 @@ impl Sink {
         }
         let o = &settings.output;
         let counter = |topic: &str| metrics.records_out.get_or_create(&Metrics::topic(topic)).clone();
+        // Without a state topic no detection state is produced; its counter stays at zero.
+        let detect_state_topic = settings.detect.state_topic.clone().unwrap_or_default();
         Ok(Sink {
             producer,
             delivered: [
@@ -118,13 +120,13 @@ impl Sink {
                 counter(&o.alerts_topic),
                 counter(&o.dlq_topic),
                 counter(&settings.baseline.state_topic),
-                counter(&settings.detect.state_topic),
+                counter(&detect_state_topic),
             ],
             enriched_topic: o.enriched_topic.clone(),
             alerts_topic: o.alerts_topic.clone(),
             dlq_topic: o.dlq_topic.clone(),
             state_topic: settings.baseline.state_topic.clone(),
-            detect_state_topic: settings.detect.state_topic.clone(),
+            detect_state_topic,
         })
     }
 

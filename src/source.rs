@@ -186,8 +186,8 @@ pub fn consumer_config(settings: &Settings) -> ClientConfig {
 pub fn subscribe(settings: &Settings, context: SourceContext) -> KafkaResult<InputConsumer> {
     let consumer: InputConsumer = consumer_config(settings).create_with_context(context)?;
     let mut topics: Vec<&str> = settings.kafka.input_topics.iter().map(String::as_str).collect();
-    if !settings.baseline.metrics_topic.is_empty() {
-        topics.push(&settings.baseline.metrics_topic);
+    if let Some(metrics) = &settings.baseline.metrics_topic {
+        topics.push(metrics);
     }
     consumer.subscribe(&topics)?;
     Ok(consumer)

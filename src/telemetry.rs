@@ -51,11 +51,10 @@ fn otlp_path(endpoint: &str, signal: &str) -> String {
 /// (the gRPC exporter needs it).
 pub fn init(settings: &Settings, metrics: &Metrics) -> Result<Telemetry, TelemetryError> {
     let t = &settings.telemetry;
-    let error = |reason: String| TelemetryError { endpoint: t.otlp_endpoint.clone(), reason };
     let mut telemetry = Telemetry::default();
     let mut tracer = None;
-    if !t.otlp_endpoint.is_empty() {
-        let endpoint = t.otlp_endpoint.as_str();
+    if let Some(endpoint) = t.otlp_endpoint.as_deref() {
+        let error = |reason: String| TelemetryError { endpoint: endpoint.to_owned(), reason };
         let (span_exporter, metric_exporter) = match t.otlp_protocol {
             OtlpProtocol::Http => (
                 opentelemetry_otlp::SpanExporter::builder()
@@ -93,8 +92,7 @@ pub fn init(settings: &Settings, metrics: &Metrics) -> Result<Telemetry, Telemet
         observe(&meters, metrics);
         telemetry.meters = Some(meters);
     }
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&settings.log.level));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| settings.log.level.filter());
     let otel = tracer.map(|tracer| tracing_opentelemetry::layer().with_tracer(tracer));
     let registry = tracing_subscriber::registry().with(filter).with(otel);
     // Every line goes through the secret scrubber (see `secrets`).

@@ -49,6 +49,34 @@ fn check_rejects_a_wrong_type_naming_the_key() {
 }
 
 #[test]
+fn check_names_the_key_of_an_invalid_enum_value_zone_or_filter() {
+    for (file, env, key, value) in [
+        ("[kafka]\nstart_from = \"middle\"\n", vec![], "kafka.start_from", "middle"),
+        ("[parse]\ntimezone = \"Mars/Olympus\"\n", vec![], "parse.timezone", "Mars/Olympus"),
+        ("[devices.vpx1]\ntimezone = \"CEST\"\n", vec![], "devices.vpx1.timezone", "CEST"),
+        ("[enrich.geoip]\nroles = [\"source\", \"satellite\"]\n", vec![], "enrich.geoip.roles", "satellite"),
+        ("[parse.topic_datasets]\n\"adc.files\" = \"apache\"\n", vec![], "parse.topic_datasets.adc.files", "apache"),
+        ("", vec![("GATEWATCH__LOG__LEVEL", "gatewatch=loud")], "log.level", "gatewatch=loud"),
+        ("", vec![("GATEWATCH__TELEMETRY__OTLP_PROTOCOL", "smoke")], "telemetry.otlp_protocol", "smoke"),
+    ] {
+        let out = check_with(file, &env);
+        assert!(!out.status.success(), "{file}{env:?} was accepted");
+        let said = text(&out);
+        assert!(said.contains(key) && said.contains(value), "{file}{env:?}: {said}");
+    }
+}
+
+#[test]
+fn an_empty_value_turns_an_optional_setting_off() {
+    let out = check_with(
+        "[enrich.geoip]\ncity_db = \"\"\n",
+        &[("GATEWATCH__BASELINE__METRICS_TOPIC", ""), ("GATEWATCH__TELEMETRY__OTLP_ENDPOINT", "")],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("city db off"), "{}", text(&out));
+}
+
+#[test]
 fn check_rejects_a_missing_file_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let out = gatewatch(dir.path(), &["check", "--config", "does-not-exist.toml"], &[]);

@@ -37,8 +37,9 @@ fn login_from(ip: &str) -> String {
 
 fn geo_settings(city: &Path, asn: &Path) -> Settings {
     let mut s = Settings::default();
-    s.enrich.geoip.city_db = city.display().to_string();
-    s.enrich.geoip.asn_db = asn.display().to_string();
+    // An empty path leaves that database off.
+    s.enrich.geoip.city_db = (!city.as_os_str().is_empty()).then(|| city.to_path_buf());
+    s.enrich.geoip.asn_db = (!asn.as_os_str().is_empty()).then(|| asn.to_path_buf());
     s
 }
 
@@ -131,7 +132,7 @@ fn replacing_a_database_changes_results_without_a_restart_and_a_broken_one_is_re
 }
 
 fn feed(name: &str, path: &Path, format: Format) -> FeedSettings {
-    FeedSettings { name: name.into(), path: path.display().to_string(), format }
+    FeedSettings { name: name.into(), path: path.to_path_buf(), format }
 }
 
 const CSV: &str = "type,value,source,confidence,first_seen,last_seen,expires,tags\n\

@@ -110,7 +110,8 @@ fn settings(ca_file: &str, password: &str) -> NitroSettings {
     NitroSettings {
         username: "nsroot".into(),
         password: password.into(),
-        ca_file: ca_file.into(),
+        // An empty path: no CA file, the system's roots.
+        ca_file: (!ca_file.is_empty()).then(|| ca_file.into()),
         timeout: Duration::from_secs(5),
         ..NitroSettings::default()
     }
@@ -135,7 +136,7 @@ fn counters_become_fractions_and_not_available_is_left_out() {
     // Every counter unavailable: no sample at all rather than an empty one.
     let na = "4294967295";
     let (url, _) = appliance(with_credentials(stat(na, na, na, na)));
-    let s = NitroSettings { tls_verify: false, ca_file: String::new(), ..s };
+    let s = NitroSettings { tls_verify: false, ca_file: None, ..s };
     let error = nitro::poll(&nitro::agent(&s).unwrap(), &url, &s).unwrap_err();
     assert_eq!(error.code(), "bad_response", "{error}");
 }
@@ -147,7 +148,7 @@ fn wrong_password_is_an_authentication_failure() {
     let (ca_file, secret) = (dir.path().join("ca.pem"), dir.path().join("password"));
     std::fs::write(&ca_file, ca).unwrap();
     std::fs::write(&secret, "wrong\n").unwrap();
-    let s = NitroSettings { password_file: secret.to_str().unwrap().into(), ..settings(ca_file.to_str().unwrap(), "") };
+    let s = NitroSettings { password_file: Some(secret.clone()), ..settings(ca_file.to_str().unwrap(), "") };
     let error = nitro::poll(&nitro::agent(&s).unwrap(), &url, &s).unwrap_err();
     assert_eq!(error, PollError::Auth("Invalid username or password".into()));
     // The secret file is read on every poll: a rotated password is picked up without a restart.

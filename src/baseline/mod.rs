@@ -206,6 +206,20 @@ pub struct Observation {
     pub replayed: bool,
 }
 
+impl crate::config::Direction {
+    /// Whether `observed` deviates in this direction from `expected` by at least `min`, and leaves the
+    /// band `low..=high` on that side.
+    pub fn deviates(self, observed: f64, expected: f64, low: f64, high: f64, min: f64) -> bool {
+        let up = observed - expected >= min && observed > high;
+        let down = expected - observed >= min && observed < low;
+        match self {
+            crate::config::Direction::Up => up,
+            crate::config::Direction::Down => down,
+            crate::config::Direction::Both => up || down,
+        }
+    }
+}
+
 /// The series of one metrics partition, and which of them changed since the last snapshot.
 pub struct Partition {
     series: HashMap<String, SeriesState>,

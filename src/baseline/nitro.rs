@@ -59,9 +59,8 @@ const AUTH_ERRORCODES: [i64; 4] = [354, 444, 1049, 2138];
 pub fn agent(settings: &NitroSettings) -> anyhow::Result<ureq::Agent> {
     use ureq::tls::{Certificate, RootCerts, TlsConfig};
     let mut tls = TlsConfig::builder().disable_verification(!settings.tls_verify);
-    if !settings.ca_file.is_empty() {
-        let pem = std::fs::read(&settings.ca_file)
-            .map_err(|e| anyhow::anyhow!("baseline.nitro.ca_file = {:?}: {e}", settings.ca_file))?;
+    if let Some(ca_file) = &settings.ca_file {
+        let pem = std::fs::read(ca_file).map_err(|e| anyhow::anyhow!("baseline.nitro.ca_file = {ca_file:?}: {e}"))?;
         let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(&pem)
             .filter_map(|item| match item {
                 Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
@@ -69,7 +68,7 @@ pub fn agent(settings: &NitroSettings) -> anyhow::Result<ureq::Agent> {
             })
             .collect();
         if certs.is_empty() {
-            anyhow::bail!("baseline.nitro.ca_file = {:?}: no PEM certificate in it", settings.ca_file);
+            anyhow::bail!("baseline.nitro.ca_file = {ca_file:?}: no PEM certificate in it");
         }
         tls = tls.root_certs(RootCerts::new_with_certs(&certs));
     }
@@ -86,11 +85,10 @@ pub fn agent(settings: &NitroSettings) -> anyhow::Result<ureq::Agent> {
 /// The password: the secret file's content (trimmed) when configured, else `password`. Read on every
 /// poll, so a rotated secret is picked up; every value read is registered as a secret.
 fn password(settings: &NitroSettings) -> Result<crate::secrets::Secret, PollError> {
-    if settings.password_file.is_empty() {
+    let Some(path) = &settings.password_file else {
         return Ok(settings.password.clone());
-    }
-    crate::secrets::read_file(std::path::Path::new(&settings.password_file))
-        .map_err(|e| PollError::Auth(format!("reading baseline.nitro.password_file: {e}")))
+    };
+    crate::secrets::read_file(path).map_err(|e| PollError::Auth(format!("reading baseline.nitro.password_file: {e}")))
 }
 
 /// One poll: the appliance's counters as sample fields (fractions), "not available" left out.
@@ -224,7 +222,9 @@ pub fn spawn(settings: &Settings, metrics: Metrics, stop: Stop) -> anyhow::Resul
     let producer: ThreadedProducer<Delivered> = crate::sink::producer_config(settings)
         .create_with_context(Delivered { metrics: metrics.clone() })
         .map_err(|e| anyhow::anyhow!(crate::kafka::describe_error(&e)))?;
-    let topic = settings.baseline.metrics_topic.clone();
+    let Some(topic) = settings.baseline.metrics_topic.clone() else {
+        anyhow::bail!("baseline.metrics_topic = \"\": the NITRO poller publishes to it");
+    };
     let handle = std::thread::Builder::new().name("gatewatch-nitro".into()).spawn(move || {
         let mut next = Instant::now();
         while !stop.is_stopping() {

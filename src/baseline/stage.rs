@@ -32,6 +32,8 @@ struct Held {
 
 pub struct BaselineStage {
     settings: crate::config::BaselineSettings,
+    /// `baseline.metrics_topic`.
+    topic: String,
     restorer: BaseConsumer<RestoreContext>,
     partitions: HashMap<i32, Held>,
     dlq_max: usize,
@@ -40,11 +42,12 @@ pub struct BaselineStage {
 impl BaselineStage {
     /// `None` when no metrics topic is configured.
     pub fn new(settings: &Settings) -> Result<Option<BaselineStage>, KafkaError> {
-        if settings.baseline.metrics_topic.is_empty() {
+        let Some(topic) = settings.baseline.metrics_topic.clone() else {
             return Ok(None);
-        }
+        };
         Ok(Some(BaselineStage {
             settings: settings.baseline.clone(),
+            topic,
             restorer: crate::changelog::restorer(settings, "restore")?,
             partitions: HashMap::new(),
             dlq_max: settings.output.dlq_max_original.as_u64() as usize,
@@ -52,7 +55,7 @@ impl BaselineStage {
     }
 
     pub fn topic(&self) -> &str {
-        &self.settings.metrics_topic
+        &self.topic
     }
 
     /// Reads partition `partition` of the state topic to its end.
@@ -80,7 +83,7 @@ impl BaselineStage {
     pub fn forget(&mut self, revoked: &[(String, i32)], metrics: &Metrics) {
         let mut forgot = false;
         for (topic, p) in revoked {
-            if *topic == self.settings.metrics_topic {
+            if *topic == self.topic {
                 forgot |= self.partitions.remove(p).is_some();
             }
         }
@@ -107,7 +110,7 @@ impl BaselineStage {
             let restored = self.restore(partition, metrics)?;
             self.partitions.insert(partition, Held { partition: restored, records: Vec::new(), oldest: None });
         }
-        let topic = self.settings.metrics_topic.clone();
+        let topic = self.topic.clone();
         let source = SourceRef { topic: &topic, partition, offset };
         let payload = message.payload().unwrap_or_default();
         let origin = json!({"topic": topic, "partition": partition, "offset": offset});
@@ -199,7 +202,7 @@ impl BaselineStage {
         metrics.baseline_snapshots.inc_by(states.len() as u64);
         self.report(metrics);
         for pending in records {
-            if ledger.submit(&self.settings.metrics_topic, partition, pending, store) == Submitted::Stopping {
+            if ledger.submit(&self.topic, partition, pending, store) == Submitted::Stopping {
                 return Ok(Submitted::Stopping);
             }
         }

@@ -48,15 +48,6 @@ pub enum EnrichError {
     Config { key: String, value: String, reason: String },
 }
 
-/// The IP roles enrichment looks at, with their ECS field names.
-const ROLES: [(&str, &str); 5] = [
-    ("source", "source.ip"),
-    ("client", "client.ip"),
-    ("destination", "destination.ip"),
-    ("server", "server.ip"),
-    ("host", "host.ip"),
-];
-
 struct Feed {
     name: String,
     path: PathBuf,
@@ -95,32 +86,17 @@ impl Enricher {
     /// the feed is left out, reported in the returned events, and picked up once it is fixed.
     pub fn load(settings: &Settings, strict: bool) -> Result<(Enricher, Vec<ReloadEvent>), EnrichError> {
         let e = &settings.enrich;
-        let db = |kind: DbKind, path: &str| -> Result<Option<GeoDb>, EnrichError> {
-            if path.is_empty() {
-                return Ok(None);
-            }
-            Ok(Some(GeoDb::open(kind, Path::new(path))?))
+        let db = |kind: DbKind, path: &Option<PathBuf>| -> Result<Option<GeoDb>, EnrichError> {
+            path.as_deref().map(|path| GeoDb::open(kind, path)).transpose().map_err(EnrichError::from)
         };
         let city = db(DbKind::City, &e.geoip.city_db)?;
         let asn = db(DbKind::Asn, &e.geoip.asn_db)?;
-        let mut roles = Vec::new();
-        for role in &e.geoip.roles {
-            match ROLES.iter().find(|(name, _)| name == role) {
-                Some(r) => roles.push(*r),
-                None => {
-                    return Err(EnrichError::Config {
-                        key: "enrich.geoip.roles".into(),
-                        value: role.clone(),
-                        reason: "is not one of source, client, destination, server, host".into(),
-                    })
-                }
-            }
-        }
+        let roles = e.geoip.roles.iter().map(|role| (role.group(), role.ip_field())).collect();
         let mut events = Vec::new();
         let mut loaded_feeds = Vec::new();
         let max_feed_bytes = e.ioc.max_feed_bytes.as_u64();
         for feed in &e.ioc.feeds {
-            let path = PathBuf::from(&feed.path);
+            let path = feed.path.clone();
             let stamp = FileStamp::of(&path);
             let loaded = match feeds::load(&feed.name, &path, feed.format, max_feed_bytes) {
                 Ok(loaded) => {

@@ -124,6 +124,24 @@ impl Dataset {
     }
 }
 
+/// Written as its ECS name; read from any name [`Dataset::from_name`] knows (`parse.topic_datasets`).
+impl serde::Serialize for Dataset {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Dataset {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Dataset, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Dataset::from_name(&name).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "{name:?} is not a dataset (httpaccess, httperror, shell, cron, syslog, log, honeypot)"
+            ))
+        })
+    }
+}
+
 /// The payload shape a `citrix_adc.log` record carried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PayloadFormat {

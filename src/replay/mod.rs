@@ -390,7 +390,8 @@ fn pin_feeds(settings: &Settings, dir: &Path) -> anyhow::Result<(Settings, DateT
         std::fs::create_dir_all(dir).with_context(|| format!("--feeds-snapshot {}", dir.display()))?;
         let mut feeds = Vec::new();
         for (i, feed) in settings.enrich.ioc.feeds.iter().enumerate() {
-            let bytes = std::fs::read(&feed.path).with_context(|| format!("feed {}: {}", feed.name, feed.path))?;
+            let bytes =
+                std::fs::read(&feed.path).with_context(|| format!("feed {}: {}", feed.name, feed.path.display()))?;
             let file =
                 format!("{i:02}-{}", Path::new(&feed.path).file_name().and_then(|n| n.to_str()).unwrap_or("feed"));
             std::fs::write(dir.join(&file), &bytes)?;
@@ -413,7 +414,7 @@ fn pin_feeds(settings: &Settings, dir: &Path) -> anyhow::Result<(Settings, DateT
         }
         pinned.enrich.ioc.feeds.push(crate::config::FeedSettings {
             name: feed.name.clone(),
-            path: path.display().to_string(),
+            path,
             format: feed.format,
         });
     }
@@ -447,7 +448,7 @@ pub fn run(settings: &Settings, options: &Options) -> anyhow::Result<(Summary, R
     let (enricher, events) = Enricher::load(settings, true).context("loading enrichment databases and feeds")?;
     drop(events);
     let detect = settings.detect.options();
-    let (rules, errors) = RuleSet::load(&settings.detect.dirs(), &detect);
+    let (rules, errors) = RuleSet::load(&settings.detect.rules_dirs, &detect);
     if let Some(error) = errors.first() {
         bail!("rule file {}: {}", error.file, error.reason);
     }
