@@ -10,6 +10,7 @@ use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use crate::config::Settings;
+use crate::failure::Failure;
 
 /// The restoring consumer's context: reaching the end of a state partition is how a restore ends, not
 /// an error worth logging.
@@ -46,11 +47,11 @@ pub struct StatePartition<'a> {
     pub topic: &'a str,
     pub partition: i32,
     /// The configuration key naming the state topic, e.g. `detect.state_topic`.
-    pub key: &'a str,
+    pub key: &'static str,
     /// The key naming the topics it must be partitioned like.
-    pub partitioned_like: &'a str,
+    pub partitioned_like: &'static str,
     /// The key of the bound on the read, e.g. `detect.restore_timeout`.
-    pub timeout_key: &'a str,
+    pub timeout_key: &'static str,
 }
 
 /// Reads `at` from its beginning to its end, handing each record's key and payload (`None`: a
@@ -60,16 +61,17 @@ pub fn read_partition(
     at: &StatePartition<'_>,
     timeout: Duration,
     mut each: impl FnMut(&[u8], Option<&[u8]>),
-) -> Result<usize, String> {
+) -> Result<usize, Failure> {
     let (topic, partition) = (at.topic, at.partition);
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, partition, Offset::Beginning).map_err(|e| e.to_string())?;
-    consumer.assign(&tpl).map_err(|e| format!("assigning {topic}/{partition}: {e}"))?;
+    let assigning = || format!("assigning {topic}/{partition}");
+    tpl.add_partition_offset(topic, partition, Offset::Beginning).map_err(|e| Failure::kafka(assigning(), e))?;
+    consumer.assign(&tpl).map_err(|e| Failure::kafka(assigning(), e))?;
     let deadline = Instant::now() + timeout;
     let mut records = 0usize;
     let outcome = loop {
         if Instant::now() >= deadline {
-            break Err(format!("reading {topic}/{partition} took longer than {} ({timeout:?})", at.timeout_key));
+            break Err(Failure::RestoreTimeout { topic: topic.to_owned(), partition, key: at.timeout_key, timeout });
         }
         match consumer.poll(Duration::from_millis(200)) {
             None => continue,
@@ -79,10 +81,12 @@ pub fn read_partition(
             }
             Some(Err(KafkaError::PartitionEOF(_))) => break Ok(records),
             Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownPartition))) => {
-                break Err(format!(
-                    "{} = {topic:?} has no partition {partition}: create it with as many partitions as {}",
-                    at.key, at.partitioned_like
-                ))
+                break Err(Failure::MissingStatePartition {
+                    key: at.key,
+                    topic: topic.to_owned(),
+                    partition,
+                    like: at.partitioned_like,
+                })
             }
             Some(Err(e)) => tracing::warn!(error = %e, topic, "reading a state topic"),
         }

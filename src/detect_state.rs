@@ -27,6 +27,7 @@ use crate::changelog::{read_partition, RestoreContext, StatePartition};
 use crate::config::{DetectSettings, Settings};
 use crate::detect::correlate::Capped;
 use crate::detect::{Alert, Publish, Worker};
+use crate::failure::Failure;
 use crate::metrics::Metrics;
 use crate::offsets::{Ledger, OffsetStore, Pending, Submitted};
 use crate::sink::{Delivery, OutputKind, Sink};
@@ -101,7 +102,7 @@ impl PartitionStates {
         partition: i32,
         offset: i64,
         metrics: &Metrics,
-    ) -> Result<Option<&mut Worker>, String> {
+    ) -> Result<Option<&mut Worker>, Failure> {
         // Looked up by `&str`: the topic is copied only for a partition's first record.
         if !self.partitions.contains_key(topic) {
             self.partitions.insert(topic.to_owned(), HashMap::new());
@@ -130,7 +131,7 @@ impl PartitionStates {
         partition: i32,
         pending: Pending,
         out: &Outlets<'_>,
-    ) -> Result<Submitted, String> {
+    ) -> Result<Submitted, Failure> {
         let Outlets { ledger, store, .. } = *out;
         let Some(max_held) = self.changelog.as_ref().map(|l| l.max_held) else {
             return Ok(ledger.submit(topic, partition, pending, store));
@@ -159,7 +160,7 @@ impl PartitionStates {
 
     /// Writes the snapshots that are due (every partition's when `all`) and hands their records to the
     /// ledger.
-    pub fn flush_due(&mut self, all: bool, out: &Outlets<'_>) -> Result<Submitted, String> {
+    pub fn flush_due(&mut self, all: bool, out: &Outlets<'_>) -> Result<Submitted, Failure> {
         let Outlets { sink, ledger, store, metrics } = *out;
         let Some(log) = self.changelog.as_mut() else { return Ok(Submitted::Queued) };
         let (every, interval) = (log.settings.snapshot_every, log.settings.snapshot_interval);
@@ -262,7 +263,7 @@ impl Changelog {
     }
 
     /// Reads `topic`/`partition`'s state back from its partition of the state topic.
-    fn restore(&self, topic: &str, partition: i32, metrics: &Metrics) -> Result<Owned, String> {
+    fn restore(&self, topic: &str, partition: i32, metrics: &Metrics) -> Result<Owned, Failure> {
         let mut worker = Worker::new(Publish::Immediately);
         let prefix = format!("{topic}{SEP}{partition}{SEP}");
         let (mut evaluated_below, mut entries, mut unreadable) = (-1i64, 0u64, 0u64);
@@ -306,12 +307,12 @@ impl Changelog {
         owned: &mut Owned,
         sink: &Sink,
         metrics: &Metrics,
-    ) -> Result<Vec<Pending>, String> {
+    ) -> Result<Vec<Pending>, Failure> {
         let mut records = std::mem::take(&mut owned.held);
         owned.oldest = None;
         let Some(next) = records.last().map(|p| p.offset + 1) else { return Ok(records) };
         let deliveries = write_changes(&mut owned.worker, self.max_bytes, topic, partition, next, sink, metrics)
-            .map_err(|e| format!("writing the detection state of {topic}/{partition}: {e}"))?;
+            .map_err(|e| Failure::kafka(format!("writing the detection state of {topic}/{partition}"), e))?;
         records.first_mut().expect("not empty").deliveries.extend(deliveries);
         Ok(records)
     }

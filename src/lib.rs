@@ -13,6 +13,7 @@ pub mod detect;
 pub mod detect_state;
 pub mod ecs;
 pub mod enrich;
+pub mod failure;
 pub mod inspect;
 pub mod kafka;
 pub mod metrics;

@@ -21,6 +21,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::Message;
 
 use crate::ecs::SourceRef;
+use crate::failure::Failure;
 use crate::metrics::{Metrics, ReasonLabels};
 use crate::sink::{rejects_record, DeadLetters, Delivery, OutputKind, REJECTED};
 
@@ -34,7 +35,7 @@ pub struct Pending {
 #[derive(Clone, Default)]
 pub struct Stop {
     token: CancellationToken,
-    failure: Arc<OnceLock<String>>,
+    failure: Arc<OnceLock<Failure>>,
 }
 
 impl Stop {
@@ -48,7 +49,7 @@ impl Stop {
     }
 
     /// A fatal stop: nothing more is stored, the process exits non-zero and the restart replays.
-    pub fn fail(&self, reason: String) {
+    pub fn fail(&self, reason: Failure) {
         let _ = self.failure.set(reason);
         self.token.cancel();
     }
@@ -57,8 +58,8 @@ impl Stop {
         self.token.is_cancelled()
     }
 
-    pub fn failure(&self) -> Option<&str> {
-        self.failure.get().map(String::as_str)
+    pub fn failure(&self) -> Option<&Failure> {
+        self.failure.get()
     }
 
     pub fn token(&self) -> &CancellationToken {
@@ -110,14 +111,14 @@ pub enum Submitted {
 
 /// The consumer operations an acker needs; implemented by librdkafka consumers.
 pub trait OffsetStore: Send + Sync + 'static {
-    fn store(&self, topic: &str, partition: i32, next_offset: i64) -> Result<(), String>;
+    fn store(&self, topic: &str, partition: i32, next_offset: i64) -> Result<(), KafkaError>;
 }
 
 impl<X: rdkafka::consumer::ConsumerContext + 'static> OffsetStore for rdkafka::consumer::BaseConsumer<X> {
-    fn store(&self, topic: &str, partition: i32, next_offset: i64) -> Result<(), String> {
+    fn store(&self, topic: &str, partition: i32, next_offset: i64) -> Result<(), KafkaError> {
         let mut tpl = TopicPartitionList::with_capacity(1);
-        tpl.add_partition_offset(topic, partition, Offset::Offset(next_offset)).map_err(|e| e.to_string())?;
-        self.store_offsets(&tpl).map_err(|e| e.to_string())
+        tpl.add_partition_offset(topic, partition, Offset::Offset(next_offset))?;
+        self.store_offsets(&tpl)
     }
 }
 
@@ -166,7 +167,7 @@ impl Ledger {
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => {
                     // An acker only closes early after a failure it already reported through `stop`.
-                    self.stop.fail(format!("offset tracking for {topic}/{partition} stopped"));
+                    self.stop.fail(Failure::Tracking { topic: topic.to_owned(), partition });
                     return Submitted::Stopping;
                 }
             }
@@ -285,10 +286,13 @@ async fn ack(
                     } else {
                         "producer dropped the delivery report".into()
                     };
-                    stop.fail(format!(
-                        "delivery to {out_topic} of the output of {topic}/{partition}@{} failed: {reason}",
-                        pending.offset
-                    ));
+                    stop.fail(Failure::Delivery {
+                        to: out_topic.to_string(),
+                        topic: topic.clone(),
+                        partition,
+                        offset: pending.offset,
+                        reason,
+                    });
                     return;
                 }
                 delivery.delivered.inc();

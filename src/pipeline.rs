@@ -27,6 +27,7 @@ use crate::detect::{Alert, RuleSet};
 use crate::detect_state::{Outlets, PartitionStates};
 use crate::ecs::{self, SourceRef};
 use crate::enrich::Enricher;
+use crate::failure::Failure;
 use crate::metrics::{CapLabels, DatasetLabels, Metrics, ReasonLabels, RuleLabels, StageLabels};
 use crate::offsets::{Ledger, OffsetStore, Pending, Stall, Stop, Submitted};
 use crate::parse::{Coverage, Dataset, ParseContext};
@@ -49,8 +50,8 @@ pub enum Outcome {
 pub enum RunError {
     #[error("kafka client: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
-    #[error("{0}")]
-    Fatal(String),
+    #[error(transparent)]
+    Fatal(#[from] Failure),
 }
 
 /// Everything the polling thread needs, built once before the first message.
@@ -168,7 +169,7 @@ impl Pipeline {
             }
             if !revoked.is_empty() {
                 if let Some(Err(error)) = self.txn.as_mut().map(|t| t.begin(&self.sink)) {
-                    self.stop.fail(format!("opening a transaction: {error}"));
+                    self.stop.fail(Failure::kafka("opening a transaction", error));
                     break;
                 }
                 // Their open suppression windows are summarised; the next owner carries them on.
@@ -225,7 +226,7 @@ impl Pipeline {
             let mut alerts = Vec::new();
             // Detection state is owned per input partition, as the partition's key (the appliance) implies.
             if let Some(Err(error)) = self.txn.as_mut().map(|t| t.begin(&self.sink)) {
-                self.stop.fail(format!("opening a transaction: {error}"));
+                self.stop.fail(Failure::kafka("opening a transaction", error));
                 break;
             }
             let worker = match self.states.worker(topic, partition, offset, &self.metrics) {
@@ -279,7 +280,7 @@ impl Pipeline {
                 }
             }
             if let Some(error) = failed {
-                self.stop.fail(format!("producing the outputs of {topic}/{partition}@{offset}: {error}"));
+                self.stop.fail(Failure::kafka(format!("producing the outputs of {topic}/{partition}@{offset}"), error));
                 break;
             }
             if let Some(txn) = self.txn.as_mut() {
@@ -386,13 +387,13 @@ impl Pipeline {
             // Nothing past the failed record was stored, so closing the consumer commits only what was
             // delivered. The short drain lets the ackers (which hold the consumer) finish so it closes.
             self.consumer.context().ledger.drain(None, Instant::now() + Duration::from_secs(1));
-            return Err(RunError::Fatal(reason.to_owned()));
+            return Err(RunError::Fatal(reason.clone()));
         }
         let deadline = Instant::now() + self.settings.pipeline.shutdown_timeout;
         tracing::info!("stopping: draining in-flight deliveries");
         let late = self.consumer.context().ledger.drain(None, deadline);
         if let Some(reason) = self.stop.failure() {
-            return Err(RunError::Fatal(reason.to_owned()));
+            return Err(RunError::Fatal(reason.clone()));
         }
         source::commit_stored(&self.consumer);
         self.consumer.unsubscribe();

@@ -22,6 +22,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::KafkaSettings;
 use crate::detect_state::PartitionStates;
+use crate::failure::Failure;
 use crate::metrics::{Metrics, OutcomeLabels};
 use crate::sink::Sink;
 use crate::source::InputConsumer;
@@ -127,7 +128,7 @@ impl Transactions {
         consumer: &InputConsumer,
         states: &mut PartitionStates,
         metrics: &Metrics,
-    ) -> Result<Committed, String> {
+    ) -> Result<Committed, Failure> {
         if !self.guard.open.load(Ordering::SeqCst) {
             return Ok(Committed::Done);
         }
@@ -139,14 +140,14 @@ impl Transactions {
                 metrics.transactions.get_or_create(&OutcomeLabels { outcome: "committed" }).inc();
                 Ok(Committed::Done)
             }
-            Err(error) if is_fatal(&error) => Err(format!("committing a transaction: {error}")),
+            Err(error) if is_fatal(&error) => Err(Failure::kafka("committing a transaction", error)),
             Err(error) => {
                 tracing::warn!(%error, records = self.records, "transaction not committed; aborting and processing its records again");
                 self.guard.open.store(false, Ordering::SeqCst);
                 metrics.transactions.get_or_create(&OutcomeLabels { outcome: "aborted" }).inc();
                 if let Err(error) = sink.abort_transaction() {
                     if is_fatal(&error) {
-                        return Err(format!("aborting a transaction: {error}"));
+                        return Err(Failure::kafka("aborting a transaction", error));
                     }
                     tracing::warn!(%error, "aborting the transaction");
                 }

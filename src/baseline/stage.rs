@@ -20,6 +20,7 @@ use super::{Partition, Sample};
 use crate::changelog::{read_partition, RestoreContext, StatePartition};
 use crate::config::Settings;
 use crate::ecs::SourceRef;
+use crate::failure::Failure;
 use crate::metrics::{Metrics, ReasonLabels, StageLabels, WarmupLabels};
 use crate::offsets::{Ledger, OffsetStore, Pending, Submitted};
 use crate::sink::{Delivery, OutputKind, Sink};
@@ -59,7 +60,7 @@ impl BaselineStage {
     }
 
     /// Reads partition `partition` of the state topic to its end.
-    fn restore(&self, partition: i32, metrics: &Metrics) -> Result<Partition, String> {
+    fn restore(&self, partition: i32, metrics: &Metrics) -> Result<Partition, Failure> {
         let mut restored = Partition::new(&self.settings);
         let at = StatePartition {
             topic: &self.settings.state_topic,
@@ -102,7 +103,7 @@ impl BaselineStage {
         metrics: &Metrics,
         ledger: &Ledger,
         store: &Arc<dyn OffsetStore>,
-    ) -> Result<Submitted, String> {
+    ) -> Result<Submitted, Failure> {
         // A rebalance during the poll that returned this record may have taken partitions away (and
         // given them back): the pipeline made the stage forget them before handing it the record.
         let (partition, offset) = (message.partition(), message.offset());
@@ -142,7 +143,9 @@ impl BaselineStage {
             }
         };
         for p in published {
-            deliveries.push(p.map_err(|e| format!("producing the outputs of {topic}/{partition}@{offset}: {e}"))?);
+            deliveries.push(
+                p.map_err(|e| Failure::kafka(format!("producing the outputs of {topic}/{partition}@{offset}"), e))?,
+            );
         }
         held.oldest.get_or_insert_with(Instant::now);
         held.records.push(Pending { offset, deliveries });
@@ -161,7 +164,7 @@ impl BaselineStage {
         metrics: &Metrics,
         ledger: &Ledger,
         store: &Arc<dyn OffsetStore>,
-    ) -> Result<Submitted, String> {
+    ) -> Result<Submitted, Failure> {
         // Runs once per polled record: finds due partitions one at a time, allocating nothing when none is.
         let interval = self.settings.snapshot_interval;
         while let Some(partition) = self
@@ -186,7 +189,7 @@ impl BaselineStage {
         metrics: &Metrics,
         ledger: &Ledger,
         store: &Arc<dyn OffsetStore>,
-    ) -> Result<Submitted, String> {
+    ) -> Result<Submitted, Failure> {
         let Some(held) = self.partitions.get_mut(&partition) else { return Ok(Submitted::Queued) };
         let mut records = std::mem::take(&mut held.records);
         held.oldest = None;
@@ -195,7 +198,7 @@ impl BaselineStage {
             for (key, state) in &states {
                 let delivery = sink
                     .publish_to(OutputKind::BaselineState, Some(partition), Some(key.as_bytes()), Some(state))
-                    .map_err(|e| format!("writing the baseline state of {key}: {e}"))?;
+                    .map_err(|e| Failure::kafka(format!("writing the baseline state of {key}"), e))?;
                 first.deliveries.push(delivery);
             }
         }
