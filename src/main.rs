@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 
 use gatewatch::config::Settings;
 use gatewatch::detect::RuleSet;
-use gatewatch::enrich::{Enricher, ReloadEvent};
+use gatewatch::enrich::{Enricher, ReloadError, ReloadEvent};
 use gatewatch::metrics::{Metrics, ReloadLabels};
 use gatewatch::offsets::Stop;
 use gatewatch::pipeline::{Outcome, Pipeline};
@@ -529,19 +529,30 @@ fn off_or(path: &Option<PathBuf>) -> String {
     path.as_ref().map_or_else(|| "off".to_owned(), |p| format!("{p:?}"))
 }
 
-fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
+/// A command-line value that does not parse.
+#[derive(Debug, thiserror::Error)]
+enum ArgError {
+    #[error("{0:?} is not an RFC 3339 time or a YYYY-MM-DD date")]
+    Time(String),
+    #[error("{0:?} is not HOST=DATE")]
+    Mitigation(String),
+    #[error("{0:?}: the host is empty")]
+    EmptyHost(String),
+}
+
+fn parse_time(text: &str) -> Result<DateTime<Utc>, ArgError> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Ok(t.with_timezone(&Utc));
     }
     chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
         .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc())
-        .map_err(|_| format!("{text:?} is not an RFC 3339 time or a YYYY-MM-DD date"))
+        .map_err(|_| ArgError::Time(text.to_owned()))
 }
 
-fn parse_mitigation(text: &str) -> Result<(String, DateTime<Utc>), String> {
-    let (host, date) = text.split_once('=').ok_or_else(|| format!("{text:?} is not HOST=DATE"))?;
+fn parse_mitigation(text: &str) -> Result<(String, DateTime<Utc>), ArgError> {
+    let (host, date) = text.split_once('=').ok_or_else(|| ArgError::Mitigation(text.to_owned()))?;
     if host.is_empty() {
-        return Err(format!("{text:?}: the host is empty"));
+        return Err(ArgError::EmptyHost(text.to_owned()));
     }
     Ok((host.to_owned(), parse_time(date)?))
 }
@@ -560,14 +571,14 @@ fn rules_stamp(dirs: &[PathBuf]) -> Vec<(PathBuf, gatewatch::enrich::FileStamp)>
 
 /// Runs one round of background work; a panic becomes an error naming `what` instead of ending the
 /// thread silently.
-fn supervised<T>(what: &str, work: impl FnOnce() -> T) -> Result<T, String> {
+fn supervised<T>(what: &str, work: impl FnOnce() -> T) -> Result<T, ReloadError> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).map_err(|panic| {
         let message = panic
             .downcast_ref::<&str>()
             .map(|s| (*s).to_owned())
             .or_else(|| panic.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "a panic".into());
-        format!("{what} panicked: {message}; keeping the previous version")
+        ReloadError::Panicked { what: what.to_owned(), message }
     })
 }
 
@@ -587,7 +598,8 @@ fn report_rules(metrics: &Metrics, health: &Health, set: &RuleSet, errors: Vec<g
 fn report_reloads(metrics: &Metrics, health: &Health, events: Vec<ReloadEvent>) {
     for event in events {
         let outcome = if event.outcome.is_ok() { "ok" } else { "error" };
-        health.reloaded(&event.component, event.outcome.as_ref().map(|_| ()).map_err(String::as_str));
+        let error = event.outcome.as_ref().err().map(ToString::to_string);
+        health.reloaded(&event.component, error.as_deref().map_or(Ok(()), Err));
         metrics.reloads.get_or_create(&ReloadLabels { component: event.component.clone(), outcome }).inc();
         match event.outcome {
             Ok(detail) => tracing::info!(component = %event.component, %detail, "loaded"),
@@ -617,11 +629,11 @@ mod tests {
 
     #[test]
     fn a_panic_in_background_work_becomes_an_error_naming_it() {
-        assert_eq!(supervised("reloader", || 7), Ok(7));
+        assert_eq!(supervised("reloader", || 7).unwrap(), 7);
         let error = supervised("reloader", || -> u32 { panic!("regex set too big") }).unwrap_err();
-        assert_eq!(error, "reloader panicked: regex set too big; keeping the previous version");
+        assert_eq!(error.to_string(), "reloader panicked: regex set too big; keeping the previous version");
         let error = supervised("rules", || -> u32 { panic!("{}", String::from("owned")) }).unwrap_err();
-        assert!(error.starts_with("rules panicked: owned"), "{error}");
+        assert!(error.to_string().starts_with("rules panicked: owned"), "{error}");
         // Reported, the component shows in /readyz until a clean round.
         let health = Health::default();
         report_reloads(

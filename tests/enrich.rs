@@ -120,12 +120,17 @@ fn replacing_a_database_changes_results_without_a_restart_and_a_broken_one_is_re
     replace(&live, &junk);
     let events = enricher.reload();
     assert!(
-        events.iter().any(|e| e.component == "geoip-city" && e.outcome.as_ref().is_err_and(|m| m.contains("keeping"))),
+        events.iter().any(
+            |e| e.component == "geoip-city" && e.outcome.as_ref().is_err_and(|m| m.to_string().contains("keeping"))
+        ),
         "{events:?}"
     );
     replace(&live, &geoip_dir().join("GeoLite2-ASN.mmdb"));
     let events = enricher.reload();
-    assert!(events.iter().any(|e| e.outcome.as_ref().is_err_and(|m| m.contains("GeoLite2-ASN"))), "{events:?}");
+    assert!(
+        events.iter().any(|e| e.outcome.as_ref().is_err_and(|m| m.to_string().contains("GeoLite2-ASN"))),
+        "{events:?}"
+    );
     assert_eq!(enriched(&enricher, &login_from("8.8.8.8"), None)["source"]["geo"]["city_name"], "Beta");
     // Nothing changed since: nothing reloaded.
     assert!(enricher.reload().is_empty());
@@ -270,7 +275,7 @@ fn a_broken_feed_keeps_the_previous_version_and_says_why() {
     std::fs::rename(tmp.path().join("a.csv.new"), tmp.path().join("a.csv")).unwrap();
     let events = enricher.reload();
     let csv_event = events.iter().find(|e| e.component == "feed:csv-feed").unwrap();
-    let error = csv_event.outcome.as_ref().unwrap_err();
+    let error = csv_event.outcome.as_ref().unwrap_err().to_string();
     assert!(error.contains("a.csv") && error.contains("keeping the previous"), "{error}");
     assert_eq!(enricher.indicator_count(), before);
     assert!(!matched(&enriched(&enricher, &login_from("95.179.163.186"), None)).is_empty());
@@ -318,7 +323,8 @@ fn an_oversized_regex_feed_and_a_gzip_bomb_are_refused_by_name_and_the_previous_
     std::fs::write(tmp.path().join("a.csv.new"), &csv).unwrap();
     std::fs::rename(tmp.path().join("a.csv.new"), tmp.path().join("a.csv")).unwrap();
     let events = enricher.reload();
-    let error = events.iter().find(|e| e.component == "feed:csv-feed").unwrap().outcome.as_ref().unwrap_err();
+    let error =
+        events.iter().find(|e| e.component == "feed:csv-feed").unwrap().outcome.as_ref().unwrap_err().to_string();
     assert!(
         error.contains("csv-feed") && error.contains("regex size limit") && error.contains("keeping the previous"),
         "{error}"
@@ -336,7 +342,8 @@ fn an_oversized_regex_feed_and_a_gzip_bomb_are_refused_by_name_and_the_previous_
     e.finish().unwrap();
     assert!(std::fs::metadata(&gz).unwrap().len() < 64 * 1024);
     let events = enricher.reload();
-    let error = events.iter().find(|e| e.component == "feed:gz-feed").unwrap().outcome.as_ref().unwrap_err();
+    let error =
+        events.iter().find(|e| e.component == "feed:gz-feed").unwrap().outcome.as_ref().unwrap_err().to_string();
     assert!(
         error.contains("gz-feed") && error.contains("decompresses to more than enrich.ioc.max_feed_bytes"),
         "{error}"
@@ -347,6 +354,7 @@ fn an_oversized_regex_feed_and_a_gzip_bomb_are_refused_by_name_and_the_previous_
     // A plain feed over the bound is refused the same way.
     std::fs::write(tmp.path().join("c.json"), vec![b' '; 2 << 20]).unwrap();
     let events = enricher.reload();
-    let error = events.iter().find(|e| e.component == "feed:misp-feed").unwrap().outcome.as_ref().unwrap_err();
+    let error =
+        events.iter().find(|e| e.component == "feed:misp-feed").unwrap().outcome.as_ref().unwrap_err().to_string();
     assert!(error.contains("is larger than enrich.ioc.max_feed_bytes"), "{error}");
 }

@@ -16,7 +16,7 @@ fuzz_target!(|input: &[u8]| {
     let loaded = match parse(format, data) {
         Ok(loaded) => loaded,
         Err(reason) => {
-            assert!(!reason.is_empty());
+            assert!(!reason.to_string().is_empty());
             return;
         }
     };

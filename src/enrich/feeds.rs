@@ -35,11 +35,51 @@ pub struct Loaded {
 #[derive(Debug, thiserror::Error)]
 pub enum FeedError {
     #[error("feed {feed:?} ({path}): {reason}")]
-    Broken { feed: String, path: String, reason: String },
+    Broken { feed: String, path: String, reason: FeedProblem },
 }
 
-fn broken(feed: &str, path: &Path, reason: impl ToString) -> FeedError {
-    FeedError::Broken { feed: feed.to_owned(), path: path.display().to_string(), reason: reason.to_string() }
+/// Why a feed as a whole is refused (a row that is not an indicator is skipped instead).
+#[derive(Debug, thiserror::Error)]
+pub enum FeedProblem {
+    #[error("{0}")]
+    Read(#[from] std::io::Error),
+    #[error("{what} than enrich.ioc.max_feed_bytes ({max} bytes); refused")]
+    TooLarge { what: &'static str, max: u64 },
+    #[error("its {count} {kind} indicators exceed the regex size limit: {source}")]
+    Patterns { count: usize, kind: &'static str, source: regex::Error },
+    #[error("{0}")]
+    Csv(#[from] csv::Error),
+    #[error("row {row}: {source}")]
+    CsvRow { row: usize, source: csv::Error },
+    #[error("header must name at least `type` and `value` columns, found {0:?}")]
+    CsvHeader(Vec<String>),
+    #[error("not JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("not a STIX bundle (type \"bundle\" with \"objects\")")]
+    NotStix,
+    #[error("not a MISP event export (no \"Event\")")]
+    NotMisp,
+}
+
+/// Why a STIX indicator's pattern is not a simple indicator (it is skipped).
+#[derive(Debug, thiserror::Error)]
+enum PatternProblem {
+    #[error("not an equality: {0:?}")]
+    NotEquality(String),
+    #[error("operator other than '=' in {0:?}")]
+    Operator(String),
+    #[error("value is not a quoted string: {0:?}")]
+    Unquoted(String),
+    #[error("unsupported object path {0:?}")]
+    UnsupportedPath(String),
+    #[error("not a single [observation]")]
+    NotSingle,
+    #[error("compound pattern")]
+    Compound,
+}
+
+fn broken(feed: &str, path: &Path, reason: FeedProblem) -> FeedError {
+    FeedError::Broken { feed: feed.to_owned(), path: path.display().to_string(), reason }
 }
 
 /// Reads and parses one feed file of at most `max_bytes` (decompressed).
@@ -49,7 +89,7 @@ pub fn load(name: &str, path: &Path, format: Format, max_bytes: u64) -> Result<L
 }
 
 /// Parses a feed's (decompressed) bytes; `Err` says why the feed as a whole is refused.
-pub fn parse(format: Format, bytes: &[u8]) -> Result<Loaded, String> {
+pub fn parse(format: Format, bytes: &[u8]) -> Result<Loaded, FeedProblem> {
     let mut sink = Sink::default();
     match format {
         Format::Csv => csv(&mut sink, bytes),
@@ -62,22 +102,22 @@ pub fn parse(format: Format, bytes: &[u8]) -> Result<Loaded, String> {
 
 /// The file's bytes, gunzipped when it ends in `.gz`; more than `max` bytes is an error, found after
 /// reading at most `max + 1` of them.
-fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, String> {
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, FeedProblem> {
+    let file = std::fs::File::open(path)?;
     let gzip = path.extension().is_some_and(|e| e == "gz");
     let reader: Box<dyn Read> = if gzip { Box::new(flate2::read::MultiGzDecoder::new(file)) } else { Box::new(file) };
     let mut bytes = Vec::new();
-    reader.take(max.saturating_add(1)).read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+    reader.take(max.saturating_add(1)).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > max {
         let what = if gzip { "decompresses to more" } else { "is larger" };
-        return Err(format!("{what} than enrich.ioc.max_feed_bytes ({max} bytes); refused"));
+        return Err(FeedProblem::TooLarge { what, max });
     }
     Ok(bytes)
 }
 
 /// The feed's URL and user-agent patterns must fit the regex size limits as a set (patterns that do
 /// not compile on their own are reported by the index and never match).
-fn check_patterns(indicators: &[Indicator]) -> Result<(), String> {
+fn check_patterns(indicators: &[Indicator]) -> Result<(), FeedProblem> {
     for kind in [Kind::UrlPattern, Kind::UserAgentPattern] {
         let patterns: Vec<&str> = indicators
             .iter()
@@ -86,8 +126,10 @@ fn check_patterns(indicators: &[Indicator]) -> Result<(), String> {
             .filter(|p| super::ioc::pattern(p).is_ok())
             .collect();
         if !patterns.is_empty() {
-            super::ioc::pattern_set(&patterns).map_err(|e| {
-                format!("its {} {} indicators exceed the regex size limit: {e}", patterns.len(), kind.name())
+            super::ioc::pattern_set(&patterns).map_err(|source| FeedProblem::Patterns {
+                count: patterns.len(),
+                kind: kind.name(),
+                source,
             })?;
         }
     }
@@ -142,20 +184,19 @@ fn kind_for(kind: Kind, value: &str) -> Kind {
     }
 }
 
-fn csv(sink: &mut Sink, bytes: &[u8]) -> Result<(), String> {
+fn csv(sink: &mut Sink, bytes: &[u8]) -> Result<(), FeedProblem> {
     let mut reader =
         csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).comment(Some(b'#')).from_reader(bytes);
-    let headers: Vec<String> =
-        reader.headers().map_err(|e| e.to_string())?.iter().map(|h| h.to_ascii_lowercase()).collect();
+    let headers: Vec<String> = reader.headers()?.iter().map(|h| h.to_ascii_lowercase()).collect();
     let col = |name: &str| headers.iter().position(|h| h == name);
     let (Some(type_col), Some(value_col)) = (col("type"), col("value")) else {
-        return Err(format!("header must name at least `type` and `value` columns, found {headers:?}"));
+        return Err(FeedProblem::CsvHeader(headers));
     };
     let (source, confidence, first_seen, last_seen, expires, tags) =
         (col("source"), col("confidence"), col("first_seen"), col("last_seen"), col("expires"), col("tags"));
     let mut record = csv::StringRecord::new();
     let mut row = 1;
-    while reader.read_record(&mut record).map_err(|e| format!("row {}: {e}", row + 1))? {
+    while reader.read_record(&mut record).map_err(|source| FeedProblem::CsvRow { row: row + 1, source })? {
         row += 1;
         let get = |c: Option<usize>| c.and_then(|c| record.get(c)).filter(|v| !v.is_empty());
         let (Some(kind), Some(value)) = (get(Some(type_col)), get(Some(value_col))) else {
@@ -192,16 +233,16 @@ fn csv(sink: &mut Sink, bytes: &[u8]) -> Result<(), String> {
 }
 
 /// One `object:path = 'value'` comparison of a STIX pattern.
-fn stix_comparison(comparison: &str) -> Result<(Kind, String), String> {
-    let (lhs, rhs) = comparison.split_once('=').ok_or_else(|| format!("not an equality: {comparison:?}"))?;
+fn stix_comparison(comparison: &str) -> Result<(Kind, String), PatternProblem> {
+    let (lhs, rhs) = comparison.split_once('=').ok_or_else(|| PatternProblem::NotEquality(comparison.into()))?;
     let (lhs, rhs) = (lhs.trim(), rhs.trim());
     if lhs.ends_with(['!', '<', '>']) {
-        return Err(format!("operator other than '=' in {comparison:?}"));
+        return Err(PatternProblem::Operator(comparison.into()));
     }
     let value = rhs
         .strip_prefix('\'')
         .and_then(|v| v.strip_suffix('\''))
-        .ok_or_else(|| format!("value is not a quoted string: {rhs:?}"))?
+        .ok_or_else(|| PatternProblem::Unquoted(rhs.into()))?
         .replace("\\'", "'")
         .replace("\\\\", "\\");
     let kind = match lhs {
@@ -215,30 +256,26 @@ fn stix_comparison(comparison: &str) -> Result<(Kind, String), String> {
         "file:hashes.'SHA-1'" | "file:hashes.SHA1" | "file:hashes.'SHA1'" => Kind::Sha1,
         "file:hashes.MD5" | "file:hashes.'MD5'" => Kind::Md5,
         "network-traffic:extensions.'http-request-ext'.request_header.'User-Agent'" => Kind::UserAgent,
-        other => return Err(format!("unsupported object path {other:?}")),
+        other => return Err(PatternProblem::UnsupportedPath(other.into())),
     };
     Ok((kind_for(kind, &value), value))
 }
 
 /// `[a = 'x']` or `[a = 'x' OR b = 'y']`; anything else (AND, several observations, qualifiers) is
 /// not a simple indicator.
-fn stix_pattern(pattern: &str) -> Result<Vec<(Kind, String)>, String> {
-    let inner = pattern
-        .trim()
-        .strip_prefix('[')
-        .and_then(|p| p.strip_suffix(']'))
-        .ok_or_else(|| "not a single [observation]".to_owned())?;
+fn stix_pattern(pattern: &str) -> Result<Vec<(Kind, String)>, PatternProblem> {
+    let inner = pattern.trim().strip_prefix('[').and_then(|p| p.strip_suffix(']')).ok_or(PatternProblem::NotSingle)?;
     if inner.contains(" AND ") || inner.contains("] ") || inner.contains(" FOLLOWEDBY ") {
-        return Err("compound pattern".into());
+        return Err(PatternProblem::Compound);
     }
     inner.split(" OR ").map(stix_comparison).collect()
 }
 
-fn stix(sink: &mut Sink, bytes: &[u8]) -> Result<(), String> {
-    let doc: Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
+fn stix(sink: &mut Sink, bytes: &[u8]) -> Result<(), FeedProblem> {
+    let doc: Value = serde_json::from_slice(bytes)?;
     let objects = match (&doc["type"], &doc["objects"]) {
         (Value::String(t), Value::Array(objects)) if t == "bundle" => objects,
-        _ => return Err("not a STIX bundle (type \"bundle\" with \"objects\")".into()),
+        _ => return Err(FeedProblem::NotStix),
     };
     for object in objects.iter().filter(|o| o["type"] == "indicator") {
         let id = object["id"].as_str().unwrap_or("?");
@@ -296,8 +333,8 @@ fn misp_kinds(kind: &str) -> Option<Vec<Option<Kind>>> {
     }
 }
 
-fn misp(sink: &mut Sink, bytes: &[u8]) -> Result<(), String> {
-    let doc: Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
+fn misp(sink: &mut Sink, bytes: &[u8]) -> Result<(), FeedProblem> {
+    let doc: Value = serde_json::from_slice(bytes)?;
     // `{"Event": ...}`, `{"response": [{"Event": ...}]}` or `[{"Event": ...}]`.
     let events: Vec<&Value> = match &doc {
         Value::Object(o) if o.contains_key("Event") => vec![&doc["Event"]],
@@ -305,7 +342,7 @@ fn misp(sink: &mut Sink, bytes: &[u8]) -> Result<(), String> {
             doc["response"].as_array().map(|a| a.iter().map(|e| &e["Event"]).collect()).unwrap_or_default()
         }
         Value::Array(a) => a.iter().map(|e| &e["Event"]).collect(),
-        _ => return Err("not a MISP event export (no \"Event\")".into()),
+        _ => return Err(FeedProblem::NotMisp),
     };
     for event in events {
         let info = event["info"].as_str();
@@ -346,7 +383,7 @@ fn misp(sink: &mut Sink, bytes: &[u8]) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    fn run(f: fn(&mut Sink, &[u8]) -> Result<(), String>, bytes: &[u8]) -> Result<Loaded, String> {
+    fn run(f: fn(&mut Sink, &[u8]) -> Result<(), FeedProblem>, bytes: &[u8]) -> Result<Loaded, FeedProblem> {
         let mut sink = Sink::default();
         f(&mut sink, bytes)?;
         Ok(sink.loaded)
@@ -371,7 +408,7 @@ mod tests {
         assert_eq!(&*first.meta.tags, [Box::from("cve-2019-19781"), Box::from("miner")]);
         assert_eq!(loaded.indicators[1].kind, Kind::Cidr);
         assert_eq!(loaded.skipped.len(), 2, "{:?}", loaded.skipped);
-        assert!(run(csv, b"indicator,kind\nx,y\n").unwrap_err().contains("type"));
+        assert!(matches!(run(csv, b"indicator,kind\nx,y\n").unwrap_err(), FeedProblem::CsvHeader(_)));
     }
 
     #[test]

@@ -61,7 +61,26 @@ struct Feed {
 #[derive(Debug)]
 pub struct ReloadEvent {
     pub component: String,
-    pub outcome: Result<String, String>,
+    /// What was loaded, or why the component keeps what it had.
+    pub outcome: Result<String, ReloadError>,
+}
+
+/// Why a (re)load left a component without its new version.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("{0}; keeping the previous database")]
+    Database(geoip::GeoError),
+    /// A feed that did not load at start-up: left out until it loads.
+    #[error(transparent)]
+    FeedLeftOut(feeds::FeedError),
+    #[error("{source}; keeping the previous {kept} indicators")]
+    Feed { source: feeds::FeedError, kept: usize },
+    /// An indicator that never matches (the rest of its feed does).
+    #[error(transparent)]
+    Indicator(#[from] ioc::IndicatorError),
+    /// A background round panicked; `what` names the work.
+    #[error("{what} panicked: {message}; keeping the previous version")]
+    Panicked { what: String, message: String },
 }
 
 /// GeoIP answers for recently seen addresses (VPN clients and back-ends repeat): `geo`, `as`.
@@ -114,7 +133,7 @@ impl Enricher {
                 Err(error) => {
                     events.push(ReloadEvent {
                         component: format!("feed:{}", feed.name),
-                        outcome: Err(error.to_string()),
+                        outcome: Err(ReloadError::FeedLeftOut(error)),
                     });
                     Vec::new()
                 }
@@ -138,7 +157,7 @@ impl Enricher {
             }
         }
         for error in invalid {
-            events.push(ReloadEvent { component: "ioc-index".into(), outcome: Err(error.to_string()) });
+            events.push(ReloadEvent { component: "ioc-index".into(), outcome: Err(error.into()) });
         }
         let enricher = Enricher {
             city,
@@ -165,8 +184,7 @@ impl Enricher {
                     // Cached answers came from the previous database.
                     self.geo_cache.lock().expect("the cache lock is never held across a panic").clear();
                 }
-                let outcome =
-                    result.map(|()| db.database_type()).map_err(|e| format!("{e}; keeping the previous database"));
+                let outcome = result.map(|()| db.database_type()).map_err(ReloadError::Database);
                 events.push(ReloadEvent { component: db.kind.name().into(), outcome });
             }
         }
@@ -190,10 +208,7 @@ impl Enricher {
                 }
                 Err(error) => events.push(ReloadEvent {
                     component,
-                    outcome: Err(format!(
-                        "{error}; keeping the previous {} indicators",
-                        feed.indicators.indicators.len()
-                    )),
+                    outcome: Err(ReloadError::Feed { source: error, kept: feed.indicators.indicators.len() }),
                 }),
             }
         }
@@ -206,7 +221,7 @@ impl Enricher {
                 });
             }
             for error in invalid {
-                events.push(ReloadEvent { component: "ioc-index".into(), outcome: Err(error.to_string()) });
+                events.push(ReloadEvent { component: "ioc-index".into(), outcome: Err(error.into()) });
             }
             self.index.store(Arc::new(index));
         }

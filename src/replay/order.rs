@@ -50,7 +50,8 @@ impl Item {
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
             other => other?,
         }
-        let host = read_string(input, u32::from_le_bytes(u32b) as usize)?;
+        let mut host = String::new();
+        read_text(input, u32::from_le_bytes(u32b) as usize, &mut host)?;
         input.read_exact(&mut u64b)?;
         let secs = i64::from_le_bytes(u64b);
         input.read_exact(&mut u32b)?;
@@ -60,7 +61,8 @@ impl Item {
         input.read_exact(&mut u64b)?;
         let line = u64::from_le_bytes(u64b);
         input.read_exact(&mut u64b)?;
-        let text = read_string(input, u64::from_le_bytes(u64b) as usize)?;
+        let mut text = String::new();
+        read_text(input, u64::from_le_bytes(u64b) as usize, &mut text)?;
         Ok(Some(Item { host, at, file, line, text }))
     }
 }
@@ -69,13 +71,15 @@ fn corrupt(what: &str) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, format!("replay sort run: {what} does not read back"))
 }
 
-fn read_string(input: &mut impl Read, len: usize) -> std::io::Result<String> {
-    let mut bytes = Vec::new();
+/// Reads `len` bytes of UTF-8 text into `out`.
+fn read_text(input: &mut impl Read, len: usize, out: &mut String) -> std::io::Result<()> {
+    let mut bytes = Vec::with_capacity(len);
     input.take(len as u64).read_to_end(&mut bytes)?;
     if bytes.len() != len {
         return Err(corrupt("a record"));
     }
-    String::from_utf8(bytes).map_err(|_| corrupt("a text"))
+    *out = String::from_utf8(bytes).map_err(|_| corrupt("a text"))?;
+    Ok(())
 }
 
 /// Collects items, spilling sorted runs beyond the budget.
