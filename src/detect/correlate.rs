@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use super::sigma::{RawRule, RuleMeta};
+use super::sigma::{CompileError, RawRule, RuleMeta};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -63,48 +63,48 @@ pub struct Correlation {
 }
 
 /// Sigma timespans: `30s`, `5m`, `1h`, `1d`.
-fn timespan(s: &str) -> Result<Duration, String> {
+fn timespan(s: &str) -> Result<Duration, CompileError> {
     let s = s.trim();
     let (n, unit) = s.split_at(s.len().saturating_sub(1));
-    let n: u64 = n.parse().map_err(|_| format!("timespan {s:?} is not like 30s, 5m, 1h or 1d"))?;
+    let n: u64 = n.parse().map_err(|_| CompileError::Timespan(s.to_owned()))?;
     let secs = match unit {
         "s" => n,
         "m" => n * 60,
         "h" => n * 3600,
         "d" => n * 86400,
-        _ => return Err(format!("timespan {s:?} is not like 30s, 5m, 1h or 1d")),
+        _ => return Err(CompileError::Timespan(s.to_owned())),
     };
     Ok(Duration::from_secs(secs))
 }
 
 impl Correlation {
-    pub fn compile(raw: &RawRule, file: &str) -> Result<Correlation, String> {
+    pub fn compile(raw: &RawRule, file: &str) -> Result<Correlation, CompileError> {
         let meta = RuleMeta::from_raw(raw, file)?;
-        let value = raw.correlation.clone().ok_or("not a correlation rule")?;
-        let c: RawCorrelation = serde_yaml_ng::from_value(value).map_err(|e| format!("correlation: {e}"))?;
+        let value = raw.correlation.clone().ok_or(CompileError::Shape("not a correlation rule"))?;
+        let c: RawCorrelation = serde_yaml_ng::from_value(value).map_err(CompileError::Correlation)?;
         if c.aliases.is_some() {
-            return Err(
-                "correlation.aliases is not supported yet: use the same field name in the referenced rules".into()
-            );
+            return Err(CompileError::Shape(
+                "correlation.aliases is not supported yet: use the same field name in the referenced rules",
+            ));
         }
         if c.rules.is_empty() {
-            return Err("correlation.rules is empty".into());
+            return Err(CompileError::Shape("correlation.rules is empty"));
         }
         let (threshold, field) = match (&c.kind, &c.condition) {
             (Kind::EventCount | Kind::ValueCount, Some(cond)) => {
-                let t = cond
-                    .gte
-                    .or(cond.gt.map(|g| g + 1))
-                    .or(cond.eq)
-                    .ok_or("correlation.condition needs gte, gt or eq (lt/lte are not supported for alerting)")?;
+                let t = cond.gte.or(cond.gt.map(|g| g + 1)).or(cond.eq).ok_or(CompileError::Shape(
+                    "correlation.condition needs gte, gt or eq (lt/lte are not supported for alerting)",
+                ))?;
                 let _ = (cond.lt, cond.lte);
                 (t, cond.field.clone())
             }
-            (Kind::EventCount | Kind::ValueCount, None) => return Err("correlation.condition is required".into()),
+            (Kind::EventCount | Kind::ValueCount, None) => {
+                return Err(CompileError::Shape("correlation.condition is required"))
+            }
             (_, _) => (c.rules.len() as u64, None),
         };
         if c.kind == Kind::ValueCount && field.is_none() {
-            return Err("value_count needs correlation.condition.field".into());
+            return Err(CompileError::Shape("value_count needs correlation.condition.field"));
         }
         Ok(Correlation {
             meta,
@@ -469,7 +469,7 @@ mod tests {
         ] {
             let raw: RawRule = serde_yaml_ng::from_str(yaml).unwrap();
             let err = Correlation::compile(&raw, "c.yml").unwrap_err();
-            assert!(err.contains(word), "{word}: {err}");
+            assert!(err.to_string().contains(word), "{word}: {err}");
         }
     }
 

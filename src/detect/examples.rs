@@ -27,6 +27,17 @@ impl std::fmt::Display for Failure {
     }
 }
 
+/// Why an example could not be run.
+#[derive(Debug, thiserror::Error)]
+pub enum ExampleError {
+    #[error("unknown dataset {0:?}")]
+    Dataset(String),
+    #[error("example JSON is not an object")]
+    NotAnObject,
+    #[error("does not parse: {0}")]
+    Parse(#[from] crate::parse::ParseError),
+}
+
 /// The outcome of a run.
 #[derive(Debug, Default)]
 pub struct Report {
@@ -43,18 +54,18 @@ fn clocks(reference: DateTime<Utc>) -> Clocks {
 }
 
 /// `[dataset=httperror] line`: a line whose dataset only its transport knows.
-fn split_hint(line: &str) -> Result<(Option<Dataset>, &str), String> {
+fn split_hint(line: &str) -> Result<(Option<Dataset>, &str), ExampleError> {
     Ok(match line.strip_prefix("[dataset=").and_then(|r| r.split_once("] ")) {
-        Some((name, rest)) => (Some(Dataset::from_name(name).ok_or(format!("unknown dataset {name:?}"))?), rest),
+        Some((name, rest)) => (Some(Dataset::from_name(name).ok_or_else(|| ExampleError::Dataset(name.into()))?), rest),
         None => (None, line),
     })
 }
 
 /// An ECS document written as JSON (for rules that depend on enrichment).
-fn json_document(line: &str) -> Option<Result<Map<String, Json>, String>> {
+fn json_document(line: &str) -> Option<Result<Map<String, Json>, ExampleError>> {
     line.trim_start().starts_with('{').then(|| match serde_json::from_str(line) {
         Ok(Json::Object(doc)) => Ok(doc),
-        _ => Err("example JSON is not an object".into()),
+        _ => Err(ExampleError::NotAnObject),
     })
 }
 
@@ -65,7 +76,7 @@ pub fn document(
     ctx: &ParseContext,
     enricher: Option<&Enricher>,
     reference: DateTime<Utc>,
-) -> Result<Map<String, Json>, String> {
+) -> Result<Map<String, Json>, ExampleError> {
     if let Some(doc) = json_document(line) {
         return doc;
     }
@@ -74,10 +85,7 @@ pub fn document(
     let processor = Processor { ctx, enricher, rules: &rules, detect: &detect };
     let input =
         Input { payload: line.as_bytes(), hint, origin: Origin::File { file: "example", line: 0 }, appliance: None };
-    processor
-        .process(Some(&mut Worker::default()), input, clocks(reference))
-        .map(|p| p.doc)
-        .map_err(|e| format!("does not parse: {e}"))
+    Ok(processor.process(Some(&mut Worker::default()), input, clocks(reference))?.doc)
 }
 
 fn event_time(doc: &Map<String, Json>, fallback: DateTime<Utc>) -> DateTime<Utc> {
@@ -88,6 +96,9 @@ fn event_time(doc: &Map<String, Json>, fallback: DateTime<Utc>) -> DateTime<Utc>
         .unwrap_or(fallback)
 }
 
+/// The ids of the rules that alerted or matched on an example, in order.
+type Fired = Vec<String>;
+
 /// Feeds `lines` in order through a fresh worker; returns the ids of the rules that alerted or matched
 /// (a rule that only feeds correlations matches without alerting).
 fn fire(
@@ -96,7 +107,7 @@ fn fire(
     lines: &[&str],
     ctx: &ParseContext,
     enricher: Option<&Enricher>,
-) -> Result<Vec<String>, String> {
+) -> Result<Fired, ExampleError> {
     let reference: DateTime<Utc> = "2020-01-20T00:00:00Z".parse().expect("a valid RFC 3339 literal");
     let processor = Processor { ctx, enricher, rules: set, detect: options };
     let mut worker = Worker::default();
@@ -114,9 +125,7 @@ fn fire(
                 let (hint, line) = split_hint(line)?;
                 let origin = Origin::File { file: "example", line: i + 1 };
                 let input = Input { payload: line.as_bytes(), hint, origin, appliance: None };
-                let processed = processor
-                    .process(Some(&mut worker), input, clocks(reference))
-                    .map_err(|e| format!("does not parse: {e}"))?;
+                let processed = processor.process(Some(&mut worker), input, clocks(reference))?;
                 (processed.doc, processed.alerts)
             }
         };
@@ -175,7 +184,7 @@ pub fn run(dirs: &[PathBuf], options: &DetectOptions, ctx: &ParseContext, enrich
                             report.failures.push(failure(reason));
                         }
                     }
-                    Err(reason) => report.failures.push(failure(reason)),
+                    Err(reason) => report.failures.push(failure(reason.to_string())),
                 }
             }
         }

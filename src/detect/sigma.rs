@@ -50,6 +50,64 @@ pub struct RuleError {
     pub reason: String,
 }
 
+/// Why a rule does not compile; [`RuleError`] adds its file.
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    /// A required part is missing or has the wrong shape; the text names it.
+    #[error("{0}")]
+    Shape(&'static str),
+    #[error("placeholder %{0}% is not defined in detect.placeholders")]
+    Placeholder(String),
+    #[error("field {field:?}: {problem}")]
+    Field { field: String, problem: FieldProblem },
+    #[error("a selection must be a map or a list, not {0}")]
+    SelectionType(String),
+    #[error("keywords: {0}")]
+    Keywords(aho_corasick::BuildError),
+    #[error("selection {name:?}: {source}")]
+    Selection { name: String, source: Box<CompileError> },
+    #[error("condition {condition:?}: {problem}")]
+    Condition { condition: String, problem: ConditionProblem },
+    #[error("correlation: {0}")]
+    Correlation(serde_yaml_ng::Error),
+    #[error("timespan {0:?} is not like 30s, 5m, 1h or 1d")]
+    Timespan(String),
+}
+
+/// What is wrong with one field of a selection.
+#[derive(Debug, thiserror::Error)]
+pub enum FieldProblem {
+    #[error("modifier {0:?} is not supported")]
+    Modifier(String),
+    #[error("value {0} is not a scalar")]
+    NotScalar(String),
+    #[error("{0}")]
+    Regex(#[from] regex::Error),
+    #[error("{0}")]
+    Literals(#[from] aho_corasick::BuildError),
+    #[error("{0:?} is not a number")]
+    NotNumber(String),
+    #[error("{0:?} is not a CIDR")]
+    NotCidr(String),
+}
+
+/// What is wrong with a condition.
+#[derive(Debug, thiserror::Error)]
+pub enum ConditionProblem {
+    #[error("condition names {0:?}, which matches no selection")]
+    NoSelection(String),
+    #[error("condition ends early")]
+    EndsEarly,
+    #[error("unbalanced parentheses in condition")]
+    Unbalanced,
+    #[error("expected `of` after {0:?}")]
+    ExpectedOf(String),
+    #[error("expected a selection pattern after `of`")]
+    ExpectedPattern,
+    #[error("unexpected {0:?} in condition")]
+    Unexpected(String),
+}
+
 /// The attack stage an alert reports (`gatewatch.stage`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize, PartialOrd, Ord)]
 #[serde(rename_all = "kebab-case")]
@@ -196,8 +254,12 @@ fn yaml_scalar(v: &Option<serde_yaml_ng::Value>) -> Option<String> {
 }
 
 impl RuleMeta {
-    pub fn from_raw(raw: &RawRule, file: &str) -> Result<RuleMeta, String> {
-        let id = raw.id.clone().or_else(|| raw.name.clone()).ok_or("a rule needs an `id` (or `name`)")?;
+    pub fn from_raw(raw: &RawRule, file: &str) -> Result<RuleMeta, CompileError> {
+        let id = raw
+            .id
+            .clone()
+            .or_else(|| raw.name.clone())
+            .ok_or(CompileError::Shape("a rule needs an `id` (or `name`)"))?;
         let ext = raw.gatewatch.clone().unwrap_or_default();
         let level = raw.level.clone().unwrap_or_else(|| "medium".into());
         let stage = ext.stage.unwrap_or_else(|| default_stage(&raw.tags));
@@ -324,7 +386,8 @@ fn compile_field(
     key: &str,
     value: &serde_yaml_ng::Value,
     placeholders: &HashMap<String, Vec<String>>,
-) -> Result<FieldTest, String> {
+) -> Result<FieldTest, CompileError> {
+    let bad = |problem: FieldProblem| CompileError::Field { field: key.to_owned(), problem };
     let mut parts = key.split('|');
     let field = parts.next().unwrap_or_default();
     let modifiers: Vec<&str> = parts.collect();
@@ -341,7 +404,7 @@ fn compile_field(
             match s.strip_prefix('%').and_then(|s| s.strip_suffix('%')) {
                 Some(name) => match placeholders.get(name) {
                     Some(values) => expanded.extend(values.iter().map(|v| serde_yaml_ng::Value::String(v.clone()))),
-                    None => return Err(format!("placeholder %{name}% is not defined in detect.placeholders")),
+                    None => return Err(CompileError::Placeholder(name.to_owned())),
                 },
                 None => expanded.push(v.clone()),
             }
@@ -367,11 +430,11 @@ fn compile_field(
         "s",
     ];
     if let Some(unknown) = modifiers.iter().find(|m| !known.contains(m)) {
-        return Err(format!("field {key:?}: modifier {unknown:?} is not supported"));
+        return Err(bad(FieldProblem::Modifier((*unknown).to_owned())));
     }
     let strings: Vec<String> = raw
         .iter()
-        .map(|v| to_string(v).ok_or(format!("field {key:?}: value {v:?} is not a scalar")))
+        .map(|v| to_string(v).ok_or_else(|| bad(FieldProblem::NotScalar(format!("{v:?}")))))
         .collect::<Result<_, _>>()?;
     let has = |m: &str| modifiers.contains(&m);
     if has("re") {
@@ -386,28 +449,27 @@ fn compile_field(
         if all {
             let preds = patterns
                 .iter()
-                .map(|p| Regex::new(p).map(Pred::Re).map_err(|e| format!("field {key:?}: {e}")))
+                .map(|p| Regex::new(p).map(Pred::Re).map_err(|e| bad(e.into())))
                 .collect::<Result<_, _>>()?;
             return Ok(FieldTest { path, values: Values::All(preds) });
         }
-        let set = RegexSet::new(&patterns).map_err(|e| format!("field {key:?}: {e}"))?;
+        let set = RegexSet::new(&patterns).map_err(|e| bad(e.into()))?;
         return Ok(FieldTest { path, values: Values::Regexes(set) });
     }
     if has("contains") && !all && strings.len() > 1 {
-        let automaton = AhoCorasick::builder()
-            .ascii_case_insensitive(true)
-            .build(&strings)
-            .map_err(|e| format!("field {key:?}: {e}"))?;
+        let automaton =
+            AhoCorasick::builder().ascii_case_insensitive(true).build(&strings).map_err(|e| bad(e.into()))?;
         return Ok(FieldTest { path, values: Values::Literals(automaton) });
     }
     let mut preds = Vec::with_capacity(strings.len());
     for s in strings {
         let lower = s.to_lowercase();
-        let number = |s: &str| s.parse::<f64>().map_err(|_| format!("field {key:?}: {s:?} is not a number"));
+        let number = |s: &str| s.parse::<f64>().map_err(|_| bad(FieldProblem::NotNumber(s.to_owned())));
         let pred = if has("cidr") {
-            let (ip, len) = s.split_once('/').ok_or(format!("field {key:?}: {s:?} is not a CIDR"))?;
-            let ip: IpAddr = ip.parse().map_err(|_| format!("field {key:?}: {s:?} is not a CIDR"))?;
-            Pred::Cidr(ip, len.parse().map_err(|_| format!("field {key:?}: {s:?} is not a CIDR"))?)
+            let not_cidr = || bad(FieldProblem::NotCidr(s.clone()));
+            let (ip, len) = s.split_once('/').ok_or_else(not_cidr)?;
+            let ip: IpAddr = ip.parse().map_err(|_| not_cidr())?;
+            Pred::Cidr(ip, len.parse().map_err(|_| not_cidr())?)
         } else if has("exists") {
             Pred::Exists(lower == "true")
         } else if has("lt") {
@@ -437,12 +499,12 @@ fn compile_field(
 fn compile_selection(
     value: &serde_yaml_ng::Value,
     placeholders: &HashMap<String, Vec<String>>,
-) -> Result<Selection, String> {
+) -> Result<Selection, CompileError> {
     match value {
         serde_yaml_ng::Value::Mapping(map) => {
             let mut tests = Vec::with_capacity(map.len());
             for (k, v) in map {
-                let key = to_string(k).ok_or("selection keys must be strings")?;
+                let key = to_string(k).ok_or(CompileError::Shape("selection keys must be strings"))?;
                 tests.push(compile_field(&key, v, placeholders)?);
             }
             Ok(Selection::All(tests))
@@ -454,10 +516,10 @@ fn compile_selection(
             // Keywords: any of them anywhere in the line.
             let words: Vec<String> = items.iter().filter_map(to_string).collect();
             let automaton =
-                AhoCorasick::builder().ascii_case_insensitive(true).build(&words).map_err(|e| e.to_string())?;
+                AhoCorasick::builder().ascii_case_insensitive(true).build(&words).map_err(CompileError::Keywords)?;
             Ok(Selection::All(vec![FieldTest { path: "event.original".into(), values: Values::Literals(automaton) }]))
         }
-        other => Err(format!("a selection must be a map or a list, not {other:?}")),
+        other => Err(CompileError::SelectionType(format!("{other:?}"))),
     }
 }
 
@@ -504,7 +566,7 @@ impl CondParser<'_> {
         t
     }
 
-    fn or(&mut self) -> Result<Cond, String> {
+    fn or(&mut self) -> Result<Cond, ConditionProblem> {
         let mut terms = vec![self.and()?];
         while self.peek().is_some_and(|t| t.eq_ignore_ascii_case("or")) {
             self.next();
@@ -513,7 +575,7 @@ impl CondParser<'_> {
         Ok(if terms.len() == 1 { terms.remove(0) } else { Cond::Or(terms) })
     }
 
-    fn and(&mut self) -> Result<Cond, String> {
+    fn and(&mut self) -> Result<Cond, ConditionProblem> {
         let mut terms = vec![self.not()?];
         while self.peek().is_some_and(|t| t.eq_ignore_ascii_case("and")) {
             self.next();
@@ -522,7 +584,7 @@ impl CondParser<'_> {
         Ok(if terms.len() == 1 { terms.remove(0) } else { Cond::And(terms) })
     }
 
-    fn not(&mut self) -> Result<Cond, String> {
+    fn not(&mut self) -> Result<Cond, ConditionProblem> {
         if self.peek().is_some_and(|t| t.eq_ignore_ascii_case("not")) {
             self.next();
             return Ok(Cond::Not(Box::new(self.not()?)));
@@ -530,7 +592,7 @@ impl CondParser<'_> {
         self.atom()
     }
 
-    fn matching(&self, pattern: &str) -> Result<Vec<usize>, String> {
+    fn matching(&self, pattern: &str) -> Result<Vec<usize>, ConditionProblem> {
         let found: Vec<usize> = if pattern == "them" {
             (0..self.names.len()).collect()
         } else if let Some(prefix) = pattern.strip_suffix('*') {
@@ -539,69 +601,75 @@ impl CondParser<'_> {
             self.names.iter().position(|n| n == pattern).into_iter().collect()
         };
         if found.is_empty() {
-            return Err(format!("condition names {pattern:?}, which matches no selection"));
+            return Err(ConditionProblem::NoSelection(pattern.to_owned()));
         }
         Ok(found)
     }
 
-    fn atom(&mut self) -> Result<Cond, String> {
-        let token = self.next().ok_or("condition ends early")?;
+    fn atom(&mut self) -> Result<Cond, ConditionProblem> {
+        let token = self.next().ok_or(ConditionProblem::EndsEarly)?;
         match token.as_str() {
             "(" => {
                 let inner = self.or()?;
                 match self.next().as_deref() {
                     Some(")") => Ok(inner),
-                    _ => Err("unbalanced parentheses in condition".into()),
+                    _ => Err(ConditionProblem::Unbalanced),
                 }
             }
             "1" | "any" | "all" => {
                 let of = self.next();
                 if !of.as_deref().is_some_and(|o| o.eq_ignore_ascii_case("of")) {
-                    return Err(format!("expected `of` after {token:?}"));
+                    return Err(ConditionProblem::ExpectedOf(token));
                 }
-                let pattern = self.next().ok_or("expected a selection pattern after `of`")?;
+                let pattern = self.next().ok_or(ConditionProblem::ExpectedPattern)?;
                 let sels: Vec<Cond> = self.matching(&pattern)?.into_iter().map(Cond::Sel).collect();
                 Ok(if token == "all" { Cond::And(sels) } else { Cond::Or(sels) })
             }
-            name => Ok(Cond::Sel(*self.matching(name)?.first().ok_or("no selection")?)),
+            name => Ok(Cond::Sel(self.matching(name)?[0])),
         }
     }
 }
 
-fn parse_condition(condition: &str, names: &[String]) -> Result<Cond, String> {
+fn parse_condition(condition: &str, names: &[String]) -> Result<Cond, ConditionProblem> {
     let mut parser = CondParser { tokens: tokenize(condition), pos: 0, names };
     let cond = parser.or()?;
     if parser.pos < parser.tokens.len() {
-        return Err(format!("unexpected {:?} in condition", parser.tokens[parser.pos]));
+        return Err(ConditionProblem::Unexpected(parser.tokens[parser.pos].clone()));
     }
     Ok(cond)
 }
 
 impl Rule {
     /// Compiles a detection rule.
-    pub fn compile(raw: &RawRule, file: &str, placeholders: &HashMap<String, Vec<String>>) -> Result<Rule, String> {
+    pub fn compile(
+        raw: &RawRule,
+        file: &str,
+        placeholders: &HashMap<String, Vec<String>>,
+    ) -> Result<Rule, CompileError> {
         let meta = RuleMeta::from_raw(raw, file)?;
-        let detection = raw.detection.as_ref().ok_or("a detection rule needs `detection`")?;
+        let detection = raw.detection.as_ref().ok_or(CompileError::Shape("a detection rule needs `detection`"))?;
         let mut selections = Vec::new();
         let mut condition = None;
         for (k, v) in detection {
-            let name = to_string(k).ok_or("detection keys must be strings")?;
+            let name = to_string(k).ok_or(CompileError::Shape("detection keys must be strings"))?;
             if name == "condition" {
                 condition = Some(match v {
                     serde_yaml_ng::Value::String(s) => s.clone(),
                     serde_yaml_ng::Value::Sequence(items) => {
                         items.iter().filter_map(to_string).map(|c| format!("({c})")).collect::<Vec<_>>().join(" or ")
                     }
-                    _ => return Err("`condition` must be a string".into()),
+                    _ => return Err(CompileError::Shape("`condition` must be a string")),
                 });
             } else if name != "timeframe" {
-                let selection = compile_selection(v, placeholders).map_err(|e| format!("selection {name:?}: {e}"))?;
+                let selection = compile_selection(v, placeholders)
+                    .map_err(|e| CompileError::Selection { name: name.clone(), source: Box::new(e) })?;
                 selections.push((name, selection));
             }
         }
-        let condition = condition.ok_or("detection needs a `condition`")?;
+        let condition = condition.ok_or(CompileError::Shape("detection needs a `condition`"))?;
         let names: Vec<String> = selections.iter().map(|(n, _)| n.clone()).collect();
-        let condition = parse_condition(&condition, &names).map_err(|e| format!("condition {condition:?}: {e}"))?;
+        let condition = parse_condition(&condition, &names)
+            .map_err(|problem| CompileError::Condition { condition: condition.clone(), problem })?;
         Ok(Rule { meta, logsource: raw.logsource.clone().unwrap_or_default(), selections, condition })
     }
 
@@ -859,16 +927,23 @@ mod tests {
         let raw: RawRule =
             serde_yaml_ng::from_str(&format!("{HEAD}detection:\n  sel: {{a|bogus: x}}\n  condition: sel\n")).unwrap();
         let err = Rule::compile(&raw, "x.yml", &HashMap::new()).unwrap_err();
-        assert!(err.contains("bogus"), "{err}");
+        let CompileError::Selection { name, source } = &err else { panic!("{err}") };
+        assert_eq!(name, "sel");
+        let bogus = matches!(&**source, CompileError::Field { problem: FieldProblem::Modifier(m), .. } if m == "bogus");
+        assert!(bogus, "{err}");
         let raw: RawRule =
             serde_yaml_ng::from_str(&format!("{HEAD}detection:\n  sel: {{a: x}}\n  condition: sel and missing\n"))
                 .unwrap();
         let err = Rule::compile(&raw, "x.yml", &HashMap::new()).unwrap_err();
-        assert!(err.contains("missing"), "{err}");
+        let missing =
+            matches!(&err, CompileError::Condition { problem: ConditionProblem::NoSelection(n), .. } if n == "missing");
+        assert!(missing, "{err}");
         let raw: RawRule =
             serde_yaml_ng::from_str(&format!("{HEAD}detection:\n  sel: {{a|expand: '%nope%'}}\n  condition: sel\n"))
                 .unwrap();
-        assert!(Rule::compile(&raw, "x.yml", &HashMap::new()).unwrap_err().contains("nope"));
+        let err = Rule::compile(&raw, "x.yml", &HashMap::new()).unwrap_err();
+        let CompileError::Selection { source, .. } = &err else { panic!("{err}") };
+        assert!(matches!(&**source, CompileError::Placeholder(name) if name == "nope"), "{err}");
     }
 
     #[test]
