@@ -91,6 +91,34 @@ fn metrics_count_what_the_test_sent() {
 }
 
 #[test]
+fn a_changed_feed_is_picked_up_on_its_file_change_notification_not_the_interval() {
+    let broker = Broker::start();
+    let topics = Topics::new("feed-notify");
+    topics.create(&broker, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let feed = dir.path().join("feed.csv");
+    std::fs::write(&feed, "type,value\nipv4,198.51.100.7\n").unwrap();
+    let config = format!("[[enrich.ioc.feeds]]\nname = \"watch\"\npath = {feed:?}\nformat = \"csv\"\n");
+    // An interval the test never reaches: only the notification can wake the reloader.
+    let mut gw =
+        Gatewatch::spawn_with_config(&broker, &topics, &[("GATEWATCH__ENRICH__RELOAD_INTERVAL", "1h")], Some(&config));
+    gw.wait_ready(Duration::from_secs(60));
+    assert_eq!(gw.metric("gatewatch_ioc_indicators"), 1.0);
+    // Written aside and renamed over, as a ConfigMap update or a feed fetcher does.
+    std::fs::write(dir.path().join("feed.new"), "type,value\nipv4,198.51.100.7\nipv4,198.51.100.8\n").unwrap();
+    std::fs::rename(dir.path().join("feed.new"), &feed).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while gw.metric("gatewatch_ioc_indicators") < 2.0 {
+        assert!(Instant::now() < deadline, "the changed feed is not picked up; log:\n{}", gw.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A stop joins the reloader with the other threads and exits cleanly.
+    gw.signal("TERM");
+    let status = gw.wait_timeout(Duration::from_secs(30)).expect("stops");
+    assert!(status.success(), "exit {status:?}; log:\n{}", gw.log_text());
+}
+
+#[test]
 fn a_feed_broken_while_running_is_reported_in_metrics_and_logs_and_the_old_one_kept() {
     let broker = Broker::start();
     let topics = Topics::new("feed-reload");

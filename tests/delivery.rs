@@ -167,6 +167,30 @@ fn an_output_the_producer_refuses_is_dead_lettered_and_the_stream_goes_on() {
 }
 
 #[test]
+fn a_stop_whose_drain_times_out_exits_with_status_3_within_the_bound() {
+    let broker = Broker::start();
+    let topics = Topics::new("late-stop");
+    topics.create(&broker, 3);
+    let lines = sample_lines();
+    let batch: Vec<Vec<u8>> = lines.iter().cycle().take(20_000).cloned().collect();
+    broker.produce(&topics.input, &lines_to_records(&batch, 3));
+    let bound = Duration::from_secs(3);
+    let mut gw = Gatewatch::spawn(&broker, &topics, &[("GATEWATCH__PIPELINE__SHUTDOWN_TIMEOUT", "3s")]);
+    gw.wait_for_outputs(&topics, 200.0, Duration::from_secs(60));
+    // Frozen brokers: what is in flight cannot be delivered, so the drain cannot finish.
+    if !broker.signal("STOP") {
+        eprintln!("skipped: the broker is not this harness's process");
+        return;
+    }
+    gw.signal("TERM");
+    // The drain's bound, plus the watchdog's 5 s for the final commit and close, plus slack.
+    let status = gw.wait_timeout(bound + Duration::from_secs(8));
+    broker.signal("CONT");
+    let status = status.expect("exited within the bound");
+    assert_eq!(status.code(), Some(3), "log:\n{}", gw.log_text());
+}
+
+#[test]
 fn kill_9_mid_stream_then_restart_leaves_no_gaps() {
     let broker = Broker::start();
     let topics = Topics::new("kill9");

@@ -12,7 +12,8 @@ use super::{invalid, ConfigError};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EnrichSettings {
-    /// How often changed GeoIP databases and indicator feeds are looked for.
+    /// Longest wait before changed rules, databases and feeds are looked for; a file-change
+    /// notification wakes the reloader sooner.
     #[serde(with = "humantime_serde")]
     pub reload_interval: Duration,
     pub geoip: GeoipSettings,

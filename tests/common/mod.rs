@@ -68,6 +68,16 @@ impl Broker {
         Broker { bootstrap, processes, options }
     }
 
+    /// Sends `signal` (`STOP`, `CONT`, ...) to the broker's processes; false for a broker this harness
+    /// did not start.
+    pub fn signal(&self, signal: &str) -> bool {
+        for process in &self.processes {
+            let status = Command::new("kill").args([&format!("-{signal}"), &process.id().to_string()]).status();
+            assert!(status.is_ok_and(|s| s.success()), "kill -{signal} broker");
+        }
+        !self.processes.is_empty()
+    }
+
     /// A broker this harness did not start (a mock cluster, an external Kafka).
     pub fn external(bootstrap: &str) -> Broker {
         Broker { bootstrap: bootstrap.to_owned(), processes: Vec::new(), options: Vec::new() }
