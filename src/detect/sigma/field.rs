@@ -1,0 +1,356 @@
+//! Field access and value tests: a selection's fields compiled to predicates, and their evaluation
+//! against an ECS document.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use aho_corasick::AhoCorasick;
+use regex::{Regex, RegexSet};
+use serde_json::{Map, Value as Json};
+
+use super::CompileError;
+
+/// The Sigma `webserver` taxonomy and common aliases → ECS paths.
+pub fn map_field(field: &str) -> &str {
+    match field {
+        "cs-uri-query" | "cs-uri" | "c-uri" | "url" => "url.original",
+        "cs-uri-stem" | "c-uri-stem" => "url.path",
+        "cs-method" | "c-method" => "http.request.method",
+        "sc-status" | "response" => "http.response.status_code",
+        "c-ip" | "client_ip" | "src_ip" => "source.ip",
+        "s-ip" | "dst_ip" => "destination.ip",
+        "cs-user-agent" | "c-useragent" | "useragent" => "user_agent.original",
+        "cs-host" | "vhost" => "url.domain",
+        "cs-referer" | "cs-referrer" => "http.request.referrer",
+        "cs-username" => "user.name",
+        "sc-bytes" => "http.response.body.bytes",
+        "cs-bytes" => "http.request.bytes",
+        other => other,
+    }
+}
+
+/// What is wrong with one field of a selection.
+#[derive(Debug, thiserror::Error)]
+pub enum FieldProblem {
+    #[error("modifier {0:?} is not supported")]
+    Modifier(String),
+    #[error("value {0} is not a scalar")]
+    NotScalar(String),
+    #[error("{0}")]
+    Regex(#[from] regex::Error),
+    #[error("{0}")]
+    Literals(#[from] aho_corasick::BuildError),
+    #[error("{0:?} is not a number")]
+    NotNumber(String),
+    #[error("{0:?} is not a CIDR")]
+    NotCidr(String),
+}
+
+/// One value test.
+#[derive(Debug)]
+pub(super) enum Pred {
+    Eq(String),
+    Contains(String),
+    StartsWith(String),
+    EndsWith(String),
+    Re(Regex),
+    Cidr(IpAddr, u8),
+    Lt(f64),
+    Lte(f64),
+    Gt(f64),
+    Gte(f64),
+    Exists(bool),
+}
+
+#[derive(Debug)]
+pub(super) enum Values {
+    /// Any of these predicates.
+    Any(Vec<Pred>),
+    /// Every one of these predicates.
+    All(Vec<Pred>),
+    /// Any of these literals anywhere in the value (`contains` lists).
+    Literals(AhoCorasick),
+    /// Any of these regexes.
+    Regexes(RegexSet),
+    /// The field must be absent (`null`).
+    Absent,
+}
+
+#[derive(Debug)]
+pub(super) struct FieldTest {
+    path: String,
+    values: Values,
+}
+
+#[derive(Debug)]
+pub(super) enum Selection {
+    /// Every field test holds.
+    All(Vec<FieldTest>),
+    /// Any of these selections holds.
+    Any(Vec<Selection>),
+}
+
+pub(super) fn to_string(v: &serde_yaml_ng::Value) -> Option<String> {
+    match v {
+        serde_yaml_ng::Value::String(s) => Some(s.clone()),
+        serde_yaml_ng::Value::Number(n) => Some(n.to_string()),
+        serde_yaml_ng::Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// Sigma wildcards (`*`, `?`) in a plain value become a regex; `\\*` stays literal.
+pub(super) fn wildcard(value: &str) -> Option<Regex> {
+    if !value.contains(['*', '?']) {
+        return None;
+    }
+    let mut pattern = String::from("(?is)^");
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if matches!(chars.peek(), Some('*' | '?' | '\\')) => {
+                pattern.push_str(&regex::escape(&chars.next().unwrap_or('\\').to_string()))
+            }
+            '*' => pattern.push_str(".*"),
+            '?' => pattern.push('.'),
+            c => pattern.push_str(&regex::escape(&c.to_string())),
+        }
+    }
+    pattern.push('$');
+    Regex::new(&pattern).ok()
+}
+
+pub(super) fn compile_field(
+    key: &str,
+    value: &serde_yaml_ng::Value,
+    placeholders: &HashMap<String, Vec<String>>,
+) -> Result<FieldTest, CompileError> {
+    let bad = |problem: FieldProblem| CompileError::Field { field: key.to_owned(), problem };
+    let mut parts = key.split('|');
+    let field = parts.next().unwrap_or_default();
+    let modifiers: Vec<&str> = parts.collect();
+    let path = map_field(field).to_owned();
+    let mut raw: Vec<serde_yaml_ng::Value> = match value {
+        serde_yaml_ng::Value::Sequence(items) => items.clone(),
+        serde_yaml_ng::Value::Null => return Ok(FieldTest { path, values: Values::Absent }),
+        other => vec![other.clone()],
+    };
+    if modifiers.contains(&"expand") {
+        let mut expanded = Vec::new();
+        for v in &raw {
+            let s = to_string(v).unwrap_or_default();
+            match s.strip_prefix('%').and_then(|s| s.strip_suffix('%')) {
+                Some(name) => match placeholders.get(name) {
+                    Some(values) => expanded.extend(values.iter().map(|v| serde_yaml_ng::Value::String(v.clone()))),
+                    None => return Err(CompileError::Placeholder(name.to_owned())),
+                },
+                None => expanded.push(v.clone()),
+            }
+        }
+        raw = expanded;
+    }
+    let all = modifiers.contains(&"all");
+    let known = [
+        "contains",
+        "startswith",
+        "endswith",
+        "all",
+        "re",
+        "cidr",
+        "exists",
+        "lt",
+        "lte",
+        "gt",
+        "gte",
+        "expand",
+        "i",
+        "m",
+        "s",
+    ];
+    if let Some(unknown) = modifiers.iter().find(|m| !known.contains(m)) {
+        return Err(bad(FieldProblem::Modifier((*unknown).to_owned())));
+    }
+    let strings: Vec<String> = raw
+        .iter()
+        .map(|v| to_string(v).ok_or_else(|| bad(FieldProblem::NotScalar(format!("{v:?}")))))
+        .collect::<Result<_, _>>()?;
+    let has = |m: &str| modifiers.contains(&m);
+    if has("re") {
+        let flags = format!(
+            "{}{}{}",
+            if has("i") { "i" } else { "" },
+            if has("m") { "m" } else { "" },
+            if has("s") { "s" } else { "" }
+        );
+        let patterns: Vec<String> =
+            strings.iter().map(|p| if flags.is_empty() { p.clone() } else { format!("(?{flags}){p}") }).collect();
+        if all {
+            let preds = patterns
+                .iter()
+                .map(|p| Regex::new(p).map(Pred::Re).map_err(|e| bad(e.into())))
+                .collect::<Result<_, _>>()?;
+            return Ok(FieldTest { path, values: Values::All(preds) });
+        }
+        let set = RegexSet::new(&patterns).map_err(|e| bad(e.into()))?;
+        return Ok(FieldTest { path, values: Values::Regexes(set) });
+    }
+    if has("contains") && !all && strings.len() > 1 {
+        let automaton =
+            AhoCorasick::builder().ascii_case_insensitive(true).build(&strings).map_err(|e| bad(e.into()))?;
+        return Ok(FieldTest { path, values: Values::Literals(automaton) });
+    }
+    let mut preds = Vec::with_capacity(strings.len());
+    for s in strings {
+        let lower = s.to_lowercase();
+        let number = |s: &str| s.parse::<f64>().map_err(|_| bad(FieldProblem::NotNumber(s.to_owned())));
+        let pred = if has("cidr") {
+            let not_cidr = || bad(FieldProblem::NotCidr(s.clone()));
+            let (ip, len) = s.split_once('/').ok_or_else(not_cidr)?;
+            let ip: IpAddr = ip.parse().map_err(|_| not_cidr())?;
+            Pred::Cidr(ip, len.parse().map_err(|_| not_cidr())?)
+        } else if has("exists") {
+            Pred::Exists(lower == "true")
+        } else if has("lt") {
+            Pred::Lt(number(&s)?)
+        } else if has("lte") {
+            Pred::Lte(number(&s)?)
+        } else if has("gt") {
+            Pred::Gt(number(&s)?)
+        } else if has("gte") {
+            Pred::Gte(number(&s)?)
+        } else if has("contains") {
+            Pred::Contains(lower)
+        } else if has("startswith") {
+            Pred::StartsWith(lower)
+        } else if has("endswith") {
+            Pred::EndsWith(lower)
+        } else if let Some(re) = wildcard(&s) {
+            Pred::Re(re)
+        } else {
+            Pred::Eq(lower)
+        };
+        preds.push(pred);
+    }
+    Ok(FieldTest { path, values: if all { Values::All(preds) } else { Values::Any(preds) } })
+}
+
+pub(super) fn compile_selection(
+    value: &serde_yaml_ng::Value,
+    placeholders: &HashMap<String, Vec<String>>,
+) -> Result<Selection, CompileError> {
+    match value {
+        serde_yaml_ng::Value::Mapping(map) => {
+            let mut tests = Vec::with_capacity(map.len());
+            for (k, v) in map {
+                let key = to_string(k).ok_or(CompileError::Shape("selection keys must be strings"))?;
+                tests.push(compile_field(&key, v, placeholders)?);
+            }
+            Ok(Selection::All(tests))
+        }
+        serde_yaml_ng::Value::Sequence(items) if items.iter().all(|i| i.is_mapping()) => {
+            Ok(Selection::Any(items.iter().map(|i| compile_selection(i, placeholders)).collect::<Result<_, _>>()?))
+        }
+        serde_yaml_ng::Value::Sequence(items) => {
+            // Keywords: any of them anywhere in the line.
+            let words: Vec<String> = items.iter().filter_map(to_string).collect();
+            let automaton =
+                AhoCorasick::builder().ascii_case_insensitive(true).build(&words).map_err(CompileError::Keywords)?;
+            Ok(Selection::All(vec![FieldTest { path: "event.original".into(), values: Values::Literals(automaton) }]))
+        }
+        other => Err(CompileError::SelectionType(format!("{other:?}"))),
+    }
+}
+
+/// Every value at a dotted path (arrays flattened; `threat.enrichments.indicator.ip` reaches into the
+/// array's objects).
+pub fn lookup<'d>(doc: &'d Map<String, Json>, path: &str) -> Vec<&'d Json> {
+    let mut current: Vec<&Json> = Vec::new();
+    let mut parts = path.split('.');
+    let Some(first) = parts.next() else { return current };
+    // Keys may themselves contain dots (`citrix_adc.log.fields` pairs); objects are tried first.
+    if let Some(v) = doc.get(first) {
+        current.push(v);
+    }
+    for part in parts {
+        let mut next = Vec::new();
+        for v in current {
+            match v {
+                Json::Object(o) => next.extend(o.get(part)),
+                Json::Array(items) => next.extend(items.iter().filter_map(|i| i.get(part))),
+                _ => {}
+            }
+        }
+        current = next;
+    }
+    let mut flat = Vec::with_capacity(current.len());
+    for v in current {
+        match v {
+            Json::Array(items) => flat.extend(items.iter()),
+            other => flat.push(other),
+        }
+    }
+    flat
+}
+
+pub(super) fn value_text(v: &Json) -> Option<String> {
+    match v {
+        Json::String(s) => Some(s.clone()),
+        Json::Number(n) => Some(n.to_string()),
+        Json::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+pub(super) fn pred_matches(pred: &Pred, value: &Json) -> bool {
+    if let Pred::Exists(_) = pred {
+        return true;
+    }
+    let number = || value.as_f64().or_else(|| value.as_str().and_then(|s| s.trim().parse().ok()));
+    let Some(text) = value_text(value) else { return false };
+    match pred {
+        Pred::Eq(want) => text.to_lowercase() == *want,
+        Pred::Contains(want) => text.to_lowercase().contains(want.as_str()),
+        Pred::StartsWith(want) => text.to_lowercase().starts_with(want.as_str()),
+        Pred::EndsWith(want) => text.to_lowercase().ends_with(want.as_str()),
+        Pred::Re(re) => re.is_match(&text),
+        Pred::Cidr(net, len) => match (text.parse::<IpAddr>(), net) {
+            (Ok(IpAddr::V4(ip)), IpAddr::V4(net)) => {
+                let mask = if *len == 0 { 0 } else { u32::MAX << (32 - u32::from(*len)) };
+                u32::from(ip) & mask == u32::from(*net) & mask
+            }
+            (Ok(IpAddr::V6(ip)), IpAddr::V6(net)) => {
+                let mask = if *len == 0 { 0 } else { u128::MAX << (128 - u32::from(*len)) };
+                u128::from(ip) & mask == u128::from(*net) & mask
+            }
+            _ => false,
+        },
+        Pred::Lt(n) => number().is_some_and(|v| v < *n),
+        Pred::Lte(n) => number().is_some_and(|v| v <= *n),
+        Pred::Gt(n) => number().is_some_and(|v| v > *n),
+        Pred::Gte(n) => number().is_some_and(|v| v >= *n),
+        Pred::Exists(_) => true,
+    }
+}
+
+pub(super) fn field_matches(test: &FieldTest, doc: &Map<String, Json>) -> bool {
+    let values = lookup(doc, &test.path);
+    match &test.values {
+        Values::Absent => values.is_empty() || values.iter().all(|v| v.is_null()),
+        Values::Any(preds) => {
+            if let [Pred::Exists(want)] = preds.as_slice() {
+                return values.is_empty() != *want;
+            }
+            preds.iter().any(|p| values.iter().any(|v| pred_matches(p, v)))
+        }
+        Values::All(preds) => preds.iter().all(|p| values.iter().any(|v| pred_matches(p, v))),
+        Values::Literals(automaton) => values.iter().filter_map(|v| value_text(v)).any(|t| automaton.is_match(&t)),
+        Values::Regexes(set) => values.iter().filter_map(|v| value_text(v)).any(|t| set.is_match(&t)),
+    }
+}
+
+pub(super) fn selection_matches(selection: &Selection, doc: &Map<String, Json>) -> bool {
+    match selection {
+        Selection::All(tests) => tests.iter().all(|t| field_matches(t, doc)),
+        Selection::Any(options) => options.iter().any(|o| selection_matches(o, doc)),
+    }
+}
