@@ -9,32 +9,38 @@
 //! writes byte-identical alerts. Alerts go to an NDJSON file (or stdout) or to the alerts topic; the
 //! compromise-window report (`report`) to Markdown, JSON or HTML (`html`).
 
+mod files;
 pub mod html;
+mod kafka;
 pub mod order;
 pub mod report;
+mod snapshot;
 
-use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, IsTerminal, Read, Write};
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use chrono::{DateTime, SecondsFormat, Utc};
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::{json, Value as Json};
 use sha2::{Digest, Sha256};
 
 use crate::baseline::{Partition, Sample};
 use crate::config::Settings;
-use crate::detect::{Alert, DetectOptions, Publish, RuleSet, Worker};
-use crate::ecs::{Origin, SourceRef};
+use crate::detect::{Alert, DetectOptions, RuleSet, Worker};
+use crate::ecs::Origin;
 use crate::enrich::Enricher;
-use crate::parse::{self, reader, Dataset, ParseContext, TimestampSource};
+use crate::parse::{Dataset, ParseContext};
 use crate::process::{Clocks, Created, Input, Processor};
+
+use files::replay_files;
+pub use files::{expand, open, read_file};
+use kafka::replay_kafka;
 use report::{Hunt, Report, Sighting};
+use snapshot::pin_feeds;
 
 /// Where the history comes from.
 #[derive(Debug, Clone, PartialEq)]
@@ -296,56 +302,6 @@ fn run_id(options: &Options, inputs: &[(String, u64)], rules: &RuleSet) -> Strin
     h.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Expands globs; a pattern that matches nothing is an error naming it.
-pub fn expand(patterns: &[String]) -> anyhow::Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for pattern in patterns {
-        if pattern.contains(['*', '?', '[']) {
-            let mut matched: Vec<PathBuf> =
-                glob::glob(pattern).with_context(|| format!("--input {pattern}"))?.filter_map(Result::ok).collect();
-            if matched.is_empty() {
-                bail!("--input {pattern}: matches no file");
-            }
-            matched.sort();
-            out.extend(matched);
-        } else {
-            out.push(PathBuf::from(pattern));
-        }
-    }
-    Ok(out)
-}
-
-/// A file's bytes, decompressed by extension (`.gz`, `.zst`); `-` is standard input, as it comes.
-pub fn read_file(path: &Path) -> anyhow::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    open(path)?.read_to_end(&mut out).with_context(|| format!("reading {}", path.display()))?;
-    Ok(out)
-}
-
-/// A file as a stream, decompressed by extension (`.gz`, `.zst`); `-` is standard input.
-pub fn open(path: &Path) -> anyhow::Result<Box<dyn BufRead>> {
-    const BUFFER: usize = 1 << 16;
-    if path == Path::new("-") {
-        return Ok(Box::new(std::io::BufReader::with_capacity(BUFFER, std::io::stdin())));
-    }
-    let file = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
-    Ok(match path.extension().and_then(|e| e.to_str()) {
-        Some("gz") => Box::new(std::io::BufReader::with_capacity(BUFFER, flate2::read::MultiGzDecoder::new(file))),
-        Some("zst") => Box::new(std::io::BufReader::with_capacity(
-            BUFFER,
-            zstd::stream::read::Decoder::new(file).with_context(|| format!("{}", path.display()))?,
-        )),
-        _ => Box::new(std::io::BufReader::with_capacity(BUFFER, file)),
-    })
-}
-
-/// The dataset a file name implies, looking through a compression extension.
-fn hint_for(path: &Path) -> Option<Dataset> {
-    let name = path.to_string_lossy();
-    let name = name.strip_suffix(".gz").or_else(|| name.strip_suffix(".zst")).unwrap_or(&name);
-    Dataset::from_path(name)
-}
-
 fn progress_bar(options: &Options, len: u64) -> indicatif::ProgressBar {
     if !options.progress || !std::io::stderr().is_terminal() {
         return indicatif::ProgressBar::hidden();
@@ -358,67 +314,6 @@ fn progress_bar(options: &Options, len: u64) -> indicatif::ProgressBar {
         .expect("a valid template"),
     );
     bar
-}
-
-/// The manifest of a feed snapshot directory.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct Snapshot {
-    version: u32,
-    as_of: DateTime<Utc>,
-    feeds: Vec<SnapshotFeed>,
-}
-
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct SnapshotFeed {
-    name: String,
-    format: crate::enrich::feeds::Format,
-    file: String,
-    sha256: String,
-}
-
-const SNAPSHOT_MANIFEST: &str = "snapshot.json";
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Settings whose feeds are those of the snapshot in `dir` (created from the configured feeds first
-/// when `dir` does not exist), and the snapshot's time.
-fn pin_feeds(settings: &Settings, dir: &Path) -> anyhow::Result<(Settings, DateTime<Utc>)> {
-    let manifest = dir.join(SNAPSHOT_MANIFEST);
-    if !dir.exists() {
-        std::fs::create_dir_all(dir).with_context(|| format!("--feeds-snapshot {}", dir.display()))?;
-        let mut feeds = Vec::new();
-        for (i, feed) in settings.enrich.ioc.feeds.iter().enumerate() {
-            let bytes =
-                std::fs::read(&feed.path).with_context(|| format!("feed {}: {}", feed.name, feed.path.display()))?;
-            let file =
-                format!("{i:02}-{}", Path::new(&feed.path).file_name().and_then(|n| n.to_str()).unwrap_or("feed"));
-            std::fs::write(dir.join(&file), &bytes)?;
-            feeds.push(SnapshotFeed { name: feed.name.clone(), format: feed.format, file, sha256: sha256_hex(&bytes) });
-        }
-        let snapshot = Snapshot { version: 1, as_of: Utc::now(), feeds };
-        std::fs::write(&manifest, serde_json::to_vec_pretty(&snapshot)?)?;
-    }
-    let snapshot: Snapshot = serde_json::from_slice(
-        &std::fs::read(&manifest).with_context(|| format!("--feeds-snapshot: {}", manifest.display()))?,
-    )
-    .with_context(|| format!("--feeds-snapshot: {}", manifest.display()))?;
-    let mut pinned = settings.clone();
-    pinned.enrich.ioc.feeds.clear();
-    for feed in &snapshot.feeds {
-        let path = dir.join(&feed.file);
-        let bytes = std::fs::read(&path).with_context(|| format!("--feeds-snapshot: {}", path.display()))?;
-        if sha256_hex(&bytes) != feed.sha256 {
-            bail!("--feeds-snapshot: {} changed since the snapshot was taken", path.display());
-        }
-        pinned.enrich.ioc.feeds.push(crate::config::FeedSettings {
-            name: feed.name.clone(),
-            path,
-            format: feed.format,
-        });
-    }
-    Ok((pinned, snapshot.as_of))
 }
 
 /// Runs a replay.
@@ -528,362 +423,6 @@ pub fn run(settings: &Settings, options: &Options) -> anyhow::Result<(Summary, R
         std::fs::write(path, text).with_context(|| format!("--report {}", path.display()))?;
     }
     Ok((summary, report))
-}
-
-/// The appliance of a file's records that do not name one (the appliance's own httpaccess, bash and
-/// cron files): the directory the file sits in, as a collection laid out `<appliance>/<file>` has it.
-fn directory_appliance(path: &Path) -> Option<String> {
-    let dir = path.parent()?.file_name()?.to_str()?;
-    (!dir.is_empty() && dir != "." && dir != "..").then(|| dir.to_owned())
-}
-
-/// Files: every record parsed once to learn its appliance and time, then replayed in event-time order
-/// (ties in appliance, file and line order), each appliance's records by one worker thread with the
-/// appliance's detection state. Files are read as streams and ordered by an external merge sort
-/// ([`order`]), so memory stays within `sort_memory` plus the engine's whatever the input.
-fn replay_files(
-    engine: &mut Engine,
-    analyser: &Analyser<'_>,
-    options: &Options,
-    inputs: &[(String, u64)],
-    workers: usize,
-) -> anyhow::Result<()> {
-    // A record is read against the end of the replay window, else its file's modification time: never
-    // the wall clock, so a replay's output does not depend on the day it runs.
-    let mut clocks = Vec::new();
-    let mut hints = Vec::new();
-    let mut sorter = order::Sorter::new(options.sort_memory, std::env::temp_dir());
-    // Records per appliance, to spread the appliances over the threads.
-    let mut sizes: HashMap<String, u64> = HashMap::new();
-    for (i, (name, _)) in inputs.iter().enumerate() {
-        let path = Path::new(name);
-        let hint = hint_for(path);
-        let received = options.to.or_else(|| reader::file_clock(path)).unwrap_or_else(Utc::now);
-        clocks.push(received);
-        hints.push(hint);
-        let dir = directory_appliance(path);
-        let mut stream = reader::Stream::new(open(path)?);
-        let mut record = reader::Record::default();
-        while stream.next_into(&mut record).with_context(|| format!("reading {name}"))? {
-            match parse::parse(record.text.as_bytes(), received, &analyser.ctx, hint) {
-                // A record without a time of its own (an httperror line) is dated by the replay, and
-                // belongs to it whatever the range.
-                Ok(event)
-                    if event.timestamp_source == TimestampSource::Record
-                        || (event.timestamp >= options.from && options.to.is_none_or(|to| event.timestamp < to)) =>
-                {
-                    let host =
-                        event.appliance().map(str::to_owned).or_else(|| dir.clone()).unwrap_or_else(|| "-".into());
-                    let at = event.timestamp;
-                    match sizes.get_mut(&host) {
-                        Some(n) => *n += 1,
-                        None => {
-                            sizes.insert(host.clone(), 1);
-                        }
-                    }
-                    let text = std::mem::take(&mut record.text);
-                    sorter
-                        .push(order::Item { host, at, file: i as u32, line: record.line as u64, text })
-                        .context("ordering the records")?;
-                }
-                Ok(_) => {}
-                Err(_) => {
-                    engine.summary.records += 1;
-                    engine.summary.unparsed += 1;
-                }
-            }
-        }
-    }
-    let (ordered, stats) = sorter.finish().context("ordering the records")?;
-    engine.summary.sort_runs = stats.runs;
-    let files = Files { names: inputs, clocks: &clocks, hints: &hints };
-    let flushed = process_in_order(engine, analyser, options, &files, ordered, &sizes, workers)?;
-    engine.finish_workers(flushed)
-}
-
-/// What the records of a file replay need from their file.
-struct Files<'a> {
-    names: &'a [(String, u64)],
-    clocks: &'a [DateTime<Utc>],
-    hints: &'a [Option<Dataset>],
-}
-
-/// Appliance → thread: the largest appliances first, each to the thread with the fewest records so far
-/// (ties to the lower thread), so the threads finish together as far as the appliances allow. The output
-/// does not depend on it: each appliance's records stay in order on one thread, and what they give is
-/// written in the merge's order.
-fn spread(sizes: &HashMap<String, u64>, workers: usize) -> HashMap<String, usize> {
-    let mut by_size: Vec<(&String, u64)> = sizes.iter().map(|(h, n)| (h, *n)).collect();
-    by_size.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
-    let mut load = vec![0u64; workers.max(1)];
-    let mut out = HashMap::new();
-    for (host, n) in by_size {
-        let thread = (0..load.len()).min_by_key(|t| load[*t]).expect("at least one thread");
-        load[thread] += n;
-        out.insert(host.clone(), thread);
-    }
-    out
-}
-
-/// Records handed to the worker threads at once: consecutive in the merge's order, split by thread.
-const CHUNK: usize = 512;
-/// Most chunks dispatched and not yet written out: bounds the memory of a replay's reordering whatever
-/// the speed of each thread.
-const OUTSTANDING_CHUNKS: usize = 16;
-
-/// The ordered records through `workers` threads: each appliance's records go to one thread (its
-/// detection state lives there), in order; what they give is written out in the merge's order, so the
-/// output is the same for any number of threads. Returns what each appliance's detection state still
-/// held at the end.
-fn process_in_order(
-    engine: &mut Engine,
-    analyser: &Analyser<'_>,
-    options: &Options,
-    files: &Files<'_>,
-    ordered: order::Merge,
-    sizes: &HashMap<String, u64>,
-    workers: usize,
-) -> anyhow::Result<Vec<(String, Vec<Alert>)>> {
-    enum Out {
-        Records(Vec<(u64, Option<Analysed>)>),
-        Flushed(Vec<(String, Vec<Alert>)>),
-    }
-    let workers = workers.max(1);
-    let bar = progress_bar(options, sizes.values().sum());
-    let mut flushed = Vec::new();
-    std::thread::scope(|scope| -> anyhow::Result<()> {
-        let (out_tx, out_rx) = std::sync::mpsc::sync_channel::<Out>(OUTSTANDING_CHUNKS * workers);
-        // A token per chunk between dispatch and write-out.
-        let (token_tx, token_rx) = std::sync::mpsc::sync_channel::<()>(OUTSTANDING_CHUNKS);
-        let mut inputs = Vec::new();
-        let mut threads = Vec::new();
-        for _ in 0..workers {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<(u64, order::Item)>>(OUTSTANDING_CHUNKS);
-            let out_tx = out_tx.clone();
-            inputs.push(tx);
-            threads.push(scope.spawn(move || {
-                let mut states: HashMap<String, Worker> = HashMap::new();
-                for part in rx {
-                    let mut results = Vec::with_capacity(part.len());
-                    for (seq, item) in part {
-                        if !states.contains_key(&item.host) {
-                            states.insert(item.host.clone(), Worker::new(Publish::Final));
-                        }
-                        let state = states.get_mut(&item.host).expect("inserted above");
-                        let file = item.file as usize;
-                        let origin = Origin::File { file: &files.names[file].0, line: item.line as usize };
-                        let appliance = (item.host != "-").then_some(item.host.as_str());
-                        let (received, hint) = (files.clocks[file], files.hints[file]);
-                        results.push((
-                            seq,
-                            analyser.analyse(state, item.text.as_bytes(), received, hint, origin, appliance),
-                        ));
-                    }
-                    if out_tx.send(Out::Records(results)).is_err() {
-                        return; // the writer stopped on an error
-                    }
-                }
-                let _ = out_tx.send(Out::Flushed(states.into_iter().map(|(h, mut w)| (h, w.flush_all())).collect()));
-            }));
-        }
-        drop(out_tx);
-        let reader = scope.spawn(move || -> anyhow::Result<()> {
-            let thread_of = spread(sizes, workers);
-            let mut ordered = ordered.enumerate().peekable();
-            while ordered.peek().is_some() {
-                let mut parts: Vec<Vec<(u64, order::Item)>> = (0..workers).map(|_| Vec::new()).collect();
-                for (seq, item) in ordered.by_ref().take(CHUNK) {
-                    let item = item.context("ordering the records")?;
-                    parts[thread_of.get(&item.host).copied().unwrap_or(0)].push((seq as u64, item));
-                }
-                if token_tx.send(()).is_err() {
-                    return Ok(()); // the writer stopped on an error
-                }
-                for (thread, part) in parts.into_iter().enumerate().filter(|(_, p)| !p.is_empty()) {
-                    if inputs[thread].send(part).is_err() {
-                        return Ok(());
-                    }
-                }
-            }
-            Ok(())
-        });
-        let mut next = 0u64;
-        let mut waiting = BTreeMap::new();
-        let mut written = Ok(());
-        'out: for out in out_rx {
-            match out {
-                Out::Records(results) => {
-                    waiting.extend(results);
-                    while let Some(analysed) = waiting.remove(&next) {
-                        if next.is_multiple_of(CHUNK as u64) {
-                            let _ = token_rx.recv();
-                            bar.set_position(next);
-                            if let Some(a) = &analysed {
-                                bar.set_message(format!("{} at {}", a.host, rfc3339(a.at)));
-                            }
-                        }
-                        next += 1;
-                        written = engine.apply(analysed);
-                        if written.is_err() {
-                            break 'out;
-                        }
-                    }
-                }
-                Out::Flushed(states) => flushed.extend(states),
-            }
-        }
-        drop(token_rx);
-        let read = reader.join().map_err(|_| anyhow!("the replay reader panicked"))?;
-        for thread in threads {
-            thread.join().map_err(|_| anyhow!("a replay worker panicked"))?;
-        }
-        written?;
-        read
-    })?;
-    bar.finish_and_clear();
-    Ok(flushed)
-}
-
-/// Kafka: an ephemeral group (never committed); every partition read from its offset for `from` to the
-/// offset for `to` (or its end) by a thread and consumer of its own, in parallel, each with its own
-/// detection state, as live. Records are selected by their timestamps, `from <= timestamp < to`.
-fn replay_kafka(
-    engine: &mut Engine,
-    analyser: &Analyser<'_>,
-    settings: &Settings,
-    options: &Options,
-    topic: &str,
-) -> anyhow::Result<()> {
-    let mut config = crate::source::consumer_config(settings);
-    config
-        .set("group.id", format!("{}.replay.{}", settings.kafka.group_id, engine.run_id))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .set("auto.offset.reset", "latest");
-    let consumer: BaseConsumer = config.create().context("creating the replay consumer")?;
-    let timeout = Duration::from_secs(30);
-    let metadata = consumer.fetch_metadata(Some(topic), timeout).context("reading topic metadata")?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic && t.error().is_none())
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    if partitions.is_empty() {
-        bail!("topic {topic}: not found, or it has no partitions");
-    }
-    let at = |t: DateTime<Utc>| -> anyhow::Result<HashMap<i32, Offset>> {
-        let mut tpl = TopicPartitionList::new();
-        for p in &partitions {
-            tpl.add_partition_offset(topic, *p, Offset::Offset(t.timestamp_millis()))?;
-        }
-        let found = consumer.offsets_for_times(tpl, timeout).context("looking up offsets for times")?;
-        Ok(found.elements().iter().map(|e| (e.partition(), e.offset())).collect())
-    };
-    let starts = at(options.from)?;
-    let ends: HashMap<i32, Offset> = match options.to {
-        Some(to) => at(to)?,
-        None => HashMap::new(),
-    };
-    // (partition, first offset, end offset if bounded)
-    let mut plan = Vec::new();
-    let mut total = 0u64;
-    for p in &partitions {
-        let Some(Offset::Offset(start)) = starts.get(p).copied() else { continue };
-        // The offset for `to` bounds the read only when it lies after the start: a broker that answers
-        // the earliest offset for every time (as tansu does) is read to its end instead. Every record is
-        // checked against the range by its own timestamp either way.
-        let end = match ends.get(p) {
-            Some(Offset::Offset(e)) if *e > start => Some(*e),
-            _ => None,
-        };
-        let (_, high) = consumer.fetch_watermarks(topic, *p, timeout).unwrap_or((0, 0));
-        total += (end.unwrap_or(high) - start).max(0) as u64;
-        plan.push((*p, start, end));
-    }
-    drop(consumer);
-    let hint = settings.topic_datasets().get(topic).copied();
-    let bar = progress_bar(options, total);
-    /// What a partition thread sends: per record read, its timestamp and, when in range, what it gave;
-    /// at its end, the alerts its detection state still held.
-    enum Step {
-        Read(i32, Option<DateTime<Utc>>, Option<Option<Box<Analysed>>>),
-        Done(Vec<Alert>),
-    }
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Step>(4096);
-    std::thread::scope(|scope| -> anyhow::Result<()> {
-        let mut threads = Vec::new();
-        for (p, start, end) in plan {
-            let (tx, config) = (tx.clone(), config.clone());
-            threads.push(scope.spawn(move || -> anyhow::Result<()> {
-                let consumer: BaseConsumer = config.create().context("creating a partition reader")?;
-                let mut tpl = TopicPartitionList::new();
-                tpl.add_partition_offset(topic, p, Offset::Offset(start))?;
-                consumer.assign(&tpl)?;
-                let mut worker = Worker::new(Publish::Final);
-                let mut idle = 0u32;
-                let finish = |worker: &mut Worker| {
-                    let _ = tx.send(Step::Done(worker.flush_all()));
-                    Ok(())
-                };
-                loop {
-                    let message = match consumer.poll(Duration::from_millis(500)) {
-                        None => {
-                            idle += 1;
-                            if idle > 120 {
-                                bail!("{topic}/{p}: no data for a minute before its end");
-                            }
-                            continue;
-                        }
-                        Some(Err(KafkaError::PartitionEOF(_))) => return finish(&mut worker),
-                        Some(Err(e)) => bail!("reading {topic}/{p}: {e}"),
-                        Some(Ok(m)) => m,
-                    };
-                    idle = 0;
-                    let offset = message.offset();
-                    if end.is_some_and(|e| offset >= e) {
-                        return finish(&mut worker);
-                    }
-                    let ts = message.timestamp().to_millis().and_then(DateTime::<Utc>::from_timestamp_millis);
-                    let analysed = ts.filter(|t| *t >= options.from && options.to.is_none_or(|to| *t < to)).map(|t| {
-                        let origin = Origin::Kafka(SourceRef { topic, partition: p, offset });
-                        let payload = message.payload().unwrap_or_default();
-                        analyser.analyse(&mut worker, payload, t, hint, origin, None).map(Box::new)
-                    });
-                    if tx.send(Step::Read(p, ts, analysed)).is_err() {
-                        return Ok(()); // the main thread stopped on an error
-                    }
-                    if end.is_some_and(|e| offset + 1 >= e) {
-                        return finish(&mut worker);
-                    }
-                }
-            }));
-        }
-        drop(tx);
-        let mut failed = None;
-        for step in rx {
-            let applied = match step {
-                Step::Read(p, ts, analysed) => {
-                    bar.inc(1);
-                    if let Some(t) = ts {
-                        bar.set_message(format!("partition {p} at {}", rfc3339(t)));
-                    }
-                    analysed.map_or(Ok(()), |a| engine.apply(a.map(|a| *a)))
-                }
-                Step::Done(alerts) => engine.publish(alerts),
-            };
-            if let Err(e) = applied {
-                failed = Some(e);
-                break;
-            }
-        }
-        for thread in threads {
-            thread.join().map_err(|_| anyhow!("a partition reader panicked"))??;
-        }
-        failed.map_or(Ok(()), Err)
-    })?;
-    bar.finish_and_clear();
-    Ok(())
 }
 
 /// Metric samples (NDJSON, optionally compressed) through the baselines, per appliance in time order.

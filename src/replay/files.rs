@@ -1,0 +1,280 @@
+//! File replays: inputs read as streams (plain, `.gz`, `.zst`, stdin), records put in event-time order
+//! by the external merge sort (`order`), then processed by `pipeline.workers` threads — each appliance
+//! by one — and applied in the merge's order.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, Read};
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context};
+use chrono::{DateTime, Utc};
+
+use super::{order, progress_bar, rfc3339, Analysed, Analyser, Engine, Options};
+use crate::detect::{Alert, Publish, Worker};
+use crate::ecs::Origin;
+use crate::parse::{self, reader, Dataset, TimestampSource};
+
+/// Expands globs; a pattern that matches nothing is an error naming it.
+pub fn expand(patterns: &[String]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for pattern in patterns {
+        if pattern.contains(['*', '?', '[']) {
+            let mut matched: Vec<PathBuf> =
+                glob::glob(pattern).with_context(|| format!("--input {pattern}"))?.filter_map(Result::ok).collect();
+            if matched.is_empty() {
+                bail!("--input {pattern}: matches no file");
+            }
+            matched.sort();
+            out.extend(matched);
+        } else {
+            out.push(PathBuf::from(pattern));
+        }
+    }
+    Ok(out)
+}
+
+/// A file's bytes, decompressed by extension (`.gz`, `.zst`); `-` is standard input, as it comes.
+pub fn read_file(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    open(path)?.read_to_end(&mut out).with_context(|| format!("reading {}", path.display()))?;
+    Ok(out)
+}
+
+/// A file as a stream, decompressed by extension (`.gz`, `.zst`); `-` is standard input.
+pub fn open(path: &Path) -> anyhow::Result<Box<dyn BufRead>> {
+    const BUFFER: usize = 1 << 16;
+    if path == Path::new("-") {
+        return Ok(Box::new(std::io::BufReader::with_capacity(BUFFER, std::io::stdin())));
+    }
+    let file = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
+    Ok(match path.extension().and_then(|e| e.to_str()) {
+        Some("gz") => Box::new(std::io::BufReader::with_capacity(BUFFER, flate2::read::MultiGzDecoder::new(file))),
+        Some("zst") => Box::new(std::io::BufReader::with_capacity(
+            BUFFER,
+            zstd::stream::read::Decoder::new(file).with_context(|| format!("{}", path.display()))?,
+        )),
+        _ => Box::new(std::io::BufReader::with_capacity(BUFFER, file)),
+    })
+}
+
+/// The dataset a file name implies, looking through a compression extension.
+pub(super) fn hint_for(path: &Path) -> Option<Dataset> {
+    let name = path.to_string_lossy();
+    let name = name.strip_suffix(".gz").or_else(|| name.strip_suffix(".zst")).unwrap_or(&name);
+    Dataset::from_path(name)
+}
+
+/// The appliance of a file's records that do not name one (the appliance's own httpaccess, bash and
+/// cron files): the directory the file sits in, as a collection laid out `<appliance>/<file>` has it.
+pub(super) fn directory_appliance(path: &Path) -> Option<String> {
+    let dir = path.parent()?.file_name()?.to_str()?;
+    (!dir.is_empty() && dir != "." && dir != "..").then(|| dir.to_owned())
+}
+
+/// Files: every record parsed once to learn its appliance and time, then replayed in event-time order
+/// (ties in appliance, file and line order), each appliance's records by one worker thread with the
+/// appliance's detection state. Files are read as streams and ordered by an external merge sort
+/// ([`order`]), so memory stays within `sort_memory` plus the engine's whatever the input.
+pub(super) fn replay_files(
+    engine: &mut Engine,
+    analyser: &Analyser<'_>,
+    options: &Options,
+    inputs: &[(String, u64)],
+    workers: usize,
+) -> anyhow::Result<()> {
+    // A record is read against the end of the replay window, else its file's modification time: never
+    // the wall clock, so a replay's output does not depend on the day it runs.
+    let mut clocks = Vec::new();
+    let mut hints = Vec::new();
+    let mut sorter = order::Sorter::new(options.sort_memory, std::env::temp_dir());
+    // Records per appliance, to spread the appliances over the threads.
+    let mut sizes: HashMap<String, u64> = HashMap::new();
+    for (i, (name, _)) in inputs.iter().enumerate() {
+        let path = Path::new(name);
+        let hint = hint_for(path);
+        let received = options.to.or_else(|| reader::file_clock(path)).unwrap_or_else(Utc::now);
+        clocks.push(received);
+        hints.push(hint);
+        let dir = directory_appliance(path);
+        let mut stream = reader::Stream::new(open(path)?);
+        let mut record = reader::Record::default();
+        while stream.next_into(&mut record).with_context(|| format!("reading {name}"))? {
+            match parse::parse(record.text.as_bytes(), received, &analyser.ctx, hint) {
+                // A record without a time of its own (an httperror line) is dated by the replay, and
+                // belongs to it whatever the range.
+                Ok(event)
+                    if event.timestamp_source == TimestampSource::Record
+                        || (event.timestamp >= options.from && options.to.is_none_or(|to| event.timestamp < to)) =>
+                {
+                    let host =
+                        event.appliance().map(str::to_owned).or_else(|| dir.clone()).unwrap_or_else(|| "-".into());
+                    let at = event.timestamp;
+                    match sizes.get_mut(&host) {
+                        Some(n) => *n += 1,
+                        None => {
+                            sizes.insert(host.clone(), 1);
+                        }
+                    }
+                    let text = std::mem::take(&mut record.text);
+                    sorter
+                        .push(order::Item { host, at, file: i as u32, line: record.line as u64, text })
+                        .context("ordering the records")?;
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    engine.summary.records += 1;
+                    engine.summary.unparsed += 1;
+                }
+            }
+        }
+    }
+    let (ordered, stats) = sorter.finish().context("ordering the records")?;
+    engine.summary.sort_runs = stats.runs;
+    let files = Files { names: inputs, clocks: &clocks, hints: &hints };
+    let flushed = process_in_order(engine, analyser, options, &files, ordered, &sizes, workers)?;
+    engine.finish_workers(flushed)
+}
+
+/// What the records of a file replay need from their file.
+pub(super) struct Files<'a> {
+    names: &'a [(String, u64)],
+    clocks: &'a [DateTime<Utc>],
+    hints: &'a [Option<Dataset>],
+}
+
+/// Appliance → thread: the largest appliances first, each to the thread with the fewest records so far
+/// (ties to the lower thread), so the threads finish together as far as the appliances allow. The output
+/// does not depend on it: each appliance's records stay in order on one thread, and what they give is
+/// written in the merge's order.
+pub(super) fn spread(sizes: &HashMap<String, u64>, workers: usize) -> HashMap<String, usize> {
+    let mut by_size: Vec<(&String, u64)> = sizes.iter().map(|(h, n)| (h, *n)).collect();
+    by_size.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    let mut load = vec![0u64; workers.max(1)];
+    let mut out = HashMap::new();
+    for (host, n) in by_size {
+        let thread = (0..load.len()).min_by_key(|t| load[*t]).expect("at least one thread");
+        load[thread] += n;
+        out.insert(host.clone(), thread);
+    }
+    out
+}
+
+/// Records handed to the worker threads at once: consecutive in the merge's order, split by thread.
+pub(super) const CHUNK: usize = 512;
+
+/// Most chunks dispatched and not yet written out: bounds the memory of a replay's reordering whatever
+/// the speed of each thread.
+pub(super) const OUTSTANDING_CHUNKS: usize = 16;
+
+/// The ordered records through `workers` threads: each appliance's records go to one thread (its
+/// detection state lives there), in order; what they give is written out in the merge's order, so the
+/// output is the same for any number of threads. Returns what each appliance's detection state still
+/// held at the end.
+pub(super) fn process_in_order(
+    engine: &mut Engine,
+    analyser: &Analyser<'_>,
+    options: &Options,
+    files: &Files<'_>,
+    ordered: order::Merge,
+    sizes: &HashMap<String, u64>,
+    workers: usize,
+) -> anyhow::Result<Vec<(String, Vec<Alert>)>> {
+    enum Out {
+        Records(Vec<(u64, Option<Analysed>)>),
+        Flushed(Vec<(String, Vec<Alert>)>),
+    }
+    let workers = workers.max(1);
+    let bar = progress_bar(options, sizes.values().sum());
+    let mut flushed = Vec::new();
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let (out_tx, out_rx) = std::sync::mpsc::sync_channel::<Out>(OUTSTANDING_CHUNKS * workers);
+        // A token per chunk between dispatch and write-out.
+        let (token_tx, token_rx) = std::sync::mpsc::sync_channel::<()>(OUTSTANDING_CHUNKS);
+        let mut inputs = Vec::new();
+        let mut threads = Vec::new();
+        for _ in 0..workers {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<(u64, order::Item)>>(OUTSTANDING_CHUNKS);
+            let out_tx = out_tx.clone();
+            inputs.push(tx);
+            threads.push(scope.spawn(move || {
+                let mut states: HashMap<String, Worker> = HashMap::new();
+                for part in rx {
+                    let mut results = Vec::with_capacity(part.len());
+                    for (seq, item) in part {
+                        if !states.contains_key(&item.host) {
+                            states.insert(item.host.clone(), Worker::new(Publish::Final));
+                        }
+                        let state = states.get_mut(&item.host).expect("inserted above");
+                        let file = item.file as usize;
+                        let origin = Origin::File { file: &files.names[file].0, line: item.line as usize };
+                        let appliance = (item.host != "-").then_some(item.host.as_str());
+                        let (received, hint) = (files.clocks[file], files.hints[file]);
+                        results.push((
+                            seq,
+                            analyser.analyse(state, item.text.as_bytes(), received, hint, origin, appliance),
+                        ));
+                    }
+                    if out_tx.send(Out::Records(results)).is_err() {
+                        return; // the writer stopped on an error
+                    }
+                }
+                let _ = out_tx.send(Out::Flushed(states.into_iter().map(|(h, mut w)| (h, w.flush_all())).collect()));
+            }));
+        }
+        drop(out_tx);
+        let reader = scope.spawn(move || -> anyhow::Result<()> {
+            let thread_of = spread(sizes, workers);
+            let mut ordered = ordered.enumerate().peekable();
+            while ordered.peek().is_some() {
+                let mut parts: Vec<Vec<(u64, order::Item)>> = (0..workers).map(|_| Vec::new()).collect();
+                for (seq, item) in ordered.by_ref().take(CHUNK) {
+                    let item = item.context("ordering the records")?;
+                    parts[thread_of.get(&item.host).copied().unwrap_or(0)].push((seq as u64, item));
+                }
+                if token_tx.send(()).is_err() {
+                    return Ok(()); // the writer stopped on an error
+                }
+                for (thread, part) in parts.into_iter().enumerate().filter(|(_, p)| !p.is_empty()) {
+                    if inputs[thread].send(part).is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+            Ok(())
+        });
+        let mut next = 0u64;
+        let mut waiting = BTreeMap::new();
+        let mut written = Ok(());
+        'out: for out in out_rx {
+            match out {
+                Out::Records(results) => {
+                    waiting.extend(results);
+                    while let Some(analysed) = waiting.remove(&next) {
+                        if next.is_multiple_of(CHUNK as u64) {
+                            let _ = token_rx.recv();
+                            bar.set_position(next);
+                            if let Some(a) = &analysed {
+                                bar.set_message(format!("{} at {}", a.host, rfc3339(a.at)));
+                            }
+                        }
+                        next += 1;
+                        written = engine.apply(analysed);
+                        if written.is_err() {
+                            break 'out;
+                        }
+                    }
+                }
+                Out::Flushed(states) => flushed.extend(states),
+            }
+        }
+        drop(token_rx);
+        let read = reader.join().map_err(|_| anyhow!("the replay reader panicked"))?;
+        for thread in threads {
+            thread.join().map_err(|_| anyhow!("a replay worker panicked"))?;
+        }
+        written?;
+        read
+    })?;
+    bar.finish_and_clear();
+    Ok(flushed)
+}
