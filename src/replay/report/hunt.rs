@@ -1,0 +1,447 @@
+//! Collecting what the report needs while a replay runs: per appliance the first probe, attempt and
+//! likely success, post-exploitation findings, sources, sessions, back-end connections and the timeline;
+//! and the verdict and window computed from them at the end.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Map, Value as Json};
+
+use super::{
+    ApplianceReport, Backend, Behaviour, Finding, MetricPoint, Report, Session, Source, Timeline, Verdict, Window,
+};
+use crate::detect::sigma::Stage;
+use crate::detect::Alert;
+
+/// Per appliance, at most this many sessions and back-end connections are kept (the earliest ones).
+pub(super) const MAX_ACTIVITY: usize = 100_000;
+
+/// Evidence lines kept per finding.
+pub(super) const MAX_EVIDENCE: usize = 5;
+
+/// Alert ids listed per behaviour.
+pub(super) const MAX_BEHAVIOUR_ALERTS: usize = 20;
+
+/// Alert marks and metric points kept per appliance for the HTML timeline (the earliest ones).
+pub(super) const MAX_TIMELINE: usize = 200_000;
+
+/// A user seen at a time: (time, user, session id, client address).
+pub(super) type Seen = (DateTime<Utc>, String, Option<String>, Option<String>);
+
+/// A connection to a back-end: (time, back-end address, port, user).
+pub(super) type Connection = (DateTime<Utc>, String, Option<u64>, Option<String>);
+
+#[derive(Default)]
+pub(super) struct Activity {
+    probe: Option<(DateTime<Utc>, Finding)>,
+    attempt: Option<(DateTime<Utc>, Finding)>,
+    success: Option<(DateTime<Utc>, Finding)>,
+    /// Post-exploitation alerts: time, finding, behaviour, matches (`gatewatch.count`).
+    post: Vec<(DateTime<Utc>, Finding, String, u64)>,
+    anomalies: Vec<(DateTime<Utc>, Finding)>,
+    others: BTreeMap<&'static str, u64>,
+    sources: BTreeMap<String, (DateTime<Utc>, DateTime<Utc>, Source)>,
+    sessions: Vec<Seen>,
+    backends: Vec<Connection>,
+    last_seen: Option<DateTime<Utc>>,
+    timeline: Timeline,
+}
+
+/// Collects what the report needs while a replay runs.
+#[derive(Default)]
+pub struct Hunt {
+    appliances: BTreeMap<String, Activity>,
+}
+
+pub(super) fn at_text(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+pub(super) fn path<'d>(doc: &'d Json, dotted: &str) -> Option<&'d Json> {
+    dotted.split('.').try_fold(doc, |node, part| node.get(part))
+}
+
+pub(super) fn field<'d>(doc: &'d Map<String, Json>, dotted: &str) -> Option<&'d Json> {
+    let (head, rest) = dotted.split_once('.').unwrap_or((dotted, ""));
+    let node = doc.get(head)?;
+    if rest.is_empty() {
+        Some(node)
+    } else {
+        path(node, rest)
+    }
+}
+
+pub(super) fn field_text(doc: &Map<String, Json>, dotted: &str) -> Option<String> {
+    match field(doc, dotted)? {
+        Json::String(s) => Some(s.clone()),
+        Json::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+pub(super) fn text(doc: &Json, dotted: &str) -> Option<String> {
+    match path(doc, dotted)? {
+        Json::String(s) => Some(s.clone()),
+        Json::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+pub(super) fn time(doc: &Json, dotted: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(path(doc, dotted)?.as_str()?).ok().map(|t| t.with_timezone(&Utc))
+}
+
+/// What the report takes from one enriched event: its appliance and time, the account active in it
+/// and the back-end it connected to. Taken where the event was processed, so the document need not
+/// travel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sighting {
+    host: String,
+    at: DateTime<Utc>,
+    session: Option<Seen>,
+    backend: Option<Connection>,
+}
+
+impl Sighting {
+    /// `None` for an event of no appliance.
+    pub fn of(doc: &Map<String, Json>, at: DateTime<Utc>) -> Option<Sighting> {
+        let host = field_text(doc, "observer.hostname")?;
+        // Accounts of people and administrators (gateway sessions, AAA, CLI/GUI/API); the local users of
+        // the appliance's own shell and cron records (nobody, root) are not accounts to reset.
+        let dataset = field_text(doc, "event.dataset").unwrap_or_default();
+        let local = dataset.ends_with(".shell") || dataset.ends_with(".cron");
+        let user = field_text(doc, "user.name").filter(|u| !u.is_empty() && u != "-" && !local);
+        let session = user.clone().map(|user| {
+            let session = field_text(doc, "citrix_adc.log.session_id");
+            let client = field_text(doc, "client.ip").or_else(|| field_text(doc, "source.ip"));
+            (at, user, session, client)
+        });
+        // Connections through the gateway (SSLVPN TCP/UDP/HTTP, TCP CONN records): the back-end side.
+        let feature = field_text(doc, "citrix_adc.log.feature").unwrap_or_default();
+        let backend = if matches!(feature.as_str(), "SSLVPN" | "TCP" | "ICA") {
+            field_text(doc, "destination.ip").map(|ip| {
+                let port = field(doc, "destination.port").and_then(Json::as_u64);
+                (at, ip, port, user)
+            })
+        } else {
+            None
+        };
+        Some(Sighting { host, at, session, backend })
+    }
+}
+
+impl Hunt {
+    /// An enriched event's sighting: remembers sessions and back-end connections of its appliance.
+    pub fn event(&mut self, sighting: Sighting) {
+        let Sighting { host, at, session, backend } = sighting;
+        let a = self.appliances.entry(host).or_default();
+        a.last_seen = Some(a.last_seen.map_or(at, |l| l.max(at)));
+        a.timeline.saw(at);
+        if let Some(session) = session {
+            if a.sessions.len() < MAX_ACTIVITY {
+                a.sessions.push(session);
+            }
+        }
+        if let Some(backend) = backend {
+            if a.backends.len() < MAX_ACTIVITY {
+                a.backends.push(backend);
+            }
+        }
+    }
+
+    /// An alert of the replay (rule or anomaly).
+    pub fn alert(&mut self, alert: &Alert) {
+        let doc = &alert.doc;
+        let Some(host) = text(doc, "observer.hostname") else { return };
+        let Some(at) = time(doc, "@timestamp") else { return };
+        let evidence: Vec<String> = path(doc, "gatewatch.evidence")
+            .and_then(Json::as_array)
+            .map(|items| {
+                items.iter().filter_map(|e| text(e, "original")).filter(|s| !s.is_empty()).take(MAX_EVIDENCE).collect()
+            })
+            .unwrap_or_default();
+        // An anomaly's evidence is the metric sample; its message says more.
+        let evidence = if evidence.is_empty() || alert.stage == Stage::Anomaly {
+            vec![text(doc, "message").unwrap_or_default()]
+        } else {
+            evidence
+        };
+        let finding = Finding {
+            at: at_text(at),
+            stage: alert.stage.as_str(),
+            rule: alert.rule_id.clone(),
+            alert_id: alert.id.clone(),
+            evidence,
+        };
+        let a = self.appliances.entry(host).or_default();
+        a.timeline.saw(at);
+        if a.timeline.marks.len() < MAX_TIMELINE {
+            a.timeline.marks.push((at, alert.stage.as_str()));
+        }
+        let keep_first = |slot: &mut Option<(DateTime<Utc>, Finding)>, f: Finding| {
+            if slot.as_ref().is_none_or(|(t, _)| at < *t) {
+                *slot = Some((at, f));
+            }
+        };
+        match alert.stage {
+            Stage::Probe => keep_first(&mut a.probe, finding),
+            Stage::ExploitAttempt => keep_first(&mut a.attempt, finding),
+            Stage::ExploitSuccess | Stage::SessionHijack => keep_first(&mut a.success, finding),
+            Stage::PostExploitation => {
+                let behaviour = finding.evidence.first().map(|e| behaviour_of(e)).unwrap_or_default();
+                let count = path(doc, "gatewatch.count").and_then(Json::as_u64).unwrap_or(1).max(1);
+                a.post.push((at, finding, behaviour, count))
+            }
+            Stage::Anomaly => a.anomalies.push((at, finding)),
+            Stage::IocMatch | Stage::AuthAbuse => *a.others.entry(alert.stage.as_str()).or_default() += 1,
+        }
+        if let Some(ip) = text(doc, "source.ip") {
+            let entry = a.sources.entry(ip.clone()).or_insert_with(|| (at, at, Source { ip, ..Source::default() }));
+            entry.0 = entry.0.min(at);
+            entry.1 = entry.1.max(at);
+            let s = &mut entry.2;
+            s.alerts += 1;
+            s.stages.insert(alert.stage.as_str());
+            s.country = s.country.take().or_else(|| text(doc, "source.geo.country_iso_code"));
+            s.city = s.city.take().or_else(|| text(doc, "source.geo.city_name"));
+            s.asn = s.asn.or_else(|| path(doc, "source.as.number").and_then(Json::as_u64));
+            s.as_org = s.as_org.take().or_else(|| text(doc, "source.as.organization.name"));
+            for e in path(doc, "threat.enrichments").and_then(Json::as_array).into_iter().flatten() {
+                let feed = text(e, "indicator.provider").unwrap_or_else(|| "feed".into());
+                let what = text(e, "matched.atomic").unwrap_or_default();
+                s.indicators.insert(format!("{feed}: {what}"));
+            }
+        }
+    }
+
+    /// A metric sample and how the baselines scored it (`gatewatch.baseline.<metric>` of the sample's
+    /// document): the HTML report draws the series and the learned band.
+    pub fn sample(&mut self, sample: &crate::baseline::Sample, doc: &Map<String, Json>) {
+        let a = self.appliances.entry(sample.host.clone()).or_default();
+        a.timeline.saw(sample.at);
+        for &(index, value) in &sample.values {
+            let short = crate::baseline::METRICS[index].1;
+            let Some(scored) = field(doc, "gatewatch.baseline").and_then(|b| b.get(short)) else { continue };
+            let (Some(low), Some(high)) =
+                (scored.get("low").and_then(Json::as_f64), scored.get("high").and_then(Json::as_f64))
+            else {
+                continue;
+            };
+            let points = a.timeline.series.entry(short).or_default();
+            if points.len() < MAX_TIMELINE {
+                let warming = scored.get("warming").and_then(Json::as_bool).unwrap_or(false);
+                points.push(MetricPoint { at: sample.at, value, low, high, warming });
+            }
+        }
+    }
+
+    /// The report. `mitigations`: appliance → date its mitigation or patch was in place.
+    pub fn report(
+        self,
+        header: Report,
+        mitigations: &BTreeMap<String, DateTime<Utc>>,
+        publication: DateTime<Utc>,
+        range_end: Option<DateTime<Utc>>,
+    ) -> Report {
+        let mut report = header;
+        let mut hosts: BTreeSet<String> = self.appliances.keys().cloned().collect();
+        hosts.extend(mitigations.keys().cloned());
+        let mut appliances = self.appliances;
+        for host in hosts {
+            let a = appliances.remove(&host).unwrap_or_default();
+            report.appliances.push(appliance_report(host, a, mitigations, publication, range_end));
+        }
+        report
+    }
+}
+
+pub(super) fn appliance_report(
+    host: String,
+    mut a: Activity,
+    mitigations: &BTreeMap<String, DateTime<Utc>>,
+    publication: DateTime<Utc>,
+    range_end: Option<DateTime<Utc>>,
+) -> ApplianceReport {
+    a.post.sort_by(|x, y| x.0.cmp(&y.0).then_with(|| x.1.alert_id.cmp(&y.1.alert_id)));
+    // A suppression summary is its first alert again (same id) with the window's count: keep one.
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    for (_, f, _, n) in &a.post {
+        let c = counts.entry(f.alert_id.clone()).or_default();
+        *c = (*c).max(*n);
+    }
+    let mut seen = BTreeSet::new();
+    a.post.retain(|(_, f, _, _)| seen.insert(f.alert_id.clone()));
+    let behaviours = group_behaviours(&a.post, &counts);
+    a.anomalies.sort_by(|x, y| x.0.cmp(&y.0).then_with(|| x.1.alert_id.cmp(&y.1.alert_id)));
+    let mitigated = mitigations.get(&host).copied();
+    let mut reasons = Vec::new();
+    let mut verdict = Verdict::NotSeen;
+    let mut raise = |v: Verdict, why: String| {
+        verdict = verdict.max(v);
+        reasons.push(why);
+    };
+    if let Some((t, f)) = &a.probe {
+        raise(Verdict::Probed, format!("probed from {} ({})", at_text(*t), f.rule));
+    }
+    if let Some((t, f)) = &a.attempt {
+        raise(Verdict::Attempted, format!("exploitation attempted from {} ({})", at_text(*t), f.rule));
+    }
+    if let Some((t, f)) = &a.success {
+        raise(Verdict::LikelyCompromised, format!("likely successful exploitation at {} ({})", at_text(*t), f.rule));
+    }
+    if let Some((t, f, _, _)) = a.post.first() {
+        raise(Verdict::Compromised, format!("post-exploitation activity from {} ({})", at_text(*t), f.rule));
+    }
+    if let Some(m) = mitigated {
+        if m > publication {
+            raise(
+                Verdict::LikelyCompromised,
+                format!(
+                    "mitigated {} — after the exploit publication on {}: assume compromise",
+                    at_text(m),
+                    at_text(publication)
+                ),
+            );
+        } else {
+            reasons.push(format!(
+                "mitigated {} — before the exploit publication on {}",
+                at_text(m),
+                at_text(publication)
+            ));
+        }
+    }
+    if reasons.is_empty() {
+        reasons.push("no probe, exploitation or post-exploitation alert in the replayed range".into());
+    }
+    // The window starts with the first exploitation evidence (attempt, success or post-exploitation);
+    // when only the late-mitigation rule applies, with the exploit publication. It ends with the
+    // mitigation, else with the end of the replayed range (or the appliance's last record).
+    let evidence_start =
+        [a.attempt.as_ref().map(|x| x.0), a.success.as_ref().map(|x| x.0), a.post.first().map(|x| x.0)]
+            .into_iter()
+            .flatten()
+            .min();
+    let window = if verdict >= Verdict::Attempted {
+        let (start, basis) = match evidence_start {
+            Some(t) => (t, "first exploitation evidence".to_owned()),
+            None => (publication, "exploit publication (mitigated late)".to_owned()),
+        };
+        let end = mitigated.filter(|m| *m > start).or(range_end).or(a.last_seen).unwrap_or(start);
+        let end_basis = if mitigated.is_some_and(|m| m > start) { "mitigation" } else { "end of the replayed range" };
+        Some((start, end, format!("{basis} → {end_basis}")))
+    } else {
+        None
+    };
+    let in_window = |t: DateTime<Utc>| window.as_ref().is_some_and(|(s, e, _)| t >= *s && t <= *e);
+    let mut sessions: BTreeMap<String, Session> = BTreeMap::new();
+    for (t, user, session, client) in a.sessions.iter().filter(|s| in_window(s.0)) {
+        let s = sessions.entry(user.clone()).or_insert_with(|| Session {
+            user: user.clone(),
+            first: at_text(*t),
+            last: at_text(*t),
+            sessions: BTreeSet::new(),
+            client_ips: BTreeSet::new(),
+        });
+        s.first = s.first.clone().min(at_text(*t));
+        s.last = s.last.clone().max(at_text(*t));
+        s.sessions.extend(session.clone());
+        s.client_ips.extend(client.clone());
+    }
+    let mut backends: BTreeMap<String, Backend> = BTreeMap::new();
+    for (t, ip, port, user) in a.backends.iter().filter(|b| in_window(b.0)) {
+        let b = backends.entry(ip.clone()).or_insert_with(|| Backend {
+            ip: ip.clone(),
+            ports: BTreeSet::new(),
+            first: at_text(*t),
+            last: at_text(*t),
+            users: BTreeSet::new(),
+            connections: 0,
+        });
+        b.first = b.first.clone().min(at_text(*t));
+        b.last = b.last.clone().max(at_text(*t));
+        b.ports.extend(*port);
+        b.users.extend(user.clone());
+        b.connections += 1;
+    }
+    let mut sources: Vec<Source> = a
+        .sources
+        .into_values()
+        .map(|(first, last, mut s)| {
+            s.first = at_text(first);
+            s.last = at_text(last);
+            s
+        })
+        .collect();
+    sources.sort_by(|x, y| x.first.cmp(&y.first).then_with(|| x.ip.cmp(&y.ip)));
+    let mut timeline = a.timeline;
+    timeline.marks.sort();
+    for points in timeline.series.values_mut() {
+        points.sort_by_key(|p| p.at);
+    }
+    ApplianceReport {
+        appliance: host,
+        verdict,
+        actions: verdict.actions().to_vec(),
+        reasons,
+        first_probe: a.probe.map(|x| x.1),
+        first_exploit_attempt: a.attempt.map(|x| x.1),
+        first_likely_success: a.success.map(|x| x.1),
+        post_exploitation: a.post.into_iter().map(|x| x.1).collect(),
+        behaviours,
+        anomalies: a.anomalies.into_iter().filter(|x| window.is_none() || in_window(x.0)).map(|x| x.1).collect(),
+        window: window.map(|(s, e, basis)| Window { start: at_text(s), end: at_text(e), basis }),
+        sources,
+        sessions_in_window: sessions.into_values().collect(),
+        backends_in_window: backends.into_values().collect(),
+        other_alerts: a.others,
+        mitigated: mitigated.map(at_text),
+        timeline,
+    }
+}
+
+/// Post-exploitation alerts (one per id, in time order) grouped by (rule, behaviour), in order of
+/// first appearance.
+pub(super) fn group_behaviours(
+    post: &[(DateTime<Utc>, Finding, String, u64)],
+    counts: &BTreeMap<String, u64>,
+) -> Vec<Behaviour> {
+    let mut groups: Vec<Behaviour> = Vec::new();
+    let mut index: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for (at, f, behaviour, _) in post {
+        let n = counts.get(&f.alert_id).copied().unwrap_or(1);
+        let slot = *index.entry((f.rule.clone(), behaviour.clone())).or_insert_with(|| {
+            groups.push(Behaviour {
+                stage: f.stage,
+                rule: f.rule.clone(),
+                behaviour: behaviour.clone(),
+                count: 0,
+                first: at_text(*at),
+                last: at_text(*at),
+                alert_ids: Vec::new(),
+                evidence: f.evidence.clone(),
+            });
+            groups.len() - 1
+        });
+        let g = &mut groups[slot];
+        g.count += n;
+        g.last = at_text(*at);
+        if g.alert_ids.len() < MAX_BEHAVIOUR_ALERTS {
+            g.alert_ids.push(f.alert_id.clone());
+        }
+    }
+    groups
+}
+
+/// What an evidence line did, without when and by which process instance: the message after a
+/// syslog `program[pid]: ` header (a shell or cron command), else an access log's request line, else
+/// the whole line; whitespace folded.
+pub(super) fn behaviour_of(evidence: &str) -> String {
+    let what = match evidence.split_once("]: ") {
+        Some((_, message)) => message,
+        None => match evidence.split('"').nth(1) {
+            Some(request) if !request.trim().is_empty() => request,
+            _ => evidence,
+        },
+    };
+    what.split_whitespace().collect::<Vec<_>>().join(" ")
+}
