@@ -6,6 +6,7 @@
 //! the same alerts as live processing did. Alert ids are derived from the rule, its version and the
 //! coordinates of the contributing records, so redelivery and replays produce the same ids.
 
+mod alert;
 pub mod behaviour;
 pub mod correlate;
 mod dedupe;
@@ -19,11 +20,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Map, Value as Json};
-use sha2::{Digest, Sha256};
 
+pub use alert::alert_id;
+use alert::{alert_doc, suppression_key, text};
 use behaviour::Behaviour;
 use correlate::{Correlation, Evidence, Fired};
-use sigma::{lookup, Rule, RuleError, RuleMeta, Stage};
+use sigma::{Rule, RuleError, RuleMeta, Stage};
 
 /// Every rule of the rules directory, compiled.
 #[derive(Debug, Default)]
@@ -281,126 +283,6 @@ pub struct Worker {
     capped: correlate::Capped,
 }
 
-/// ECS `event.severity` for a Sigma level.
-fn severity(level: &str) -> u8 {
-    match level {
-        "informational" => 1,
-        "low" => 21,
-        "medium" => 47,
-        "high" => 73,
-        "critical" => 99,
-        _ => 47,
-    }
-}
-
-fn text(doc: &Map<String, Json>, path: &str) -> Option<String> {
-    lookup(doc, path).first().and_then(|v| match v {
-        Json::String(s) => Some(s.clone()),
-        Json::Number(n) => Some(n.to_string()),
-        _ => None,
-    })
-}
-
-/// Deterministic alert id: the rule, its version and where its evidence came from.
-pub fn alert_id(meta: &RuleMeta, evidence: &[Evidence]) -> String {
-    let mut h = Sha256::new();
-    h.update(meta.id.as_bytes());
-    h.update(b"\0");
-    h.update(meta.version.as_bytes());
-    for e in evidence {
-        h.update(b"\0");
-        h.update(e.origin.to_string().as_bytes());
-    }
-    let digest = h.finalize();
-    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The alert document (see the README's alert schema).
-fn alert_doc(
-    meta: &RuleMeta,
-    trigger: &Map<String, Json>,
-    evidence: &[Evidence],
-    count: u64,
-    behaviour: &Behaviour,
-    now: DateTime<Utc>,
-) -> Alert {
-    let id = alert_id(meta, evidence);
-    let at = trigger
-        .get("@timestamp")
-        .cloned()
-        .unwrap_or_else(|| Json::from(now.to_rfc3339_opts(SecondsFormat::Millis, true)));
-    let mut techniques = Vec::new();
-    let mut tactics = Vec::new();
-    let mut cves = Vec::new();
-    for tag in &meta.tags {
-        if let Some(t) = tag.strip_prefix("attack.") {
-            if t.len() > 1 && t.as_bytes()[0] == b't' && t.as_bytes()[1].is_ascii_digit() {
-                techniques.push(t.to_uppercase());
-            } else {
-                tactics.push(t.to_owned());
-            }
-        } else if let Some(cve) = tag.strip_prefix("cve.") {
-            cves.push(format!("CVE-{}", cve.trim_start_matches("cve-").to_uppercase()));
-        }
-    }
-    let mut doc = json!({
-        "@timestamp": at,
-        "ecs": {"version": crate::ecs::ECS_VERSION},
-        "message": meta.title,
-        "event": {
-            "kind": "alert",
-            "id": id,
-            "severity": severity(&meta.level),
-            "created": now.to_rfc3339_opts(SecondsFormat::Millis, true),
-            "module": "gatewatch",
-            "dataset": "gatewatch.alert",
-        },
-        "rule": {
-            "id": meta.id,
-            "name": meta.title,
-            "version": meta.version,
-            "description": meta.description,
-            "reference": meta.references,
-            "author": [meta.author],
-            "ruleset": "gatewatch",
-        },
-        "gatewatch": {
-            "stage": meta.stage.as_str(),
-            "level": meta.level,
-            "count": count,
-            "evidence": evidence.iter().map(|e| json!({
-                "@timestamp": e.at.to_rfc3339_opts(SecondsFormat::Millis, true),
-                "source": e.origin,
-                "original": e.original,
-            })).collect::<Vec<_>>(),
-            "rule_file": meta.file,
-            "behaviour": behaviour,
-        },
-    });
-    let out = doc.as_object_mut().expect("built as an object");
-    for path in ["observer", "source", "user", "client", "destination", "url", "threat"] {
-        if let Some(v) = trigger.get(path) {
-            out.insert(path.to_owned(), v.clone());
-        }
-    }
-    if !cves.is_empty() {
-        out.insert("vulnerability".into(), json!({"id": cves, "classification": "CVE"}));
-    }
-    if !techniques.is_empty() || !tactics.is_empty() {
-        let threat = out.entry("threat").or_insert_with(|| json!({}));
-        if let Json::Object(t) = threat {
-            t.insert("framework".into(), json!("MITRE ATT&CK"));
-            if !techniques.is_empty() {
-                t.insert("technique".into(), json!({"id": techniques}));
-            }
-            if !tactics.is_empty() {
-                t.insert("tactic".into(), json!({"name": tactics}));
-            }
-        }
-    }
-    Alert { id, rule_id: meta.id.clone(), stage: meta.stage, doc, update: false }
-}
-
 impl Worker {
     /// A worker that publishes alerts the given way (the default is [`Publish::Immediately`]).
     pub fn new(publish: Publish) -> Worker {
@@ -576,28 +458,6 @@ impl Worker {
     pub fn flush_all(&mut self) -> Vec<Alert> {
         self.flush(DateTime::<Utc>::MAX_UTC)
     }
-}
-
-/// The suppression key of an alert (see [`Worker::suppress`]).
-fn suppression_key(meta: &RuleMeta, doc: &Map<String, Json>, behaviour: &Behaviour) -> String {
-    let configured = meta.suppress.as_ref().map(|s| s.by.as_slice()).filter(|b| !b.is_empty());
-    let default: Vec<String>;
-    let by: &[String] = match configured {
-        Some(by) => by,
-        None => {
-            let place = if meta.key.is_empty() { vec!["observer.hostname".to_owned()] } else { meta.key.clone() };
-            default = place.into_iter().chain([behaviour::BEHAVIOUR.to_owned()]).collect();
-            &default
-        }
-    };
-    by.iter()
-        .map(|f| match f.as_str() {
-            behaviour::BEHAVIOUR => behaviour.key(),
-            behaviour::SELECTION => behaviour.selections.join(","),
-            path => text(doc, path).unwrap_or_default(),
-        })
-        .collect::<Vec<_>>()
-        .join("\u{1f}")
 }
 
 impl Suppressed {
