@@ -6,7 +6,7 @@
 //! so existing SIEM searches work on gatewatch output.
 
 use base64::Engine;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use serde_json::{json, Map, Value as Json};
@@ -51,10 +51,6 @@ fn skip<T>(v: &Option<T>) -> bool {
 #[derive(Serialize)]
 struct Ecs {
     version: &'static str,
-}
-
-fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 /// Sets `path` (dotted) in `root`, creating objects on the way. The first value set wins: body
@@ -143,7 +139,7 @@ fn field_json(value: &Value<'_>) -> Json {
         Value::Owned(s) => Json::from(s.as_str()),
         Value::Int(n) => Json::from(*n),
         Value::Float(f) => Json::from(*f),
-        Value::Time(t) => Json::from(rfc3339(*t)),
+        Value::Time(t) => Json::from(crate::timefmt::millis(*t)),
         Value::List(items) => Json::from(items.clone()),
         Value::Pairs(pairs) => {
             let mut map = Map::new();
@@ -202,7 +198,7 @@ pub fn event_value<'s>(event: &AdcEvent<'_>, source: impl Into<Origin<'s>>) -> J
 /// The document as a map, for stages that add to it (enrichment).
 pub fn event_map<'s>(event: &AdcEvent<'_>, source: impl Into<Origin<'s>>) -> Map<String, Json> {
     let mut root = Map::new();
-    root.insert("@timestamp".into(), Json::from(rfc3339(event.timestamp)));
+    root.insert("@timestamp".into(), Json::from(crate::timefmt::millis(event.timestamp)));
     insert(&mut root, "ecs.version", Json::from(ECS_VERSION));
     root.insert("message".into(), Json::from(event.message));
     let module = match event.dataset {
@@ -341,7 +337,7 @@ pub fn event_map<'s>(event: &AdcEvent<'_>, source: impl Into<Origin<'s>>) -> Map
             insert(&mut root, "citrix_adc.log.message", Json::from(event.message.trim_start()));
         }
         if let (syslog::EnvelopeFormat::Rfc5424, Some(at)) = (env.format, env.timestamp) {
-            insert(&mut root, "citrix_adc.log.timestamp", Json::from(rfc3339(at)));
+            insert(&mut root, "citrix_adc.log.timestamp", Json::from(crate::timefmt::millis(at)));
         }
     }
     // Elastic's lower-case copies of the protocol names, and an ALG record's own text as `message`.
@@ -437,7 +433,7 @@ pub fn dead_letter<'s>(
         Err(_) => (None, Some(base64::engine::general_purpose::STANDARD.encode(kept))),
     };
     let doc = DeadLetter {
-        timestamp: rfc3339(received),
+        timestamp: crate::timefmt::millis(received),
         ecs: Ecs { version: ECS_VERSION },
         event: DeadLetterEvent { kind: "pipeline_error", original: text },
         error: DeadLetterError { kind: code, message },

@@ -26,4 +26,5 @@ pub mod secrets;
 pub mod sink;
 pub mod source;
 pub mod telemetry;
+pub mod timefmt;
 pub mod transaction;

@@ -21,7 +21,7 @@ pub mod stage;
 
 use std::collections::{BTreeSet, HashMap};
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value as Json};
 use sha2::{Digest, Sha256};
@@ -236,10 +236,6 @@ pub fn series_key(host: &str, metric: &str) -> String {
     format!("{host}|{metric}")
 }
 
-fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
 impl Partition {
     pub fn new(settings: &BaselineSettings) -> Partition {
         let params = Params {
@@ -383,11 +379,11 @@ impl Partition {
 /// Deterministic: the same series and start give the same id, live or replayed.
 pub fn anomaly_id(host: &str, metric: &str, start: DateTime<Utc>) -> String {
     let mut h = Sha256::new();
-    for part in ["gatewatch-baseline", host, metric, &rfc3339(start)] {
+    for part in ["gatewatch-baseline", host, metric, &crate::timefmt::millis(start)] {
         h.update(part.as_bytes());
         h.update(b"\0");
     }
-    h.finalize()[..16].iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(&h.finalize()[..16])
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -411,17 +407,17 @@ fn anomaly_alert(
     );
     let duration = (at - start).num_seconds();
     let doc = json!({
-        "@timestamp": rfc3339(at),
+        "@timestamp": crate::timefmt::millis(at),
         "ecs": {"version": crate::ecs::ECS_VERSION},
         "message": message,
         "event": {
             "kind": "alert",
             "id": id,
             "severity": 47,
-            "created": rfc3339(now),
+            "created": crate::timefmt::millis(now),
             "module": "gatewatch",
             "dataset": "gatewatch.alert",
-            "start": rfc3339(start),
+            "start": crate::timefmt::millis(start),
             "duration": duration.saturating_mul(1_000_000_000),
         },
         "rule": {
@@ -443,10 +439,10 @@ fn anomaly_alert(
                 "expected": scored.expected,
                 "band": {"low": scored.low, "high": scored.high},
                 "score": scored.score,
-                "start": rfc3339(start),
+                "start": crate::timefmt::millis(start),
                 "duration_s": duration,
             },
-            "evidence": [{"@timestamp": rfc3339(at), "source": origin, "original": original}],
+            "evidence": [{"@timestamp": crate::timefmt::millis(at), "source": origin, "original": original}],
         },
     });
     Alert { id, rule_id, stage: Stage::Anomaly, doc, update: false }

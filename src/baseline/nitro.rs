@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use serde_json::{json, Map, Value as Json};
 
@@ -173,7 +173,7 @@ pub fn aligned(now: DateTime<Utc>, interval: Duration) -> DateTime<Utc> {
 /// The sample document for one successful poll.
 pub fn sample_json(appliance: &str, at: DateTime<Utc>, values: &[(&str, f64)]) -> Vec<u8> {
     let mut doc = Map::new();
-    doc.insert("@timestamp".into(), json!(at.to_rfc3339_opts(SecondsFormat::Millis, true)));
+    doc.insert("@timestamp".into(), json!(crate::timefmt::millis(at)));
     crate::ecs::insert(&mut doc, "observer.hostname", json!(appliance));
     crate::ecs::insert(&mut doc, "observer.vendor", json!("Citrix"));
     crate::ecs::insert(&mut doc, "event.module", json!("citrix_adc"));

@@ -1,7 +1,7 @@
 //! An alert's document: its id from the rule and the contributing records, ECS fields, severity,
 //! evidence and behaviour; and the key suppression groups repeats by.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value as Json};
 use sha2::{Digest, Sha256};
 
@@ -41,7 +41,7 @@ pub fn alert_id(meta: &RuleMeta, evidence: &[Evidence]) -> String {
         h.update(e.origin.to_string().as_bytes());
     }
     let digest = h.finalize();
-    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(&digest[..16])
 }
 
 /// The alert document (see the README's alert schema).
@@ -54,10 +54,7 @@ pub(super) fn alert_doc(
     now: DateTime<Utc>,
 ) -> Alert {
     let id = alert_id(meta, evidence);
-    let at = trigger
-        .get("@timestamp")
-        .cloned()
-        .unwrap_or_else(|| Json::from(now.to_rfc3339_opts(SecondsFormat::Millis, true)));
+    let at = trigger.get("@timestamp").cloned().unwrap_or_else(|| Json::from(crate::timefmt::millis(now)));
     let mut techniques = Vec::new();
     let mut tactics = Vec::new();
     let mut cves = Vec::new();
@@ -80,7 +77,7 @@ pub(super) fn alert_doc(
             "kind": "alert",
             "id": id,
             "severity": severity(&meta.level),
-            "created": now.to_rfc3339_opts(SecondsFormat::Millis, true),
+            "created": crate::timefmt::millis(now),
             "module": "gatewatch",
             "dataset": "gatewatch.alert",
         },
@@ -98,7 +95,7 @@ pub(super) fn alert_doc(
             "level": meta.level,
             "count": count,
             "evidence": evidence.iter().map(|e| json!({
-                "@timestamp": e.at.to_rfc3339_opts(SecondsFormat::Millis, true),
+                "@timestamp": crate::timefmt::millis(e.at),
                 "source": e.origin,
                 "original": e.original,
             })).collect::<Vec<_>>(),

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value as Json};
 
 pub use alert::alert_id;
@@ -477,7 +477,7 @@ impl Suppressed {
         let first = alert.doc["gatewatch"]["count"].as_u64().unwrap_or(1);
         alert.doc["gatewatch"]["count"] = json!(first.saturating_add(self.count - 1));
         alert.doc["gatewatch"]["suppressed"] = json!(self.count - 1);
-        alert.doc["gatewatch"]["last_seen"] = json!(self.last.to_rfc3339_opts(SecondsFormat::Millis, true));
+        alert.doc["gatewatch"]["last_seen"] = json!(crate::timefmt::millis(self.last));
         if publish == Publish::Immediately {
             alert.doc["event"]["action"] = json!("alert-updated");
             alert.update = true;

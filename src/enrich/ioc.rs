@@ -6,11 +6,12 @@
 //! in one `RegexSet`. The index is immutable; `enrich` swaps a new one in when a feed changes.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use aho_corasick::AhoCorasick;
 use chrono::{DateTime, Utc};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
 /// Compiled size one URL or user-agent pattern may take.
@@ -172,32 +173,18 @@ fn normalize_domain(domain: &str) -> String {
     domain.trim().trim_end_matches('.').to_ascii_lowercase()
 }
 
-fn parse_cidr(value: &str) -> Option<(IpAddr, u8)> {
-    let (ip, len) = match value.split_once('/') {
-        Some((ip, len)) => (ip.parse::<IpAddr>().ok()?, len.parse::<u8>().ok()?),
-        None => {
-            let ip: IpAddr = value.parse().ok()?;
-            (ip, if ip.is_ipv4() { 32 } else { 128 })
-        }
-    };
-    let max = if ip.is_ipv4() { 32 } else { 128 };
-    (len <= max).then_some((ip, len))
+/// A CIDR, or an address as its own /32 or /128 network.
+fn parse_net(value: &str) -> Option<IpNet> {
+    value.parse::<IpNet>().ok().or_else(|| value.parse::<IpAddr>().ok().map(IpNet::from))
 }
 
-fn mask_v4(ip: u32, len: u8) -> u32 {
-    if len == 0 {
-        0
-    } else {
-        ip & (u32::MAX << (32 - u32::from(len)))
-    }
+/// The network of `ip` with a prefix of `len` bits, as the index keys it.
+fn network_v4(ip: Ipv4Addr, len: u8) -> u32 {
+    Ipv4Net::new(ip, len).map_or(0, |net| u32::from(net.network()))
 }
 
-fn mask_v6(ip: u128, len: u8) -> u128 {
-    if len == 0 {
-        0
-    } else {
-        ip & (u128::MAX << (128 - u32::from(len)))
-    }
+fn network_v6(ip: Ipv6Addr, len: u8) -> u128 {
+    Ipv6Net::new(ip, len).map_or(0, |net| u128::from(net.network()))
 }
 
 /// No further indicator under the same key.
@@ -271,13 +258,13 @@ impl IocIndex {
                 let kind = indicator.kind;
                 let next = &mut index.next;
                 let ok = match kind {
-                    Kind::Ipv4 | Kind::Ipv6 | Kind::Cidr => match parse_cidr(value) {
-                        Some((IpAddr::V4(ip), len)) => {
-                            chain(v4.entry(len).or_default(), next, mask_v4(u32::from(ip), len), id);
+                    Kind::Ipv4 | Kind::Ipv6 | Kind::Cidr => match parse_net(value) {
+                        Some(IpNet::V4(net)) => {
+                            chain(v4.entry(net.prefix_len()).or_default(), next, u32::from(net.network()), id);
                             Ok(())
                         }
-                        Some((IpAddr::V6(ip), len)) => {
-                            chain(v6.entry(len).or_default(), next, mask_v6(u128::from(ip), len), id);
+                        Some(IpNet::V6(net)) => {
+                            chain(v6.entry(net.prefix_len()).or_default(), next, u128::from(net.network()), id);
                             Ok(())
                         }
                         None => Err(invalid(kind, value, "not an address or CIDR")),
@@ -439,18 +426,16 @@ impl IocIndex {
         };
         match ip {
             IpAddr::V4(v4) => {
-                let n = u32::from(v4);
                 for (len, map) in &self.v4 {
-                    if let Some(first) = map.get(&mask_v4(n, *len)) {
+                    if let Some(first) = map.get(&network_v4(v4, *len)) {
                         self.push_chain(*first, field, &atomic, now, |_| true, out);
                         return;
                     }
                 }
             }
             IpAddr::V6(v6) => {
-                let n = u128::from(v6);
                 for (len, map) in &self.v6 {
-                    if let Some(first) = map.get(&mask_v6(n, *len)) {
+                    if let Some(first) = map.get(&network_v6(v6, *len)) {
                         self.push_chain(*first, field, &atomic, now, |_| true, out);
                         return;
                     }

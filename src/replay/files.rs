@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context};
 use chrono::{DateTime, Utc};
 
-use super::{order, progress_bar, rfc3339, Analysed, Analyser, Engine, Options};
+use super::{order, progress_bar, Analysed, Analyser, Engine, Options};
 use crate::detect::{Alert, Publish, Worker};
 use crate::ecs::Origin;
 use crate::parse::{self, reader, Dataset, TimestampSource};
@@ -254,7 +254,7 @@ pub(super) fn process_in_order(
                             let _ = token_rx.recv();
                             bar.set_position(next);
                             if let Some(a) = &analysed {
-                                bar.set_message(format!("{} at {}", a.host, rfc3339(a.at)));
+                                bar.set_message(format!("{} at {}", a.host, crate::timefmt::seconds(a.at)));
                             }
                         }
                         next += 1;

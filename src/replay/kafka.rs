@@ -10,7 +10,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
-use super::{progress_bar, rfc3339, Analysed, Analyser, Engine, Options};
+use super::{progress_bar, Analysed, Analyser, Engine, Options};
 use crate::config::Settings;
 use crate::detect::{Alert, Publish, Worker};
 use crate::ecs::{Origin, SourceRef};
@@ -137,7 +137,7 @@ pub(super) fn replay_kafka(
                 Step::Read(p, ts, analysed) => {
                     bar.inc(1);
                     if let Some(t) = ts {
-                        bar.set_message(format!("partition {p} at {}", rfc3339(t)));
+                        bar.set_message(format!("partition {p} at {}", crate::timefmt::seconds(t)));
                     }
                     analysed.map_or(Ok(()), |a| engine.apply(a.map(|a| *a)))
                 }

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{json, Value as Json};
@@ -274,15 +274,11 @@ fn retro(alert: &mut Alert, run_id: &str) {
     }
 }
 
-fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
 /// A replay's identity: the same inputs, range, rules and mitigations give the same id.
 fn run_id(options: &Options, inputs: &[(String, u64)], rules: &RuleSet) -> String {
     let mut h = Sha256::new();
-    h.update(rfc3339(options.from));
-    h.update(options.to.map(rfc3339).unwrap_or_default());
+    h.update(crate::timefmt::seconds(options.from));
+    h.update(options.to.map(crate::timefmt::seconds).unwrap_or_default());
     for (name, size) in inputs {
         h.update(format!("\0{name}\0{size}"));
     }
@@ -290,16 +286,16 @@ fn run_id(options: &Options, inputs: &[(String, u64)], rules: &RuleSet) -> Strin
         h.update(format!("\0metrics\0{}", m.display()));
     }
     for (host, date) in &options.mitigations {
-        h.update(format!("\0{host}={}", rfc3339(*date)));
+        h.update(format!("\0{host}={}", crate::timefmt::seconds(*date)));
     }
-    h.update(rfc3339(options.publication));
+    h.update(crate::timefmt::seconds(options.publication));
     if let Some(dir) = &options.feeds_snapshot {
         h.update(format!("\0feeds\0{}", dir.display()));
     }
     for rule in &rules.rules {
         h.update(format!("\0{}@{}", rule.meta.id, rule.meta.version));
     }
-    h.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(&h.finalize()[..8])
 }
 
 fn progress_bar(options: &Options, len: u64) -> indicatif::ProgressBar {
@@ -400,9 +396,9 @@ pub fn run(settings: &Settings, options: &Options) -> anyhow::Result<(Summary, R
     let header = Report {
         version: 1,
         run_id: summary.run_id.clone(),
-        from: rfc3339(options.from),
-        to: options.to.map(rfc3339),
-        exploit_publication: rfc3339(options.publication),
+        from: crate::timefmt::seconds(options.from),
+        to: options.to.map(crate::timefmt::seconds),
+        exploit_publication: crate::timefmt::seconds(options.publication),
         records: summary.records,
         unparsed: summary.unparsed,
         alerts: summary.alerts.clone(),

@@ -28,7 +28,7 @@ pub(super) struct SnapshotFeed {
 pub(super) const SNAPSHOT_MANIFEST: &str = "snapshot.json";
 
 pub(super) fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// Settings whose feeds are those of the snapshot in `dir` (created from the configured feeds first

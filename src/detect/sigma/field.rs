@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use aho_corasick::AhoCorasick;
+use ipnet::IpNet;
 use regex::{Regex, RegexSet};
 use serde_json::{Map, Value as Json};
 
@@ -54,7 +55,7 @@ pub(super) enum Pred {
     StartsWith(String),
     EndsWith(String),
     Re(Regex),
-    Cidr(IpAddr, u8),
+    Cidr(IpNet),
     Lt(f64),
     Lte(f64),
     Gt(f64),
@@ -204,10 +205,7 @@ pub(super) fn compile_field(
         let lower = s.to_lowercase();
         let number = |s: &str| s.parse::<f64>().map_err(|_| bad(FieldProblem::NotNumber(s.to_owned())));
         let pred = if has("cidr") {
-            let not_cidr = || bad(FieldProblem::NotCidr(s.clone()));
-            let (ip, len) = s.split_once('/').ok_or_else(not_cidr)?;
-            let ip: IpAddr = ip.parse().map_err(|_| not_cidr())?;
-            Pred::Cidr(ip, len.parse().map_err(|_| not_cidr())?)
+            Pred::Cidr(s.parse().map_err(|_| bad(FieldProblem::NotCidr(s.clone())))?)
         } else if has("exists") {
             Pred::Exists(lower == "true")
         } else if has("lt") {
@@ -313,17 +311,7 @@ pub(super) fn pred_matches(pred: &Pred, value: &Json) -> bool {
         Pred::StartsWith(want) => text.to_lowercase().starts_with(want.as_str()),
         Pred::EndsWith(want) => text.to_lowercase().ends_with(want.as_str()),
         Pred::Re(re) => re.is_match(&text),
-        Pred::Cidr(net, len) => match (text.parse::<IpAddr>(), net) {
-            (Ok(IpAddr::V4(ip)), IpAddr::V4(net)) => {
-                let mask = if *len == 0 { 0 } else { u32::MAX << (32 - u32::from(*len)) };
-                u32::from(ip) & mask == u32::from(*net) & mask
-            }
-            (Ok(IpAddr::V6(ip)), IpAddr::V6(net)) => {
-                let mask = if *len == 0 { 0 } else { u128::MAX << (128 - u32::from(*len)) };
-                u128::from(ip) & mask == u128::from(*net) & mask
-            }
-            _ => false,
-        },
+        Pred::Cidr(net) => text.parse::<IpAddr>().is_ok_and(|ip| net.contains(&ip)),
         Pred::Lt(n) => number().is_some_and(|v| v < *n),
         Pred::Lte(n) => number().is_some_and(|v| v <= *n),
         Pred::Gt(n) => number().is_some_and(|v| v > *n),

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value as Json};
 
 use super::{
@@ -51,10 +51,6 @@ pub(super) struct Activity {
 #[derive(Default)]
 pub struct Hunt {
     appliances: BTreeMap<String, Activity>,
-}
-
-pub(super) fn at_text(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
 pub(super) fn path<'d>(doc: &'d Json, dotted: &str) -> Option<&'d Json> {
@@ -167,7 +163,7 @@ impl Hunt {
             evidence
         };
         let finding = Finding {
-            at: at_text(at),
+            at: crate::timefmt::seconds(at),
             stage: alert.stage.as_str(),
             rule: alert.rule_id.clone(),
             alert_id: alert.id.clone(),
@@ -281,16 +277,22 @@ pub(super) fn appliance_report(
         reasons.push(why);
     };
     if let Some((t, f)) = &a.probe {
-        raise(Verdict::Probed, format!("probed from {} ({})", at_text(*t), f.rule));
+        raise(Verdict::Probed, format!("probed from {} ({})", crate::timefmt::seconds(*t), f.rule));
     }
     if let Some((t, f)) = &a.attempt {
-        raise(Verdict::Attempted, format!("exploitation attempted from {} ({})", at_text(*t), f.rule));
+        raise(Verdict::Attempted, format!("exploitation attempted from {} ({})", crate::timefmt::seconds(*t), f.rule));
     }
     if let Some((t, f)) = &a.success {
-        raise(Verdict::LikelyCompromised, format!("likely successful exploitation at {} ({})", at_text(*t), f.rule));
+        raise(
+            Verdict::LikelyCompromised,
+            format!("likely successful exploitation at {} ({})", crate::timefmt::seconds(*t), f.rule),
+        );
     }
     if let Some((t, f, _, _)) = a.post.first() {
-        raise(Verdict::Compromised, format!("post-exploitation activity from {} ({})", at_text(*t), f.rule));
+        raise(
+            Verdict::Compromised,
+            format!("post-exploitation activity from {} ({})", crate::timefmt::seconds(*t), f.rule),
+        );
     }
     if let Some(m) = mitigated {
         if m > publication {
@@ -298,15 +300,15 @@ pub(super) fn appliance_report(
                 Verdict::LikelyCompromised,
                 format!(
                     "mitigated {} — after the exploit publication on {}: assume compromise",
-                    at_text(m),
-                    at_text(publication)
+                    crate::timefmt::seconds(m),
+                    crate::timefmt::seconds(publication)
                 ),
             );
         } else {
             reasons.push(format!(
                 "mitigated {} — before the exploit publication on {}",
-                at_text(m),
-                at_text(publication)
+                crate::timefmt::seconds(m),
+                crate::timefmt::seconds(publication)
             ));
         }
     }
@@ -337,13 +339,13 @@ pub(super) fn appliance_report(
     for (t, user, session, client) in a.sessions.iter().filter(|s| in_window(s.0)) {
         let s = sessions.entry(user.clone()).or_insert_with(|| Session {
             user: user.clone(),
-            first: at_text(*t),
-            last: at_text(*t),
+            first: crate::timefmt::seconds(*t),
+            last: crate::timefmt::seconds(*t),
             sessions: BTreeSet::new(),
             client_ips: BTreeSet::new(),
         });
-        s.first = s.first.clone().min(at_text(*t));
-        s.last = s.last.clone().max(at_text(*t));
+        s.first = s.first.clone().min(crate::timefmt::seconds(*t));
+        s.last = s.last.clone().max(crate::timefmt::seconds(*t));
         s.sessions.extend(session.clone());
         s.client_ips.extend(client.clone());
     }
@@ -352,13 +354,13 @@ pub(super) fn appliance_report(
         let b = backends.entry(ip.clone()).or_insert_with(|| Backend {
             ip: ip.clone(),
             ports: BTreeSet::new(),
-            first: at_text(*t),
-            last: at_text(*t),
+            first: crate::timefmt::seconds(*t),
+            last: crate::timefmt::seconds(*t),
             users: BTreeSet::new(),
             connections: 0,
         });
-        b.first = b.first.clone().min(at_text(*t));
-        b.last = b.last.clone().max(at_text(*t));
+        b.first = b.first.clone().min(crate::timefmt::seconds(*t));
+        b.last = b.last.clone().max(crate::timefmt::seconds(*t));
         b.ports.extend(*port);
         b.users.extend(user.clone());
         b.connections += 1;
@@ -367,8 +369,8 @@ pub(super) fn appliance_report(
         .sources
         .into_values()
         .map(|(first, last, mut s)| {
-            s.first = at_text(first);
-            s.last = at_text(last);
+            s.first = crate::timefmt::seconds(first);
+            s.last = crate::timefmt::seconds(last);
             s
         })
         .collect();
@@ -389,12 +391,16 @@ pub(super) fn appliance_report(
         post_exploitation: a.post.into_iter().map(|x| x.1).collect(),
         behaviours,
         anomalies: a.anomalies.into_iter().filter(|x| window.is_none() || in_window(x.0)).map(|x| x.1).collect(),
-        window: window.map(|(s, e, basis)| Window { start: at_text(s), end: at_text(e), basis }),
+        window: window.map(|(s, e, basis)| Window {
+            start: crate::timefmt::seconds(s),
+            end: crate::timefmt::seconds(e),
+            basis,
+        }),
         sources,
         sessions_in_window: sessions.into_values().collect(),
         backends_in_window: backends.into_values().collect(),
         other_alerts: a.others,
-        mitigated: mitigated.map(at_text),
+        mitigated: mitigated.map(crate::timefmt::seconds),
         timeline,
     }
 }
@@ -415,8 +421,8 @@ pub(super) fn group_behaviours(
                 rule: f.rule.clone(),
                 behaviour: behaviour.clone(),
                 count: 0,
-                first: at_text(*at),
-                last: at_text(*at),
+                first: crate::timefmt::seconds(*at),
+                last: crate::timefmt::seconds(*at),
                 alert_ids: Vec::new(),
                 evidence: f.evidence.clone(),
             });
@@ -424,7 +430,7 @@ pub(super) fn group_behaviours(
         });
         let g = &mut groups[slot];
         g.count += n;
-        g.last = at_text(*at);
+        g.last = crate::timefmt::seconds(*at);
         if g.alert_ids.len() < MAX_BEHAVIOUR_ALERTS {
             g.alert_ids.push(f.alert_id.clone());
         }
