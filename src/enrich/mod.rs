@@ -86,13 +86,14 @@ pub enum ReloadError {
 /// GeoIP answers for recently seen addresses (VPN clients and back-ends repeat): `geo`, `as`.
 type GeoAnswer = Arc<(Option<Map<String, Json>>, Option<Json>)>;
 
-/// Most addresses the GeoIP cache holds; it is emptied when full and whenever a database is reloaded.
+/// Most addresses the GeoIP cache holds (a concurrent cache that keeps the frequently seen ones); it is
+/// emptied whenever a database is reloaded.
 const GEO_CACHE_CAPACITY: usize = 16_384;
 
 pub struct Enricher {
     city: Option<GeoDb>,
     asn: Option<GeoDb>,
-    geo_cache: Mutex<std::collections::HashMap<IpAddr, GeoAnswer>>,
+    geo_cache: quick_cache::sync::Cache<IpAddr, GeoAnswer>,
     roles: Vec<(&'static str, &'static str)>,
     feeds: Mutex<Vec<Feed>>,
     /// `enrich.ioc.max_feed_bytes`.
@@ -162,7 +163,7 @@ impl Enricher {
         let enricher = Enricher {
             city,
             asn,
-            geo_cache: Mutex::new(std::collections::HashMap::new()),
+            geo_cache: quick_cache::sync::Cache::new(GEO_CACHE_CAPACITY),
             roles,
             feeds: Mutex::new(loaded_feeds),
             max_feed_bytes,
@@ -182,7 +183,7 @@ impl Enricher {
             if let Some(result) = db.reload_if_changed() {
                 if result.is_ok() {
                     // Cached answers came from the previous database.
-                    self.geo_cache.lock().expect("the cache lock is never held across a panic").clear();
+                    self.geo_cache.clear();
                 }
                 let outcome = result.map(|()| db.database_type()).map_err(ReloadError::Database);
                 events.push(ReloadEvent { component: db.kind.name().into(), outcome });
@@ -260,21 +261,15 @@ impl Enricher {
         if self.city.is_none() && self.asn.is_none() {
             return;
         }
-        let answer = {
-            let mut cache = self.geo_cache.lock().expect("the cache lock is never held across a panic");
-            match cache.get(&ip) {
-                Some(answer) => answer.clone(),
-                None => {
-                    let answer: GeoAnswer = Arc::new((
-                        self.city.as_ref().and_then(|db| db.city(ip)),
-                        self.asn.as_ref().and_then(|db| db.asn(ip)),
-                    ));
-                    if cache.len() >= GEO_CACHE_CAPACITY {
-                        cache.clear();
-                    }
-                    cache.insert(ip, answer.clone());
-                    answer
-                }
+        let answer = match self.geo_cache.get(&ip) {
+            Some(answer) => answer,
+            None => {
+                let answer: GeoAnswer = Arc::new((
+                    self.city.as_ref().and_then(|db| db.city(ip)),
+                    self.asn.as_ref().and_then(|db| db.asn(ip)),
+                ));
+                self.geo_cache.insert(ip, answer.clone());
+                answer
             }
         };
         if let Some(city) = &answer.0 {
