@@ -121,6 +121,25 @@ pub(super) fn wildcard(value: &str) -> Option<Regex> {
     Regex::new(&pattern).ok()
 }
 
+/// The modifiers `compile_field` understands.
+const MODIFIERS: [&str; 15] = [
+    "contains",
+    "startswith",
+    "endswith",
+    "all",
+    "re",
+    "cidr",
+    "exists",
+    "lt",
+    "lte",
+    "gt",
+    "gte",
+    "expand",
+    "i",
+    "m",
+    "s",
+];
+
 pub(super) fn compile_field(
     key: &str,
     value: &serde_yaml_ng::Value,
@@ -137,38 +156,9 @@ pub(super) fn compile_field(
         other => vec![other.clone()],
     };
     if modifiers.contains(&"expand") {
-        let mut expanded = Vec::new();
-        for v in &raw {
-            let s = to_string(v).unwrap_or_default();
-            match s.strip_prefix('%').and_then(|s| s.strip_suffix('%')) {
-                Some(name) => match placeholders.get(name) {
-                    Some(values) => expanded.extend(values.iter().map(|v| serde_yaml_ng::Value::String(v.clone()))),
-                    None => return Err(CompileError::Placeholder(name.to_owned())),
-                },
-                None => expanded.push(v.clone()),
-            }
-        }
-        raw = expanded;
+        raw = expand(&raw, placeholders)?;
     }
-    let all = modifiers.contains(&"all");
-    let known = [
-        "contains",
-        "startswith",
-        "endswith",
-        "all",
-        "re",
-        "cidr",
-        "exists",
-        "lt",
-        "lte",
-        "gt",
-        "gte",
-        "expand",
-        "i",
-        "m",
-        "s",
-    ];
-    if let Some(unknown) = modifiers.iter().find(|m| !known.contains(m)) {
+    if let Some(unknown) = modifiers.iter().find(|m| !MODIFIERS.contains(m)) {
         return Err(bad(FieldProblem::Modifier((*unknown).to_owned())));
     }
     let strings: Vec<String> = raw
@@ -176,60 +166,82 @@ pub(super) fn compile_field(
         .map(|v| to_string(v).ok_or_else(|| bad(FieldProblem::NotScalar(format!("{v:?}")))))
         .collect::<Result<_, _>>()?;
     let has = |m: &str| modifiers.contains(&m);
-    if has("re") {
-        let flags = format!(
-            "{}{}{}",
-            if has("i") { "i" } else { "" },
-            if has("m") { "m" } else { "" },
-            if has("s") { "s" } else { "" }
-        );
-        let patterns: Vec<String> =
-            strings.iter().map(|p| if flags.is_empty() { p.clone() } else { format!("(?{flags}){p}") }).collect();
-        if all {
-            let preds = patterns
-                .iter()
-                .map(|p| Regex::new(p).map(Pred::Re).map_err(|e| bad(e.into())))
-                .collect::<Result<_, _>>()?;
-            return Ok(FieldTest { path, values: Values::All(preds) });
-        }
-        let set = RegexSet::new(&patterns).map_err(|e| bad(e.into()))?;
-        return Ok(FieldTest { path, values: Values::Regexes(set) });
-    }
-    if has("contains") && !all && strings.len() > 1 {
+    let all = has("all");
+    let values = if has("re") {
+        regexes(&strings, &has, all).map_err(|e| bad(e.into()))?
+    } else if has("contains") && !all && strings.len() > 1 {
         let automaton =
             AhoCorasick::builder().ascii_case_insensitive(true).build(&strings).map_err(|e| bad(e.into()))?;
-        return Ok(FieldTest { path, values: Values::Literals(automaton) });
-    }
-    let mut preds = Vec::with_capacity(strings.len());
-    for s in strings {
-        let lower = s.to_lowercase();
-        let number = |s: &str| s.parse::<f64>().map_err(|_| bad(FieldProblem::NotNumber(s.to_owned())));
-        let pred = if has("cidr") {
-            Pred::Cidr(s.parse().map_err(|_| bad(FieldProblem::NotCidr(s.clone())))?)
-        } else if has("exists") {
-            Pred::Exists(lower == "true")
-        } else if has("lt") {
-            Pred::Lt(number(&s)?)
-        } else if has("lte") {
-            Pred::Lte(number(&s)?)
-        } else if has("gt") {
-            Pred::Gt(number(&s)?)
-        } else if has("gte") {
-            Pred::Gte(number(&s)?)
-        } else if has("contains") {
-            Pred::Contains(lower)
-        } else if has("startswith") {
-            Pred::StartsWith(lower)
-        } else if has("endswith") {
-            Pred::EndsWith(lower)
-        } else if let Some(re) = wildcard(&s) {
-            Pred::Re(re)
+        Values::Literals(automaton)
+    } else {
+        let preds = strings.into_iter().map(|s| predicate(s, &has).map_err(bad)).collect::<Result<_, _>>()?;
+        if all {
+            Values::All(preds)
         } else {
-            Pred::Eq(lower)
-        };
-        preds.push(pred);
+            Values::Any(preds)
+        }
+    };
+    Ok(FieldTest { path, values })
+}
+
+/// `%name%` values replaced by the configured list of that name (`expand`).
+fn expand(
+    raw: &[serde_yaml_ng::Value],
+    placeholders: &HashMap<String, Vec<String>>,
+) -> Result<Vec<serde_yaml_ng::Value>, CompileError> {
+    let mut expanded = Vec::new();
+    for v in raw {
+        let s = to_string(v).unwrap_or_default();
+        match s.strip_prefix('%').and_then(|s| s.strip_suffix('%')) {
+            Some(name) => match placeholders.get(name) {
+                Some(values) => expanded.extend(values.iter().map(|v| serde_yaml_ng::Value::String(v.clone()))),
+                None => return Err(CompileError::Placeholder(name.to_owned())),
+            },
+            None => expanded.push(v.clone()),
+        }
     }
-    Ok(FieldTest { path, values: if all { Values::All(preds) } else { Values::Any(preds) } })
+    Ok(expanded)
+}
+
+/// `re` values with their `i`/`m`/`s` flags: one `RegexSet` for any, each on its own for `all`.
+fn regexes(strings: &[String], has: &impl Fn(&str) -> bool, all: bool) -> Result<Values, regex::Error> {
+    let flags: String = ["i", "m", "s"].into_iter().filter(|f| has(f)).collect();
+    let patterns: Vec<String> =
+        strings.iter().map(|p| if flags.is_empty() { p.clone() } else { format!("(?{flags}){p}") }).collect();
+    if all {
+        let preds = patterns.iter().map(|p| Regex::new(p).map(Pred::Re)).collect::<Result<_, _>>()?;
+        return Ok(Values::All(preds));
+    }
+    Ok(Values::Regexes(RegexSet::new(&patterns)?))
+}
+
+/// One value's test under the field's modifiers.
+fn predicate(s: String, has: &impl Fn(&str) -> bool) -> Result<Pred, FieldProblem> {
+    let lower = s.to_lowercase();
+    let number = |s: &str| s.parse::<f64>().map_err(|_| FieldProblem::NotNumber(s.to_owned()));
+    Ok(if has("cidr") {
+        Pred::Cidr(s.parse().map_err(|_| FieldProblem::NotCidr(s.clone()))?)
+    } else if has("exists") {
+        Pred::Exists(lower == "true")
+    } else if has("lt") {
+        Pred::Lt(number(&s)?)
+    } else if has("lte") {
+        Pred::Lte(number(&s)?)
+    } else if has("gt") {
+        Pred::Gt(number(&s)?)
+    } else if has("gte") {
+        Pred::Gte(number(&s)?)
+    } else if has("contains") {
+        Pred::Contains(lower)
+    } else if has("startswith") {
+        Pred::StartsWith(lower)
+    } else if has("endswith") {
+        Pred::EndsWith(lower)
+    } else if let Some(re) = wildcard(&s) {
+        Pred::Re(re)
+    } else {
+        Pred::Eq(lower)
+    })
 }
 
 pub(super) fn compile_selection(
