@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::{Finding, Report};
+use super::{ApplianceReport, Finding, Report};
 
 /// A Markdown table row.
 pub(super) fn md_row(cells: &[String]) -> String {
@@ -62,78 +62,89 @@ impl Report {
             );
         }
         for a in &self.appliances {
-            let _ = writeln!(out, "\n## {} — {}\n", a.appliance, a.verdict.as_str());
-            for r in &a.reasons {
-                let _ = writeln!(out, "- {r}");
-            }
-            if let Some(w) = &a.window {
-                let _ = writeln!(out, "\n**Window of assumed compromise:** {} → {} ({})\n", w.start, w.end, w.basis);
-            } else {
-                let _ = writeln!(out);
-            }
-            finding_line(&mut out, "First probe", &a.first_probe);
-            finding_line(&mut out, "First exploitation attempt", &a.first_exploit_attempt);
-            finding_line(&mut out, "First likely success", &a.first_likely_success);
-            if a.behaviours.is_empty() {
-                let _ = writeln!(out, "- **Post-exploitation evidence:** none");
-            } else {
-                let matches: u64 = a.behaviours.iter().map(|b| b.count).sum();
-                let _ = writeln!(
-                    out,
-                    "- **Post-exploitation evidence:** {} distinct behaviours ({} alerts, {matches} matches)",
-                    a.behaviours.len(),
-                    a.post_exploitation.len()
-                );
-                for b in &a.behaviours {
-                    let when = if b.first == b.last { b.first.clone() } else { format!("{} → {}", b.first, b.last) };
-                    let _ = writeln!(out, "  - ×{} {when} `{}`: `{}`", b.count, b.rule, inline(&b.behaviour));
-                }
-            }
-            if !a.sources.is_empty() {
-                let _ = writeln!(out, "\n### Source addresses\n");
-                let _ = writeln!(out, "| address | first | last | stages | country / city | AS | indicators |");
-                let _ = writeln!(out, "| --- | --- | --- | --- | --- | --- | --- |");
-                for s in &a.sources {
-                    let _ = writeln!(out, "{}", md_row(&s.cells()));
-                }
-            }
-            if a.window.is_some() {
-                let _ = writeln!(out, "\n### Accounts active during the window (reset them)\n");
-                if a.sessions_in_window.is_empty() {
-                    let _ = writeln!(out, "None seen.");
-                } else {
-                    let _ = writeln!(out, "| user | first | last | sessions | client addresses |");
-                    let _ = writeln!(out, "| --- | --- | --- | --- | --- |");
-                    for s in &a.sessions_in_window {
-                        let _ = writeln!(out, "{}", md_row(&s.cells()));
-                    }
-                }
-                let _ = writeln!(out, "\n### Back-end systems it connected to during the window\n");
-                if a.backends_in_window.is_empty() {
-                    let _ = writeln!(out, "None seen.");
-                } else {
-                    let _ = writeln!(out, "| address | ports | first | last | users | connections |");
-                    let _ = writeln!(out, "| --- | --- | --- | --- | --- | --- |");
-                    for b in &a.backends_in_window {
-                        let _ = writeln!(out, "{}", md_row(&b.cells()));
-                    }
-                }
-            }
-            if !a.anomalies.is_empty() {
-                let _ = writeln!(out, "\n### CPU / memory anomalies\n");
-                for f in &a.anomalies {
-                    let _ = writeln!(out, "- {} `{}`: {}", f.at, f.rule, f.evidence.join(" | "));
-                }
-            }
-            if !a.other_alerts.is_empty() {
-                let others = a.other_alerts.iter().map(|(s, n)| format!("{s}: {n}")).collect::<Vec<_>>().join(", ");
-                let _ = writeln!(out, "\nOther alerts: {others}.");
-            }
-            let _ = writeln!(out, "\n### Recommended actions\n");
-            for (i, action) in a.actions.iter().enumerate() {
-                let _ = writeln!(out, "{}. {action}", i + 1);
-            }
+            appliance_section(&mut out, a);
         }
         out
+    }
+}
+
+/// One appliance's section: verdict and reasons, first findings, behaviours, sources, accounts and
+/// back-ends of the window, anomalies and actions.
+fn appliance_section(out: &mut String, a: &ApplianceReport) {
+    let _ = writeln!(out, "\n## {} — {}\n", a.appliance, a.verdict.as_str());
+    for r in &a.reasons {
+        let _ = writeln!(out, "- {r}");
+    }
+    if let Some(w) = &a.window {
+        let _ = writeln!(out, "\n**Window of assumed compromise:** {} → {} ({})\n", w.start, w.end, w.basis);
+    } else {
+        let _ = writeln!(out);
+    }
+    finding_line(out, "First probe", &a.first_probe);
+    finding_line(out, "First exploitation attempt", &a.first_exploit_attempt);
+    finding_line(out, "First likely success", &a.first_likely_success);
+    if a.behaviours.is_empty() {
+        let _ = writeln!(out, "- **Post-exploitation evidence:** none");
+    } else {
+        let matches: u64 = a.behaviours.iter().map(|b| b.count).sum();
+        let _ = writeln!(
+            out,
+            "- **Post-exploitation evidence:** {} distinct behaviours ({} alerts, {matches} matches)",
+            a.behaviours.len(),
+            a.post_exploitation.len()
+        );
+        for b in &a.behaviours {
+            let when = if b.first == b.last { b.first.clone() } else { format!("{} → {}", b.first, b.last) };
+            let _ = writeln!(out, "  - ×{} {when} `{}`: `{}`", b.count, b.rule, inline(&b.behaviour));
+        }
+    }
+    tables_section(out, a);
+    if !a.anomalies.is_empty() {
+        let _ = writeln!(out, "\n### CPU / memory anomalies\n");
+        for f in &a.anomalies {
+            let _ = writeln!(out, "- {} `{}`: {}", f.at, f.rule, f.evidence.join(" | "));
+        }
+    }
+    if !a.other_alerts.is_empty() {
+        let others = a.other_alerts.iter().map(|(s, n)| format!("{s}: {n}")).collect::<Vec<_>>().join(", ");
+        let _ = writeln!(out, "\nOther alerts: {others}.");
+    }
+    let _ = writeln!(out, "\n### Recommended actions\n");
+    for (i, action) in a.actions.iter().enumerate() {
+        let _ = writeln!(out, "{}. {action}", i + 1);
+    }
+}
+
+/// The appliance's source addresses, and the accounts and back-ends active during its window.
+fn tables_section(out: &mut String, a: &ApplianceReport) {
+    if !a.sources.is_empty() {
+        let _ = writeln!(out, "\n### Source addresses\n");
+        let _ = writeln!(out, "| address | first | last | stages | country / city | AS | indicators |");
+        let _ = writeln!(out, "| --- | --- | --- | --- | --- | --- | --- |");
+        for s in &a.sources {
+            let _ = writeln!(out, "{}", md_row(&s.cells()));
+        }
+    }
+    if a.window.is_some() {
+        let _ = writeln!(out, "\n### Accounts active during the window (reset them)\n");
+        if a.sessions_in_window.is_empty() {
+            let _ = writeln!(out, "None seen.");
+        } else {
+            let _ = writeln!(out, "| user | first | last | sessions | client addresses |");
+            let _ = writeln!(out, "| --- | --- | --- | --- | --- |");
+            for s in &a.sessions_in_window {
+                let _ = writeln!(out, "{}", md_row(&s.cells()));
+            }
+        }
+        let _ = writeln!(out, "\n### Back-end systems it connected to during the window\n");
+        if a.backends_in_window.is_empty() {
+            let _ = writeln!(out, "None seen.");
+        } else {
+            let _ = writeln!(out, "| address | ports | first | last | users | connections |");
+            let _ = writeln!(out, "| --- | --- | --- | --- | --- | --- |");
+            for b in &a.backends_in_window {
+                let _ = writeln!(out, "{}", md_row(&b.cells()));
+            }
+        }
     }
 }
