@@ -251,6 +251,9 @@ impl Hunt {
     }
 }
 
+/// A time range of assumed compromise, with what its ends are based on.
+type Span = (DateTime<Utc>, DateTime<Utc>, String);
+
 pub(super) fn appliance_report(
     host: String,
     mut a: Activity,
@@ -258,113 +261,14 @@ pub(super) fn appliance_report(
     publication: DateTime<Utc>,
     range_end: Option<DateTime<Utc>>,
 ) -> ApplianceReport {
-    a.post.sort_by(|x, y| x.0.cmp(&y.0).then_with(|| x.1.alert_id.cmp(&y.1.alert_id)));
-    // A suppression summary is its first alert again (same id) with the window's count: keep one.
-    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-    for (_, f, _, n) in &a.post {
-        let c = counts.entry(f.alert_id.clone()).or_default();
-        *c = (*c).max(*n);
-    }
-    let mut seen = BTreeSet::new();
-    a.post.retain(|(_, f, _, _)| seen.insert(f.alert_id.clone()));
-    let behaviours = group_behaviours(&a.post, &counts);
+    let behaviours = distinct_post(&mut a);
     a.anomalies.sort_by(|x, y| x.0.cmp(&y.0).then_with(|| x.1.alert_id.cmp(&y.1.alert_id)));
     let mitigated = mitigations.get(&host).copied();
-    let mut reasons = Vec::new();
-    let mut verdict = Verdict::NotSeen;
-    let mut raise = |v: Verdict, why: String| {
-        verdict = verdict.max(v);
-        reasons.push(why);
-    };
-    if let Some((t, f)) = &a.probe {
-        raise(Verdict::Probed, format!("probed from {} ({})", crate::timefmt::seconds(*t), f.rule));
-    }
-    if let Some((t, f)) = &a.attempt {
-        raise(Verdict::Attempted, format!("exploitation attempted from {} ({})", crate::timefmt::seconds(*t), f.rule));
-    }
-    if let Some((t, f)) = &a.success {
-        raise(
-            Verdict::LikelyCompromised,
-            format!("likely successful exploitation at {} ({})", crate::timefmt::seconds(*t), f.rule),
-        );
-    }
-    if let Some((t, f, _, _)) = a.post.first() {
-        raise(
-            Verdict::Compromised,
-            format!("post-exploitation activity from {} ({})", crate::timefmt::seconds(*t), f.rule),
-        );
-    }
-    if let Some(m) = mitigated {
-        if m > publication {
-            raise(
-                Verdict::LikelyCompromised,
-                format!(
-                    "mitigated {} — after the exploit publication on {}: assume compromise",
-                    crate::timefmt::seconds(m),
-                    crate::timefmt::seconds(publication)
-                ),
-            );
-        } else {
-            reasons.push(format!(
-                "mitigated {} — before the exploit publication on {}",
-                crate::timefmt::seconds(m),
-                crate::timefmt::seconds(publication)
-            ));
-        }
-    }
-    if reasons.is_empty() {
-        reasons.push("no probe, exploitation or post-exploitation alert in the replayed range".into());
-    }
-    // The window starts with the first exploitation evidence (attempt, success or post-exploitation);
-    // when only the late-mitigation rule applies, with the exploit publication. It ends with the
-    // mitigation, else with the end of the replayed range (or the appliance's last record).
-    let evidence_start =
-        [a.attempt.as_ref().map(|x| x.0), a.success.as_ref().map(|x| x.0), a.post.first().map(|x| x.0)]
-            .into_iter()
-            .flatten()
-            .min();
-    let window = if verdict >= Verdict::Attempted {
-        let (start, basis) = match evidence_start {
-            Some(t) => (t, "first exploitation evidence".to_owned()),
-            None => (publication, "exploit publication (mitigated late)".to_owned()),
-        };
-        let end = mitigated.filter(|m| *m > start).or(range_end).or(a.last_seen).unwrap_or(start);
-        let end_basis = if mitigated.is_some_and(|m| m > start) { "mitigation" } else { "end of the replayed range" };
-        Some((start, end, format!("{basis} → {end_basis}")))
-    } else {
-        None
-    };
+    let (verdict, reasons) = verdict(&a, mitigated, publication);
+    let window = window(&a, verdict, mitigated, publication, range_end);
     let in_window = |t: DateTime<Utc>| window.as_ref().is_some_and(|(s, e, _)| t >= *s && t <= *e);
-    let mut sessions: BTreeMap<String, Session> = BTreeMap::new();
-    for (t, user, session, client) in a.sessions.iter().filter(|s| in_window(s.0)) {
-        let s = sessions.entry(user.clone()).or_insert_with(|| Session {
-            user: user.clone(),
-            first: crate::timefmt::seconds(*t),
-            last: crate::timefmt::seconds(*t),
-            sessions: BTreeSet::new(),
-            client_ips: BTreeSet::new(),
-        });
-        s.first = s.first.clone().min(crate::timefmt::seconds(*t));
-        s.last = s.last.clone().max(crate::timefmt::seconds(*t));
-        s.sessions.extend(session.clone());
-        s.client_ips.extend(client.clone());
-    }
-    let mut backends: BTreeMap<String, Backend> = BTreeMap::new();
-    for (t, ip, port, user) in a.backends.iter().filter(|b| in_window(b.0)) {
-        let b = backends.entry(ip.clone()).or_insert_with(|| Backend {
-            ip: ip.clone(),
-            ports: BTreeSet::new(),
-            first: crate::timefmt::seconds(*t),
-            last: crate::timefmt::seconds(*t),
-            users: BTreeSet::new(),
-            connections: 0,
-        });
-        b.first = b.first.clone().min(crate::timefmt::seconds(*t));
-        b.last = b.last.clone().max(crate::timefmt::seconds(*t));
-        b.ports.extend(*port);
-        b.users.extend(user.clone());
-        b.connections += 1;
-    }
+    let sessions = sessions_in(&a.sessions, &in_window);
+    let backends = backends_in(&a.backends, &in_window);
     let mut sources: Vec<Source> = a
         .sources
         .into_values()
@@ -397,12 +301,134 @@ pub(super) fn appliance_report(
             basis,
         }),
         sources,
-        sessions_in_window: sessions.into_values().collect(),
-        backends_in_window: backends.into_values().collect(),
+        sessions_in_window: sessions,
+        backends_in_window: backends,
         other_alerts: a.others,
         mitigated: mitigated.map(crate::timefmt::seconds),
         timeline,
     }
+}
+
+/// Post-exploitation alerts in time order, each once (a suppression summary is its first alert again,
+/// same id, with the window's count), grouped into behaviours.
+fn distinct_post(a: &mut Activity) -> Vec<Behaviour> {
+    a.post.sort_by(|x, y| x.0.cmp(&y.0).then_with(|| x.1.alert_id.cmp(&y.1.alert_id)));
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    for (_, f, _, n) in &a.post {
+        let c = counts.entry(f.alert_id.clone()).or_default();
+        *c = (*c).max(*n);
+    }
+    let mut seen = BTreeSet::new();
+    a.post.retain(|(_, f, _, _)| seen.insert(f.alert_id.clone()));
+    group_behaviours(&a.post, &counts)
+}
+
+/// The verdict and the reasons for it.
+fn verdict(a: &Activity, mitigated: Option<DateTime<Utc>>, publication: DateTime<Utc>) -> (Verdict, Vec<String>) {
+    let at = crate::timefmt::seconds;
+    let mut reasons = Vec::new();
+    let mut verdict = Verdict::NotSeen;
+    let mut raise = |v: Verdict, why: String| {
+        verdict = verdict.max(v);
+        reasons.push(why);
+    };
+    if let Some((t, f)) = &a.probe {
+        raise(Verdict::Probed, format!("probed from {} ({})", at(*t), f.rule));
+    }
+    if let Some((t, f)) = &a.attempt {
+        raise(Verdict::Attempted, format!("exploitation attempted from {} ({})", at(*t), f.rule));
+    }
+    if let Some((t, f)) = &a.success {
+        raise(Verdict::LikelyCompromised, format!("likely successful exploitation at {} ({})", at(*t), f.rule));
+    }
+    if let Some((t, f, _, _)) = a.post.first() {
+        raise(Verdict::Compromised, format!("post-exploitation activity from {} ({})", at(*t), f.rule));
+    }
+    if let Some(m) = mitigated {
+        if m > publication {
+            let why = format!(
+                "mitigated {} — after the exploit publication on {}: assume compromise",
+                at(m),
+                at(publication)
+            );
+            raise(Verdict::LikelyCompromised, why);
+        } else {
+            reasons.push(format!("mitigated {} — before the exploit publication on {}", at(m), at(publication)));
+        }
+    }
+    if reasons.is_empty() {
+        reasons.push("no probe, exploitation or post-exploitation alert in the replayed range".into());
+    }
+    (verdict, reasons)
+}
+
+/// The window starts with the first exploitation evidence (attempt, success or post-exploitation);
+/// when only the late-mitigation rule applies, with the exploit publication. It ends with the
+/// mitigation, else with the end of the replayed range (or the appliance's last record).
+fn window(
+    a: &Activity,
+    verdict: Verdict,
+    mitigated: Option<DateTime<Utc>>,
+    publication: DateTime<Utc>,
+    range_end: Option<DateTime<Utc>>,
+) -> Option<Span> {
+    if verdict < Verdict::Attempted {
+        return None;
+    }
+    let evidence_start =
+        [a.attempt.as_ref().map(|x| x.0), a.success.as_ref().map(|x| x.0), a.post.first().map(|x| x.0)]
+            .into_iter()
+            .flatten()
+            .min();
+    let (start, basis) = match evidence_start {
+        Some(t) => (t, "first exploitation evidence".to_owned()),
+        None => (publication, "exploit publication (mitigated late)".to_owned()),
+    };
+    let end = mitigated.filter(|m| *m > start).or(range_end).or(a.last_seen).unwrap_or(start);
+    let end_basis = if mitigated.is_some_and(|m| m > start) { "mitigation" } else { "end of the replayed range" };
+    Some((start, end, format!("{basis} → {end_basis}")))
+}
+
+/// The accounts active in the window, per user.
+fn sessions_in(seen: &[Seen], in_window: &impl Fn(DateTime<Utc>) -> bool) -> Vec<Session> {
+    let mut sessions: BTreeMap<String, Session> = BTreeMap::new();
+    for (t, user, session, client) in seen.iter().filter(|s| in_window(s.0)) {
+        let at = crate::timefmt::seconds(*t);
+        let s = sessions.entry(user.clone()).or_insert_with(|| Session {
+            user: user.clone(),
+            first: at.clone(),
+            last: at.clone(),
+            sessions: BTreeSet::new(),
+            client_ips: BTreeSet::new(),
+        });
+        s.first = s.first.clone().min(at.clone());
+        s.last = s.last.clone().max(at);
+        s.sessions.extend(session.clone());
+        s.client_ips.extend(client.clone());
+    }
+    sessions.into_values().collect()
+}
+
+/// The back-ends connected to in the window, per address.
+fn backends_in(connections: &[Connection], in_window: &impl Fn(DateTime<Utc>) -> bool) -> Vec<Backend> {
+    let mut backends: BTreeMap<String, Backend> = BTreeMap::new();
+    for (t, ip, port, user) in connections.iter().filter(|b| in_window(b.0)) {
+        let at = crate::timefmt::seconds(*t);
+        let b = backends.entry(ip.clone()).or_insert_with(|| Backend {
+            ip: ip.clone(),
+            ports: BTreeSet::new(),
+            first: at.clone(),
+            last: at.clone(),
+            users: BTreeSet::new(),
+            connections: 0,
+        });
+        b.first = b.first.clone().min(at.clone());
+        b.last = b.last.clone().max(at);
+        b.ports.extend(*port);
+        b.users.extend(user.clone());
+        b.connections += 1;
+    }
+    backends.into_values().collect()
 }
 
 /// Post-exploitation alerts (one per id, in time order) grouped by (rule, behaviour), in order of
