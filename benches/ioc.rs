@@ -2,6 +2,8 @@
 //! corpus is parsed once, then enriched (IOC matching only, no GeoIP) per iteration.
 //! `cargo bench --bench ioc`
 
+#![allow(clippy::unwrap_used)] // a test, benchmark or example: failing loudly is the point
+
 #[path = "ioc_gen.rs"]
 mod ioc_gen;
 

@@ -2,6 +2,8 @@
 //! (addresses, networks, domains, URLs and hashes dominate; a few hundred user-agent substrings and
 //! tens of URL regexes regardless of size).
 
+#![allow(clippy::unwrap_used)] // a test, benchmark or example: failing loudly is the point
+
 use std::fmt::Write;
 
 /// A small deterministic generator (xorshift), so every run measures the same feed.

@@ -3,6 +3,8 @@
 //! `gatewatch parse` reads files, with each file's dataset hint. The synthetic generator file is left
 //! out. `cargo bench --bench parse`
 
+#![allow(clippy::unwrap_used)] // a test, benchmark or example: failing loudly is the point
+
 use std::path::Path;
 
 use chrono::{TimeZone, Utc};

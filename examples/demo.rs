@@ -6,6 +6,8 @@
 //! cargo run --example demo -- report BROKERS EXPECTED [ADMIN_ADDR]
 //! ```
 
+#![allow(clippy::unwrap_used)] // a test, benchmark or example: failing loudly is the point
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};

@@ -7,6 +7,8 @@
 //! stretch, the process's RSS and the correlation's groups. Flat time and RSS mean no state grows per
 //! record; the groups level off at the sessions of the last 12 hours (the correlation's timespan).
 
+#![allow(clippy::unwrap_used)] // a test, benchmark or example: failing loudly is the point
+
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};

@@ -2,6 +2,8 @@
 //! `cargo run --release --example ioc_scale -- 1000000`. One size per process, so the memory figures
 //! are this size's alone.
 
+#![allow(clippy::unwrap_used)] // a test, benchmark or example: failing loudly is the point
+
 #[path = "../benches/ioc_gen.rs"]
 mod ioc_gen;
 

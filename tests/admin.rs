@@ -1,5 +1,7 @@
 //! The admin listener against a real broker: readiness follows the assignment, metrics follow the data.
 
+#![allow(clippy::unwrap_used)] // a test, benchmark or example: failing loudly is the point
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -1,5 +1,7 @@
 //! ARCHITECTURE.md matches the tree: every source file is named in it, and every path it names exists.
 
+#![allow(clippy::unwrap_used)] // a test, benchmark or example: failing loudly is the point
+
 use std::path::{Path, PathBuf};
 
 fn sources(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -1,6 +1,8 @@
 //! Baselines through the real broker and the real binary: state kept across kill -9, a week of normal
 //! appliance behaviour without alerts, a miner found within 30 minutes, bad samples dead-lettered.
 
+#![allow(clippy::unwrap_used)] // a test, benchmark or example: failing loudly is the point
+
 mod common;
 
 use std::collections::BTreeMap;

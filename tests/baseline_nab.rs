@@ -3,6 +3,8 @@
 //! elsewhere after NAB's probationary period. The full-corpus score is in BENCHMARKS.md
 //! (`scripts/nab.sh`); these files guard it in the test suite.
 
+#![allow(clippy::unwrap_used)] // a test, benchmark or example: failing loudly is the point
+
 use std::collections::BTreeMap;
 use std::path::Path;
 

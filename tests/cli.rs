@@ -1,5 +1,7 @@
 //! The command line: `check` names what is wrong, environment overrides files, `--version`/`--help`.
 
+#![allow(clippy::unwrap_used)] // a test, benchmark or example: failing loudly is the point
+
 use std::path::Path;
 use std::process::{Command, Output};
 

@@ -4,6 +4,8 @@
 //! against the broker on real ADC lines; what the collector printed must match, series by series, what
 //! the service's own `/metrics` says at the end, and carry the configured resource attributes.
 
+#![allow(clippy::unwrap_used)] // a test, benchmark or example: failing loudly is the point
+
 mod common;
 
 use std::collections::BTreeMap;

@@ -1,5 +1,7 @@
 //! At-least-once delivery against a real broker, driving the real `gatewatch run` binary.
 
+#![allow(clippy::unwrap_used)] // a test, benchmark or example: failing loudly is the point
+
 mod common;
 
 use std::time::{Duration, Instant};

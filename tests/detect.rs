@@ -1,6 +1,8 @@
 //! The detector through the library: public SigmaHQ rules, the shipped pack's own examples,
 //! deterministic alert ids, suppression, and broken rule files.
 
+#![allow(clippy::unwrap_used)] // a test, benchmark or example: failing loudly is the point
+
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Duration, Utc};

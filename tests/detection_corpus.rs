@@ -5,6 +5,8 @@
 //! evidence; no look-alike and no benign record may be evidence of any alert. Recall and false
 //! positives are printed per stage.
 
+#![allow(clippy::unwrap_used)] // a test, benchmark or example: failing loudly is the point
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::process::Command;

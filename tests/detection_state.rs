@@ -3,6 +3,8 @@
 //! the partition away, and correlations and suppression windows carry on from `detect.state_topic`
 //! across kill -9 and rebalances, with the alert ids of an uninterrupted run.
 
+#![allow(clippy::unwrap_used)] // a test, benchmark or example: failing loudly is the point
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -10,6 +10,8 @@
 //!
 //! Run with `-- --nocapture` to see the agreement per file and in total.
 
+#![allow(clippy::unwrap_used)] // a test, benchmark or example: failing loudly is the point
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;

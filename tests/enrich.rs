@@ -2,6 +2,8 @@
 //! databases written with MaxMind's own writer for hot-reload tests, and indicator feeds in all three
 //! formats.
 
+#![allow(clippy::unwrap_used)] // a test, benchmark or example: failing loudly is the point
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

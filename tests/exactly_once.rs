@@ -7,6 +7,8 @@
 //! exactly once (offsets and outputs are committed together), and (2) kill -9 ten times loses nothing
 //! and repeats at most the records of one transaction per kill (the aborted one).
 
+#![allow(clippy::unwrap_used)] // a test, benchmark or example: failing loudly is the point
+
 mod common;
 
 use std::collections::HashMap;

@@ -3,6 +3,8 @@
 //! and the committed offset must not pass the records whose outputs were never acknowledged; a refusal
 //! of the record itself (too large) dead-letters its output and the stream goes on.
 
+#![allow(clippy::unwrap_used)] // a test, benchmark or example: failing loudly is the point
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -1,5 +1,7 @@
 //! The NITRO poller against a local HTTPS server that answers like an ADC's `/nitro/v1/stat/system`.
 
+#![allow(clippy::unwrap_used)] // a test, benchmark or example: failing loudly is the point
+
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};

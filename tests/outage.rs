@@ -9,6 +9,8 @@
 //! error", so a frozen memory-engine broker stands in: the same outage for the clients, with nothing
 //! for the broker to lose.
 
+#![allow(clippy::unwrap_used)] // a test, benchmark or example: failing loudly is the point
+
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -4,6 +4,8 @@
 //! Golden expectations live in `tests/fixtures/golden/events.jsonl`. After a deliberate change to the
 //! output, regenerate them with `GATEWATCH_BLESS=1 cargo test --test parse_fixtures` and review the diff.
 
+#![allow(clippy::unwrap_used)] // a test, benchmark or example: failing loudly is the point
+
 use std::path::{Path, PathBuf};
 
 use chrono::{TimeZone, Utc};

@@ -1,6 +1,8 @@
 //! `gatewatch replay`: files of several appliances over December 2019 – January 2020, and the same
 //! history from Kafka, through the real binary.
 
+#![allow(clippy::unwrap_used)] // a test, benchmark or example: failing loudly is the point
+
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};

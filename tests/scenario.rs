@@ -2,6 +2,8 @@
 //! attack chains of the rule pack embedded, and benign look-alikes. The alerts on `adc.alerts` must be
 //! exactly the expected ones, and follow the alert schema.
 
+#![allow(clippy::unwrap_used)] // a test, benchmark or example: failing loudly is the point
+
 mod common;
 
 use std::collections::BTreeSet;

@@ -3,6 +3,8 @@
 //! the setting; `check --connect` against a live and a stopped broker; no secret in any log line or
 //! in `/metrics`.
 
+#![allow(clippy::unwrap_used)] // a test, benchmark or example: failing loudly is the point
+
 mod common;
 
 use std::io::{BufRead, BufReader, Write};

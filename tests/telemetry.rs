@@ -3,6 +3,8 @@
 //! requests, data point by data point. tests/collector.rs sends the same to a real collector (rotel)
 //! over HTTP and gRPC.
 
+#![allow(clippy::unwrap_used)] // a test, benchmark or example: failing loudly is the point
+
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
