@@ -322,20 +322,7 @@ pub fn run(settings: &Settings, options: &Options) -> anyhow::Result<(Summary, R
         None => (None, None),
     };
     let settings = pinned.as_ref().unwrap_or(settings);
-    if options.to.is_some_and(|to| to <= options.from) {
-        bail!("--to must be later than --from");
-    }
-    let to_stdout: Vec<&str> = [
-        ("--alerts-out -", options.alerts_out.as_deref() == Some("-")),
-        ("--enriched-out -", options.enriched_out.as_deref() == Some("-")),
-        ("--report -", options.report.as_deref() == Some(Path::new("-"))),
-    ]
-    .into_iter()
-    .filter_map(|(name, set)| set.then_some(name))
-    .collect();
-    if to_stdout.len() > 1 {
-        bail!("{} would all write to stdout", to_stdout.join(" and "));
-    }
+    check_options(options)?;
     let (enricher, events) = Enricher::load(settings, true).context("loading enrichment databases and feeds")?;
     drop(events);
     let detect = settings.detect.options();
@@ -364,13 +351,7 @@ pub fn run(settings: &Settings, options: &Options) -> anyhow::Result<(Summary, R
     };
     let mut engine = Engine {
         out: AlertOut::open(settings, options.alerts_out.as_deref())?,
-        enriched: match options.enriched_out.as_deref() {
-            None => None,
-            Some("-") => Some(Box::new(std::io::BufWriter::new(std::io::stdout()))),
-            Some(path) => Some(Box::new(std::io::BufWriter::new(
-                std::fs::File::create(path).with_context(|| format!("--enriched-out {path}"))?,
-            ))),
-        },
+        enriched: enriched_out(options.enriched_out.as_deref())?,
         hunt: Hunt::default(),
         summary: Summary { run_id: run_id.clone(), ..Summary::default() },
         run_id,
@@ -388,6 +369,41 @@ pub fn run(settings: &Settings, options: &Options) -> anyhow::Result<(Summary, R
     if let Some(metrics) = &options.metrics {
         replay_metrics(&mut engine, settings, options, metrics)?;
     }
+    finish(engine, options)
+}
+
+/// Options that cannot work together: an empty range, two outputs on stdout.
+fn check_options(options: &Options) -> anyhow::Result<()> {
+    if options.to.is_some_and(|to| to <= options.from) {
+        bail!("--to must be later than --from");
+    }
+    let to_stdout: Vec<&str> = [
+        ("--alerts-out -", options.alerts_out.as_deref() == Some("-")),
+        ("--enriched-out -", options.enriched_out.as_deref() == Some("-")),
+        ("--report -", options.report.as_deref() == Some(Path::new("-"))),
+    ]
+    .into_iter()
+    .filter_map(|(name, set)| set.then_some(name))
+    .collect();
+    if to_stdout.len() > 1 {
+        bail!("{} would all write to stdout", to_stdout.join(" and "));
+    }
+    Ok(())
+}
+
+/// `--enriched-out`: a file, stdout (`-`), or nothing.
+fn enriched_out(path: Option<&str>) -> anyhow::Result<Option<Box<dyn Write>>> {
+    Ok(match path {
+        None => None,
+        Some("-") => Some(Box::new(std::io::BufWriter::new(std::io::stdout()))),
+        Some(path) => Some(Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("--enriched-out {path}"))?,
+        ))),
+    })
+}
+
+/// Flushes the outputs and writes the report.
+fn finish(engine: Engine, options: &Options) -> anyhow::Result<(Summary, Report)> {
     let Engine { out, enriched, hunt, summary, .. } = engine;
     out.finish()?;
     if let Some(mut enriched) = enriched {
