@@ -170,6 +170,16 @@ pub(super) const OUTSTANDING_CHUNKS: usize = 16;
 /// detection state lives there), in order; what they give is written out in the merge's order, so the
 /// output is the same for any number of threads. Returns what each appliance's detection state still
 /// held at the end.
+/// What a worker thread hands the writer.
+enum Out {
+    /// Analysed records with their sequence numbers in the merge's order.
+    Records(Vec<(u64, Option<Analysed>)>),
+    /// At the end: the alerts of the suppression windows still open, per appliance.
+    Flushed(Vec<(String, Vec<Alert>)>),
+}
+
+type Part = Vec<(u64, order::Item)>;
+
 pub(super) fn process_in_order(
     engine: &mut Engine,
     analyser: &Analyser<'_>,
@@ -179,10 +189,6 @@ pub(super) fn process_in_order(
     sizes: &HashMap<String, u64>,
     workers: usize,
 ) -> anyhow::Result<Vec<(String, Vec<Alert>)>> {
-    enum Out {
-        Records(Vec<(u64, Option<Analysed>)>),
-        Flushed(Vec<(String, Vec<Alert>)>),
-    }
     let workers = workers.max(1);
     let bar = progress_bar(options, sizes.values().sum());
     let mut flushed = Vec::new();
@@ -193,55 +199,13 @@ pub(super) fn process_in_order(
         let mut inputs = Vec::new();
         let mut threads = Vec::new();
         for _ in 0..workers {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<(u64, order::Item)>>(OUTSTANDING_CHUNKS);
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Part>(OUTSTANDING_CHUNKS);
             let out_tx = out_tx.clone();
             inputs.push(tx);
-            threads.push(scope.spawn(move || {
-                let mut states: HashMap<String, Worker> = HashMap::new();
-                for part in rx {
-                    let mut results = Vec::with_capacity(part.len());
-                    for (seq, item) in part {
-                        if !states.contains_key(&item.host) {
-                            states.insert(item.host.clone(), Worker::new(Publish::Final));
-                        }
-                        let state = states.get_mut(&item.host).expect("inserted above");
-                        let file = item.file as usize;
-                        let origin = Origin::File { file: &files.names[file].0, line: item.line as usize };
-                        let appliance = (item.host != "-").then_some(item.host.as_str());
-                        let (received, hint) = (files.clocks[file], files.hints[file]);
-                        results.push((
-                            seq,
-                            analyser.analyse(state, item.text.as_bytes(), received, hint, origin, appliance),
-                        ));
-                    }
-                    if out_tx.send(Out::Records(results)).is_err() {
-                        return; // the writer stopped on an error
-                    }
-                }
-                let _ = out_tx.send(Out::Flushed(states.into_iter().map(|(h, mut w)| (h, w.flush_all())).collect()));
-            }));
+            threads.push(scope.spawn(move || analyse_parts(rx, out_tx, analyser, files)));
         }
         drop(out_tx);
-        let reader = scope.spawn(move || -> anyhow::Result<()> {
-            let thread_of = spread(sizes, workers);
-            let mut ordered = ordered.enumerate().peekable();
-            while ordered.peek().is_some() {
-                let mut parts: Vec<Vec<(u64, order::Item)>> = (0..workers).map(|_| Vec::new()).collect();
-                for (seq, item) in ordered.by_ref().take(CHUNK) {
-                    let item = item.context("ordering the records")?;
-                    parts[thread_of.get(&item.host).copied().unwrap_or(0)].push((seq as u64, item));
-                }
-                if token_tx.send(()).is_err() {
-                    return Ok(()); // the writer stopped on an error
-                }
-                for (thread, part) in parts.into_iter().enumerate().filter(|(_, p)| !p.is_empty()) {
-                    if inputs[thread].send(part).is_err() {
-                        return Ok(());
-                    }
-                }
-            }
-            Ok(())
-        });
+        let reader = scope.spawn(move || dispatch(ordered, sizes, &inputs, token_tx));
         let mut next = 0u64;
         let mut waiting = BTreeMap::new();
         let mut written = Ok(());
@@ -277,4 +241,62 @@ pub(super) fn process_in_order(
     })?;
     bar.finish_and_clear();
     Ok(flushed)
+}
+
+/// A worker thread: analyses the parts it is sent, each appliance with its own detection state, and
+/// at the end hands over what the open suppression windows hold.
+fn analyse_parts(
+    parts: std::sync::mpsc::Receiver<Part>,
+    out: std::sync::mpsc::SyncSender<Out>,
+    analyser: &Analyser<'_>,
+    files: &Files<'_>,
+) {
+    let mut states: HashMap<String, Worker> = HashMap::new();
+    for part in parts {
+        let mut results = Vec::with_capacity(part.len());
+        for (seq, item) in part {
+            if !states.contains_key(&item.host) {
+                states.insert(item.host.clone(), Worker::new(Publish::Final));
+            }
+            let state = states.get_mut(&item.host).expect("inserted above");
+            let file = item.file as usize;
+            let origin = Origin::File { file: &files.names[file].0, line: item.line as usize };
+            let appliance = (item.host != "-").then_some(item.host.as_str());
+            let (received, hint) = (files.clocks[file], files.hints[file]);
+            results.push((seq, analyser.analyse(state, item.text.as_bytes(), received, hint, origin, appliance)));
+        }
+        if out.send(Out::Records(results)).is_err() {
+            return; // the writer stopped on an error
+        }
+    }
+    let _ = out.send(Out::Flushed(states.into_iter().map(|(h, mut w)| (h, w.flush_all())).collect()));
+}
+
+/// The reader thread: numbers the merged records and sends them in chunks, each record to the thread
+/// of its appliance; a token per chunk bounds how many are outstanding.
+fn dispatch(
+    ordered: order::Merge,
+    sizes: &HashMap<String, u64>,
+    inputs: &[std::sync::mpsc::SyncSender<Part>],
+    token: std::sync::mpsc::SyncSender<()>,
+) -> anyhow::Result<()> {
+    let workers = inputs.len();
+    let thread_of = spread(sizes, workers);
+    let mut ordered = ordered.enumerate().peekable();
+    while ordered.peek().is_some() {
+        let mut parts: Vec<Part> = (0..workers).map(|_| Vec::new()).collect();
+        for (seq, item) in ordered.by_ref().take(CHUNK) {
+            let item = item.context("ordering the records")?;
+            parts[thread_of.get(&item.host).copied().unwrap_or(0)].push((seq as u64, item));
+        }
+        if token.send(()).is_err() {
+            return Ok(()); // the writer stopped on an error
+        }
+        for (thread, part) in parts.into_iter().enumerate().filter(|(_, p)| !p.is_empty()) {
+            if inputs[thread].send(part).is_err() {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
 }
