@@ -222,6 +222,38 @@ impl Report {
              aria-label=\"timeline of {}\">",
             escape(&a.appliance)
         );
+        self.markers(out, &scale, a, (start, end), top, axis_y);
+        // Alert marks: one bar per pixel column and stage, with how many alerts it stands for.
+        for (i, (stage, label)) in lanes.iter().enumerate() {
+            lane(out, &scale, &t.marks, (stage, label), top + i as f64 * LANE);
+        }
+        // Metric series: the learned band (outside warm-up), the values, the anomalies.
+        for (i, (metric, points)) in t.series.iter().enumerate() {
+            let y0 = charts_top + i as f64 * (CHART + 16.0);
+            chart(out, &scale, metric, points, y0, &a.anomalies);
+        }
+        axis(out, &scale, start, axis_y);
+        let _ = writeln!(out, "</svg>");
+        let legend: Vec<String> =
+            lanes.iter().map(|(s, l)| format!("<span><svg width=\"10\" height=\"10\"><rect class=\"mark {s}\" width=\"10\" height=\"10\"/></svg> {l}</span>")).collect();
+        let _ = writeln!(
+            out,
+            "<p class=\"legend\">{} <span>shaded: assumed compromise</span> <span>green dashes: mitigation</span> \
+             <span>grey dots: exploit publication</span> <span>blue band: learned usual range</span></p>",
+            legend.join(" ")
+        );
+    }
+
+    /// The window of assumed compromise, the exploit publication and the mitigation.
+    fn markers(
+        &self,
+        out: &mut String,
+        scale: &Scale,
+        a: &ApplianceReport,
+        (start, end): (DateTime<Utc>, DateTime<Utc>),
+        top: f64,
+        axis_y: f64,
+    ) {
         // The window, and the dates that decide the verdict.
         if let Some((ws, we)) = a.window.as_ref().and_then(|w| Some((parse(&w.start)?, parse(&w.end)?))) {
             let (x0, x1) = (scale.x(ws), scale.x(we));
@@ -256,68 +288,61 @@ impl Report {
             let _ =
                 writeln!(out, "<text x=\"{:.1}\" y=\"{}\">mitigated</text>", (x + 3.0).min(WIDTH - 60.0), axis_y - 4.0);
         }
-        // Alert marks: one bar per pixel column and stage, with how many alerts it stands for.
-        for (i, (stage, label)) in lanes.iter().enumerate() {
-            let y = top + i as f64 * LANE;
-            let _ = writeln!(
-                out,
-                "<rect class=\"lane\" x=\"{LEFT}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{:.1}\"/><text x=\"4\" y=\"{:.1}\">{label}</text>",
-                WIDTH - LEFT - RIGHT,
-                LANE - 4.0,
-                y + LANE - 8.0
-            );
-            let mut columns: BTreeMap<i64, (u64, DateTime<Utc>, DateTime<Utc>)> = BTreeMap::new();
-            for (at, _) in t.marks.iter().filter(|(_, s)| s == stage) {
-                let c = columns.entry(scale.x(*at).round() as i64).or_insert((0, *at, *at));
-                c.0 += 1;
-                c.1 = c.1.min(*at);
-                c.2 = c.2.max(*at);
-            }
-            for (x, (n, first, last)) in columns {
-                let _ = writeln!(
-                    out,
-                    "<rect class=\"mark {stage}\" x=\"{:.1}\" y=\"{:.1}\" width=\"3\" height=\"{:.1}\"><title>{n} {label} alert(s) {} → {}</title></rect>",
-                    x as f64 - 1.5,
-                    y + 1.0,
-                    LANE - 6.0,
-                    first.to_rfc3339(),
-                    last.to_rfc3339()
-                );
-            }
-        }
-        // Metric series: the learned band (outside warm-up), the values, the anomalies.
-        for (i, (metric, points)) in t.series.iter().enumerate() {
-            let y0 = charts_top + i as f64 * (CHART + 16.0);
-            chart(out, &scale, metric, points, y0, &a.anomalies);
-        }
-        let _ = writeln!(
+    }
+}
+
+/// One stage's lane of alert marks: one bar per pixel column, with how many alerts it stands for.
+fn lane(
+    out: &mut String,
+    scale: &Scale,
+    marks: &[(DateTime<Utc>, &'static str)],
+    (stage, label): (&str, &str),
+    y: f64,
+) {
+    let _ = writeln!(
             out,
-            "<line class=\"axis\" x1=\"{LEFT}\" x2=\"{}\" y1=\"{axis_y}\" y2=\"{axis_y}\"/>",
-            WIDTH - RIGHT
+            "<rect class=\"lane\" x=\"{LEFT}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{:.1}\"/><text x=\"4\" y=\"{:.1}\">{label}</text>",
+            WIDTH - LEFT - RIGHT,
+            LANE - 4.0,
+            y + LANE - 8.0
         );
-        for k in 0..=5 {
-            let at = DateTime::from_timestamp(scale.start + (scale.end - scale.start) * k / 5, 0).unwrap_or(start);
-            let x = scale.x(at);
-            let anchor = match k {
-                0 => "start",
-                5 => "end",
-                _ => "middle",
-            };
-            let _ = writeln!(
+    let mut columns: BTreeMap<i64, (u64, DateTime<Utc>, DateTime<Utc>)> = BTreeMap::new();
+    for (at, _) in marks.iter().filter(|(_, s)| *s == stage) {
+        let c = columns.entry(scale.x(*at).round() as i64).or_insert((0, *at, *at));
+        c.0 += 1;
+        c.1 = c.1.min(*at);
+        c.2 = c.2.max(*at);
+    }
+    for (x, (n, first, last)) in columns {
+        let _ = writeln!(
                 out,
-                "<text x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"{anchor}\">{}</text>",
-                axis_y + 14.0,
-                at.format("%Y-%m-%d %H:%M")
+                "<rect class=\"mark {stage}\" x=\"{:.1}\" y=\"{:.1}\" width=\"3\" height=\"{:.1}\"><title>{n} {label} alert(s) {} → {}</title></rect>",
+                x as f64 - 1.5,
+                y + 1.0,
+                LANE - 6.0,
+                first.to_rfc3339(),
+                last.to_rfc3339()
             );
-        }
-        let _ = writeln!(out, "</svg>");
-        let legend: Vec<String> =
-            lanes.iter().map(|(s, l)| format!("<span><svg width=\"10\" height=\"10\"><rect class=\"mark {s}\" width=\"10\" height=\"10\"/></svg> {l}</span>")).collect();
+    }
+}
+
+/// The time axis with six labels.
+fn axis(out: &mut String, scale: &Scale, start: DateTime<Utc>, axis_y: f64) {
+    let _ =
+        writeln!(out, "<line class=\"axis\" x1=\"{LEFT}\" x2=\"{}\" y1=\"{axis_y}\" y2=\"{axis_y}\"/>", WIDTH - RIGHT);
+    for k in 0..=5 {
+        let at = DateTime::from_timestamp(scale.start + (scale.end - scale.start) * k / 5, 0).unwrap_or(start);
+        let x = scale.x(at);
+        let anchor = match k {
+            0 => "start",
+            5 => "end",
+            _ => "middle",
+        };
         let _ = writeln!(
             out,
-            "<p class=\"legend\">{} <span>shaded: assumed compromise</span> <span>green dashes: mitigation</span> \
-             <span>grey dots: exploit publication</span> <span>blue band: learned usual range</span></p>",
-            legend.join(" ")
+            "<text x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"{anchor}\">{}</text>",
+            axis_y + 14.0,
+            at.format("%Y-%m-%d %H:%M")
         );
     }
 }
