@@ -55,20 +55,6 @@ pub(super) fn alert_doc(
 ) -> Alert {
     let id = alert_id(meta, evidence);
     let at = trigger.get("@timestamp").cloned().unwrap_or_else(|| Json::from(crate::timefmt::millis(now)));
-    let mut techniques = Vec::new();
-    let mut tactics = Vec::new();
-    let mut cves = Vec::new();
-    for tag in &meta.tags {
-        if let Some(t) = tag.strip_prefix("attack.") {
-            if t.len() > 1 && t.as_bytes()[0] == b't' && t.as_bytes()[1].is_ascii_digit() {
-                techniques.push(t.to_uppercase());
-            } else {
-                tactics.push(t.to_owned());
-            }
-        } else if let Some(cve) = tag.strip_prefix("cve.") {
-            cves.push(format!("CVE-{}", cve.trim_start_matches("cve-").to_uppercase()));
-        }
-    }
     let mut doc = json!({
         "@timestamp": at,
         "ecs": {"version": crate::ecs::ECS_VERSION},
@@ -109,21 +95,7 @@ pub(super) fn alert_doc(
             out.insert(path.to_owned(), v.clone());
         }
     }
-    if !cves.is_empty() {
-        out.insert("vulnerability".into(), json!({"id": cves, "classification": "CVE"}));
-    }
-    if !techniques.is_empty() || !tactics.is_empty() {
-        let threat = out.entry("threat").or_insert_with(|| json!({}));
-        if let Json::Object(t) = threat {
-            t.insert("framework".into(), json!("MITRE ATT&CK"));
-            if !techniques.is_empty() {
-                t.insert("technique".into(), json!({"id": techniques}));
-            }
-            if !tactics.is_empty() {
-                t.insert("tactic".into(), json!({"name": tactics}));
-            }
-        }
-    }
+    tag_fields(&meta.tags, out);
     Alert { id, rule_id: meta.id.clone(), stage: meta.stage, doc, update: false }
 }
 
@@ -147,4 +119,38 @@ pub(super) fn suppression_key(meta: &RuleMeta, doc: &Map<String, Json>, behaviou
         })
         .collect::<Vec<_>>()
         .join("\u{1f}")
+}
+
+/// The rule's tags as ECS: `attack.t1190` → `threat.technique.id`, `attack.initial_access` →
+/// `threat.tactic.name`, `cve.2019-19781` → `vulnerability.id`.
+fn tag_fields(tags: &[String], out: &mut Map<String, Json>) {
+    let mut techniques = Vec::new();
+    let mut tactics = Vec::new();
+    let mut cves = Vec::new();
+    for tag in tags {
+        if let Some(t) = tag.strip_prefix("attack.") {
+            if t.len() > 1 && t.as_bytes()[0] == b't' && t.as_bytes()[1].is_ascii_digit() {
+                techniques.push(t.to_uppercase());
+            } else {
+                tactics.push(t.to_owned());
+            }
+        } else if let Some(cve) = tag.strip_prefix("cve.") {
+            cves.push(format!("CVE-{}", cve.trim_start_matches("cve-").to_uppercase()));
+        }
+    }
+    if !cves.is_empty() {
+        out.insert("vulnerability".into(), json!({"id": cves, "classification": "CVE"}));
+    }
+    if !techniques.is_empty() || !tactics.is_empty() {
+        let threat = out.entry("threat").or_insert_with(|| json!({}));
+        if let Json::Object(t) = threat {
+            t.insert("framework".into(), json!("MITRE ATT&CK"));
+            if !techniques.is_empty() {
+                t.insert("technique".into(), json!({"id": techniques}));
+            }
+            if !tactics.is_empty() {
+                t.insert("tactic".into(), json!({"name": tactics}));
+            }
+        }
+    }
 }
