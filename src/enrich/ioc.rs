@@ -239,112 +239,97 @@ pub struct Hit<'i> {
     pub atomic: String,
 }
 
-impl IocIndex {
-    /// Builds the index over the feeds. Invalid indicators are returned and never match; the rest do.
-    pub fn build(feeds: Vec<Arc<FeedIndicators>>) -> (IocIndex, Vec<IndicatorError>) {
-        let total: usize = feeds.iter().map(|f| f.indicators.len()).sum();
-        let mut index = IocIndex { next: vec![END; total], ..IocIndex::default() };
-        let mut errors = Vec::new();
-        let mut v4: HashMap<u8, HashMap<u32, u32>> = HashMap::new();
-        let mut v6: HashMap<u8, HashMap<u128, u32>> = HashMap::new();
-        let mut url_patterns: (Vec<String>, Vec<u32>) = (Vec::new(), Vec::new());
-        let mut agent_patterns: (Vec<String>, Vec<u32>) = (Vec::new(), Vec::new());
-        let mut agent_substrings = (Vec::new(), Vec::new());
-        let mut id = 0u32;
-        for feed in &feeds {
-            index.offsets.push(id);
-            for indicator in &feed.indicators {
-                let value = &*indicator.value;
-                let kind = indicator.kind;
-                let next = &mut index.next;
-                let ok = match kind {
-                    Kind::Ipv4 | Kind::Ipv6 | Kind::Cidr => match parse_net(value) {
-                        Some(IpNet::V4(net)) => {
-                            chain(v4.entry(net.prefix_len()).or_default(), next, u32::from(net.network()), id);
-                            Ok(())
-                        }
-                        Some(IpNet::V6(net)) => {
-                            chain(v6.entry(net.prefix_len()).or_default(), next, u128::from(net.network()), id);
-                            Ok(())
-                        }
-                        None => Err(invalid(kind, value, "not an address or CIDR")),
-                    },
-                    Kind::Domain => {
-                        let domain = normalize_domain(value);
-                        if domain.is_empty() || domain.contains(['/', ' ']) {
-                            Err(invalid(kind, value, "not a domain name"))
-                        } else {
-                            chain(&mut index.domains, next, key_hash(&domain), id);
-                            Ok(())
-                        }
-                    }
-                    Kind::Url => {
-                        chain(&mut index.urls, next, key_hash(&normalize_url(value)), id);
-                        Ok(())
-                    }
-                    Kind::Md5 | Kind::Sha1 | Kind::Sha256 => {
-                        let want = match kind {
-                            Kind::Md5 => 32,
-                            Kind::Sha1 => 40,
-                            _ => 64,
-                        };
-                        if value.len() == want && value.bytes().all(|b| b.is_ascii_hexdigit()) {
-                            chain(&mut index.hashes, next, key_hash(&value.to_ascii_lowercase()), id);
-                            Ok(())
-                        } else {
-                            Err(invalid(kind, value, format!("expected {want} hex digits")))
-                        }
-                    }
-                    Kind::FilePath => {
-                        chain(&mut index.file_paths, next, key_hash(value), id);
-                        Ok(())
-                    }
-                    Kind::FileName => {
-                        chain(&mut index.file_names, next, key_hash(value), id);
-                        Ok(())
-                    }
-                    Kind::UrlPattern | Kind::UserAgentPattern => match pattern(value) {
-                        Ok(_) => {
-                            let target = if kind == Kind::UrlPattern { &mut url_patterns } else { &mut agent_patterns };
-                            target.0.push(value.to_owned());
-                            target.1.push(id);
-                            Ok(())
-                        }
-                        Err(e) => Err(invalid(kind, value, e)),
-                    },
-                    Kind::UserAgent => {
-                        if value.is_empty() {
-                            Err(invalid(kind, value, "empty"))
-                        } else {
-                            agent_substrings.0.push(value.to_owned());
-                            agent_substrings.1.push(id);
-                            Ok(())
-                        }
-                    }
-                };
-                if let Err(e) = ok {
-                    errors.push(e);
+/// An index being built: the per-kind tables, and the current feed's patterns (a set per feed).
+#[derive(Default)]
+struct Builder {
+    index: IocIndex,
+    errors: Vec<IndicatorError>,
+    v4: HashMap<u8, HashMap<u32, u32>>,
+    v6: HashMap<u8, HashMap<u128, u32>>,
+    url_patterns: (Vec<String>, Vec<u32>),
+    agent_patterns: (Vec<String>, Vec<u32>),
+    agent_substrings: (Vec<String>, Vec<u32>),
+}
+
+impl Builder {
+    /// Indexes indicator `id`.
+    fn add(&mut self, indicator: &Indicator, id: u32) -> Result<(), IndicatorError> {
+        let value = &*indicator.value;
+        let kind = indicator.kind;
+        let index = &mut self.index;
+        let next = &mut index.next;
+        match kind {
+            Kind::Ipv4 | Kind::Ipv6 | Kind::Cidr => match parse_net(value) {
+                Some(IpNet::V4(net)) => {
+                    chain(self.v4.entry(net.prefix_len()).or_default(), next, u32::from(net.network()), id)
                 }
-                id += 1;
+                Some(IpNet::V6(net)) => {
+                    chain(self.v6.entry(net.prefix_len()).or_default(), next, u128::from(net.network()), id)
+                }
+                None => return Err(invalid(kind, value, "not an address or CIDR")),
+            },
+            Kind::Domain => {
+                let domain = normalize_domain(value);
+                if domain.is_empty() || domain.contains(['/', ' ']) {
+                    return Err(invalid(kind, value, "not a domain name"));
+                }
+                chain(&mut index.domains, next, key_hash(&domain), id);
             }
-            for (patterns, sets) in
-                [(&mut url_patterns, &mut index.url_patterns), (&mut agent_patterns, &mut index.agent_patterns)]
-            {
-                let (values, ids) = (std::mem::take(&mut patterns.0), std::mem::take(&mut patterns.1));
-                if values.is_empty() {
-                    continue;
+            Kind::Url => chain(&mut index.urls, next, key_hash(&normalize_url(value)), id),
+            Kind::Md5 | Kind::Sha1 | Kind::Sha256 => {
+                let want = match kind {
+                    Kind::Md5 => 32,
+                    Kind::Sha1 => 40,
+                    _ => 64,
+                };
+                if value.len() != want || !value.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(invalid(kind, value, format!("expected {want} hex digits")));
                 }
-                match pattern_set(&values) {
-                    Ok(set) => sets.push((set, ids)),
-                    // `feeds::load` refuses such a feed; a feed built by other means loses only its patterns.
-                    Err(e) => errors.push(IndicatorError::PatternSet {
-                        feed: feed.name.to_string(),
-                        count: values.len(),
-                        reason: e.to_string(),
-                    }),
+                chain(&mut index.hashes, next, key_hash(&value.to_ascii_lowercase()), id);
+            }
+            Kind::FilePath => chain(&mut index.file_paths, next, key_hash(value), id),
+            Kind::FileName => chain(&mut index.file_names, next, key_hash(value), id),
+            Kind::UrlPattern | Kind::UserAgentPattern => {
+                pattern(value).map_err(|e| invalid(kind, value, e))?;
+                let target = if kind == Kind::UrlPattern { &mut self.url_patterns } else { &mut self.agent_patterns };
+                target.0.push(value.to_owned());
+                target.1.push(id);
+            }
+            Kind::UserAgent => {
+                if value.is_empty() {
+                    return Err(invalid(kind, value, "empty"));
                 }
+                self.agent_substrings.0.push(value.to_owned());
+                self.agent_substrings.1.push(id);
             }
         }
+        Ok(())
+    }
+
+    /// Compiles the feed's URL and user-agent patterns into one set each.
+    fn close_feed(&mut self, feed: &str) {
+        let index = &mut self.index;
+        for (patterns, sets) in
+            [(&mut self.url_patterns, &mut index.url_patterns), (&mut self.agent_patterns, &mut index.agent_patterns)]
+        {
+            let (values, ids) = (std::mem::take(&mut patterns.0), std::mem::take(&mut patterns.1));
+            if values.is_empty() {
+                continue;
+            }
+            match pattern_set(&values) {
+                Ok(set) => sets.push((set, ids)),
+                // `feeds::load` refuses such a feed; a feed built by other means loses only its patterns.
+                Err(e) => self.errors.push(IndicatorError::PatternSet {
+                    feed: feed.to_string(),
+                    count: values.len(),
+                    reason: e.to_string(),
+                }),
+            }
+        }
+    }
+
+    fn finish(self, feeds: Vec<Arc<FeedIndicators>>) -> (IocIndex, Vec<IndicatorError>) {
+        let Builder { mut index, errors, v4, v6, agent_substrings, .. } = self;
         index.feeds = feeds;
         index.v4 = v4.into_iter().collect();
         index.v4.sort_by_key(|(len, _)| std::cmp::Reverse(*len));
@@ -358,6 +343,27 @@ impl IocIndex {
             index.agent_substrings = Some((automaton, agent_substrings.1));
         }
         (index, errors)
+    }
+}
+
+impl IocIndex {
+    /// Builds the index over the feeds. Invalid indicators are returned and never match; the rest do.
+    pub fn build(feeds: Vec<Arc<FeedIndicators>>) -> (IocIndex, Vec<IndicatorError>) {
+        let total: usize = feeds.iter().map(|f| f.indicators.len()).sum();
+        let mut builder =
+            Builder { index: IocIndex { next: vec![END; total], ..IocIndex::default() }, ..Builder::default() };
+        let mut id = 0u32;
+        for feed in &feeds {
+            builder.index.offsets.push(id);
+            for indicator in &feed.indicators {
+                if let Err(e) = builder.add(indicator, id) {
+                    builder.errors.push(e);
+                }
+                id += 1;
+            }
+            builder.close_feed(&feed.name);
+        }
+        builder.finish(feeds)
     }
 
     /// The feed and indicator behind a global id.
