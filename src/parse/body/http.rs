@@ -9,6 +9,15 @@ use crate::parse::Device;
 pub(super) fn http_request<'a>(body: &'a str, device: Device, out: &mut Fields<'a>) -> Coverage {
     let (tags, body) = split_tags(body);
     out.list("tags", tags);
+    let rest = preamble(body, device, out);
+    request_line(rest, out);
+    fill_defaults(out);
+    Coverage::Known
+}
+
+/// `Context u@ip - SessionId: n - host User u : Group(s) g : Vserver ip:port - date GMT`, each part
+/// optional: their fields; returns what follows.
+fn preamble<'a>(body: &'a str, device: Device, out: &mut Fields<'a>) -> &'a str {
     let mut rest = body;
     if let Some(after) = rest.strip_prefix("Context ") {
         // `Context u@1.2.3.4 - SessionId: ...`, also `Context u@1.2.3.4- SessionId: ...`.
@@ -74,6 +83,11 @@ pub(super) fn http_request<'a>(body: &'a str, device: Device, out: &mut Fields<'
             }
         }
     }
+    rest
+}
+
+/// `[: Message = SSO is ON] [: SSO is ON] : METHOD url - -`: the SSO state, the method and the URL.
+fn request_line<'a>(rest: &'a str, out: &mut Fields<'a>) {
     // What is left: `date GMT [: Message = SSO is ON] [: SSO is ON] : METHOD url - -` (colons optional).
     let request = rest.rsplit(" : ").next().unwrap_or(rest);
     for part in rest.split(" : ") {
@@ -115,8 +129,6 @@ pub(super) fn http_request<'a>(body: &'a str, device: Device, out: &mut Fields<'
             }
         }
     }
-    fill_defaults(out);
-    Coverage::Known
 }
 
 /// `url.original`, and `url.path` / `url.query` split at `?`.
