@@ -19,7 +19,42 @@ pub(super) fn apply<'a>(
     let before = out.0.len();
     let lower = key.to_ascii_lowercase();
     let value = if lower == "handshaketime" { value.trim_end_matches("ms").trim_end() } else { value };
-    match key_field(key) {
+    fill(key_field(key), key, value, device, out, extra);
+    copies_and_zone(key, &lower, value, before, out);
+}
+
+/// The fields Elastic also fills from this key, and the zone name next to a GMT time.
+fn copies_and_zone<'a>(key: &str, lower: &str, value: &str, before: usize, out: &mut Fields<'a>) {
+    for (from, to) in elastic_copies(lower) {
+        let copy = out.0[before..].iter().find(|f| f.name == *from).map(|f| f.value.clone());
+        if let Some(value) = copy {
+            out.0.push(fields::Field { name: to, value });
+        }
+    }
+    // `Start_time "07/09/2024:20:44:03 GMT"`: Elastic keeps the zone name next to the time.
+    if value.ends_with("GMT") {
+        let zone = match key_field(key) {
+            Some(Target::Time("citrix_adc.log.start_time")) => Some("citrix_adc.log.start_time_timezone"),
+            Some(Target::Time("citrix_adc.log.end_time")) => Some("citrix_adc.log.end_time_timezone"),
+            Some(Target::Time("citrix_adc.log.delink_time")) => Some("citrix_adc.log.delink_timezone"),
+            _ => None,
+        };
+        if let (Some(zone), true) = (zone, out.0.len() > before) {
+            out.keyword(zone, "GMT");
+        }
+    }
+}
+
+/// A value into the field its key's target names; what has no field goes to `extra`.
+fn fill<'a>(
+    target: Option<Target>,
+    key: &'a str,
+    value: &'a str,
+    device: Device,
+    out: &mut Fields<'a>,
+    extra: &mut Vec<(&'a str, &'a str)>,
+) {
+    match target {
         Some(Target::Str(name)) => out.str(name, value),
         Some(Target::Int(name)) => {
             if value.trim().parse::<i64>().is_ok() {
@@ -47,7 +82,23 @@ pub(super) fn apply<'a>(
             }
             None => extra.push((key, value)),
         },
-        Some(Target::Context) => match value.rsplit_once('@') {
+        Some(other) => fill_special(other, key, value, out, extra),
+        None if value.is_empty() => {}
+        None => extra.push((key, value)),
+    }
+}
+
+/// The targets with a shape of their own: identities, groups, TLS versions, URLs, epoch times,
+/// forwarded addresses, alert levels, percentages.
+fn fill_special<'a>(
+    target: Target,
+    key: &'a str,
+    value: &'a str,
+    out: &mut Fields<'a>,
+    extra: &mut Vec<(&'a str, &'a str)>,
+) {
+    match target {
+        Target::Context => match value.rsplit_once('@') {
             Some((user, ip)) => {
                 out.str("citrix_adc.log.context.user.name", user);
                 // The session's user names the event (as in Elastic's pipeline); a record's own `User`
@@ -57,7 +108,7 @@ pub(super) fn apply<'a>(
             }
             None => out.str("citrix_adc.log.context.user.name", value),
         },
-        Some(Target::UserDomain) => match value.split_once(':') {
+        Target::UserDomain => match value.split_once(':') {
             Some((user, domain)) => {
                 // An ICA record's `username:domainname` names the event rather than the session's login
                 // (the Context, kept as citrix_adc.log.user), as in Elastic's pipeline.
@@ -72,12 +123,12 @@ pub(super) fn apply<'a>(
             }
             None => out.str("user.name", value),
         },
-        Some(Target::Groups) => {
+        Target::Groups => {
             out.str("citrix_adc.log.groups", value);
             let groups: Vec<&str> = value.split(',').map(str::trim).filter(|g| !g.is_empty() && *g != "N/A").collect();
             out.list("user.group.name", groups);
         }
-        Some(Target::TlsVersion(name)) => {
+        Target::TlsVersion(name) => {
             out.str(name, value);
             if let Some(v) = value.strip_prefix("TLSv").or_else(|| value.strip_prefix("TLS")) {
                 out.keyword("tls.version_protocol", "tls");
@@ -87,18 +138,18 @@ pub(super) fn apply<'a>(
                 out.str("tls.version", v);
             }
         }
-        Some(Target::Url(name)) => {
+        Target::Url(name) => {
             out.str(name, value);
             url_fields(value, out);
         }
-        Some(Target::EpochMillis(name)) => {
+        Target::EpochMillis(name) => {
             let millis = value.trim_end_matches("(ms)").trim().parse::<i64>().ok();
             match millis.and_then(chrono::DateTime::from_timestamp_millis) {
                 Some(t) => out.time(name, t),
                 None => extra.push((key, value)),
             }
         }
-        Some(Target::ForwardedFor) => {
+        Target::ForwardedFor => {
             let first = value.split(',').next().unwrap_or_default().trim();
             if fields::is_ip(first) {
                 out.str("citrix_adc.log.x_forwarded_for_ip", first);
@@ -107,34 +158,15 @@ pub(super) fn apply<'a>(
                 extra.push((key, value));
             }
         }
-        Some(Target::Alert) => {
+        Target::Alert => {
             out.str("citrix_adc.log.alert_type", key);
             out.str("citrix_adc.log.alert_level", value);
         }
-        Some(Target::Percent(name)) => match value.trim_end_matches('%').trim().parse::<f64>() {
+        Target::Percent(name) => match value.trim_end_matches('%').trim().parse::<f64>() {
             Ok(n) => out.float(name, n),
             Err(_) => extra.push((key, value)),
         },
-        None if value.is_empty() => {}
-        None => extra.push((key, value)),
-    }
-    for (from, to) in elastic_copies(&lower) {
-        let copy = out.0[before..].iter().find(|f| f.name == *from).map(|f| f.value.clone());
-        if let Some(value) = copy {
-            out.0.push(fields::Field { name: to, value });
-        }
-    }
-    // `Start_time "07/09/2024:20:44:03 GMT"`: Elastic keeps the zone name next to the time.
-    if value.ends_with("GMT") {
-        let zone = match key_field(key) {
-            Some(Target::Time("citrix_adc.log.start_time")) => Some("citrix_adc.log.start_time_timezone"),
-            Some(Target::Time("citrix_adc.log.end_time")) => Some("citrix_adc.log.end_time_timezone"),
-            Some(Target::Time("citrix_adc.log.delink_time")) => Some("citrix_adc.log.delink_timezone"),
-            _ => None,
-        };
-        if let (Some(zone), true) = (zone, out.0.len() > before) {
-            out.keyword(zone, "GMT");
-        }
+        _ => extra.push((key, value)),
     }
 }
 
