@@ -18,12 +18,14 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use prometheus_client::metrics::counter::Counter;
 use rdkafka::consumer::Consumer;
+use rdkafka::error::KafkaError;
+use rdkafka::message::BorrowedMessage;
 use rdkafka::Message;
 
 use crate::baseline::stage::BaselineStage;
 use crate::config::DeliveryMode;
 use crate::config::Settings;
-use crate::detect::{Alert, RuleSet};
+use crate::detect::{Alert, DetectOptions, RuleSet};
 use crate::detect_state::{Outlets, PartitionStates};
 use crate::ecs::{self, SourceRef};
 use crate::enrich::Enricher;
@@ -32,7 +34,7 @@ use crate::metrics::{CapLabels, DatasetLabels, Metrics, ReasonLabels, RuleLabels
 use crate::offsets::{Ledger, OffsetStore, Pending, Stall, Stop, Submitted};
 use crate::parse::{Coverage, Dataset, ParseContext};
 use crate::process::{Clocks, Created, Input, Processor};
-use crate::sink::{publish_alert, publish_bounded, Bounds, OutputKind, Sink};
+use crate::sink::{publish_alert, publish_bounded, Bounds, Delivery, OutputKind, Sink};
 use crate::source::{self, Health, InputConsumer, SourceContext};
 use crate::transaction::{Guard, Transactions};
 use arc_swap::ArcSwap;
@@ -52,6 +54,23 @@ pub enum RunError {
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error(transparent)]
     Fatal(#[from] Failure),
+}
+
+/// How long one poll waits for a record.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// What the polling loop needs besides the pipeline, built once per run.
+struct RunContext {
+    store: Arc<dyn OffsetStore>,
+    ctx: ParseContext,
+    detect_options: DetectOptions,
+    hints: HashMap<String, Dataset>,
+    /// Per dataset: the `parsed` and `unknown` counters.
+    parse_results: Vec<[Counter; 2]>,
+    dlq_max: usize,
+    bounds: Bounds,
+    /// `records_in` per input topic.
+    records_in: HashMap<String, Counter>,
 }
 
 /// Everything the polling thread needs, built once before the first message.
@@ -113,26 +132,9 @@ impl Pipeline {
 
     /// Polls until stopped. Must run on a thread of its own (it blocks).
     pub fn run(mut self) -> Result<Outcome, RunError> {
-        let store: Arc<dyn OffsetStore> = self.consumer.clone();
-        let ctx: ParseContext = self.settings.parse_context();
-        let detect_options = self.settings.detect.options();
-        let hints = self.settings.topic_datasets();
-        // `parse_results` handles per (dataset, result), so counting allocates nothing.
-        let parse_results: Vec<[Counter; 2]> = Dataset::ALL
-            .iter()
-            .map(|d| {
-                let counter = |result| {
-                    let labels = DatasetLabels { dataset: d.as_str(), result };
-                    self.metrics.parse_results.get_or_create(&labels).clone()
-                };
-                [counter("parsed"), counter("unknown")]
-            })
-            .collect();
-        let dlq_max = self.settings.output.dlq_max_original.as_u64() as usize;
-        let bounds = Bounds::new(&self.settings);
-        let poll_interval = Duration::from_millis(100);
-        // `records_in` handles per input topic, so counting a record allocates nothing.
-        let mut records_in: HashMap<String, Counter> = HashMap::new();
+        let mut run = self.run_context();
+        // Polled records borrow the consumer; a handle of its own leaves `self` free for their handling.
+        let consumer = self.consumer.clone();
         tracing::info!(
             topics = ?self.settings.kafka.input_topics,
             metrics = ?self.settings.baseline.metrics_topic,
@@ -153,32 +155,15 @@ impl Pipeline {
                 self.count_capped();
                 (batch_records, batch_alerts, batch_started) = (0, 0, Instant::now());
             }
-            if self.baseline_housekeeping(false, &store) == Submitted::Stopping
-                || self.detection_housekeeping(false, &store) == Submitted::Stopping
+            if self.baseline_housekeeping(false, &run.store) == Submitted::Stopping
+                || self.detection_housekeeping(false, &run.store) == Submitted::Stopping
                 || self.transaction_housekeeping(false) == Submitted::Stopping
             {
                 break;
             }
-            let polled = self.consumer.poll(poll_interval);
-            // A rebalance inside that poll may have taken partitions away (and given them back): their
-            // state goes before any is used again.
-            let revoked =
-                std::mem::take(&mut *self.consumer.context().revoked.lock().expect("never held across a panic"));
-            if let Some(txn) = self.txn.as_mut() {
-                txn.after_rebalance(&self.consumer, &mut self.states);
-            }
-            if !revoked.is_empty() {
-                if let Some(Err(error)) = self.txn.as_mut().map(|t| t.begin(&self.sink)) {
-                    self.stop.fail(Failure::kafka("opening a transaction", error));
-                    break;
-                }
-                // Their open suppression windows are summarised; the next owner carries them on.
-                for (topic, partition, summaries) in self.states.revoke(&revoked) {
-                    publish_summaries(&self.sink, bounds, &topic, partition, summaries);
-                }
-                if let Some(stage) = self.baseline.as_mut() {
-                    stage.forget(&revoked, &self.metrics);
-                }
+            let polled = consumer.poll(POLL_INTERVAL);
+            if !self.after_rebalance(run.bounds) {
+                break;
             }
             let message = match polled {
                 None => continue,
@@ -191,136 +176,215 @@ impl Pipeline {
             };
             let _in_batch = batch.enter();
             batch_records += 1;
-            let topic = message.topic();
-            let partition = message.partition();
-            let offset = message.offset();
-            let payload = message.payload().unwrap_or_default();
-            match records_in.get(topic) {
-                Some(counter) => {
-                    counter.inc();
-                }
-                None => {
-                    let counter = self.metrics.records_in.get_or_create(&Metrics::topic(topic)).clone();
-                    counter.inc();
-                    records_in.insert(topic.to_owned(), counter);
-                }
-            };
-            let received = message
-                .timestamp()
-                .to_millis()
-                .and_then(DateTime::<Utc>::from_timestamp_millis)
-                .unwrap_or_else(Utc::now);
-            if let Some(stage) = self.baseline.as_mut().filter(|s| s.topic() == topic) {
-                let context = self.consumer.context();
-                match stage.handle(&message, received, &self.sink, &self.metrics, &context.ledger, &store) {
-                    Ok(Submitted::Queued) => continue,
-                    Ok(Submitted::Stopping) => break,
-                    Err(reason) => {
-                        self.stop.fail(reason);
-                        break;
-                    }
-                }
-            }
-            let source = SourceRef { topic, partition, offset };
-            let hint = if hints.is_empty() { None } else { hints.get(topic).copied() };
-            let mut alerts = Vec::new();
-            // Detection state is owned per input partition, as the partition's key (the appliance) implies.
-            if let Some(Err(error)) = self.txn.as_mut().map(|t| t.begin(&self.sink)) {
-                self.stop.fail(Failure::kafka("opening a transaction", error));
-                break;
-            }
-            let worker = match self.states.worker(topic, partition, offset, &self.metrics) {
-                Ok(worker) => worker,
-                Err(reason) => {
-                    self.stop.fail(reason);
-                    break;
-                }
-            };
-            let rules = self.rules.load();
-            let processor =
-                Processor { ctx: &ctx, enricher: Some(&self.enricher), rules: &rules, detect: &detect_options };
-            let now = Utc::now();
-            let clocks = Clocks { received, indicators: now, created: Created::At(now) };
-            let input = Input { payload, hint, origin: source.into(), appliance: None };
-            let published = match processor.process(worker, input, clocks) {
-                Ok(processed) => {
-                    let event = &processed.event;
-                    let dataset = Dataset::ALL.iter().position(|d| *d == event.dataset).unwrap_or(0);
-                    parse_results[dataset][usize::from(event.coverage == Coverage::Unknown)].inc();
-                    self.metrics.ioc_hits.inc_by(processed.indicator_hits as u64);
-                    alerts = processed.alerts;
-                    let json = serde_json::to_vec(&processed.doc).expect("a JSON map always serializes");
-                    let key = event.appliance().map(str::as_bytes);
-                    publish_bounded(&self.sink, bounds, OutputKind::Enriched, key, &json, source, received)
-                }
-                Err(error) => {
-                    let reason = error.code();
-                    self.metrics.parse_errors.get_or_create(&ReasonLabels { reason }).inc();
-                    tracing::debug!(topic, partition, offset, %error, "record sent to the dead-letter topic");
-                    let json = ecs::dead_letter_json(payload, &error, source, received, dlq_max);
-                    self.sink.publish(OutputKind::DeadLetter { reason }, message.key(), &json)
-                }
-            };
-            batch_alerts += alerts.iter().filter(|a| !a.update).count() as u64;
-            let mut deliveries = Vec::with_capacity(1 + alerts.len());
-            let mut failed = None;
-            match published {
-                Ok(delivery) => deliveries.push(delivery),
-                Err(error) => failed = Some(error),
-            }
-            for alert in &mut alerts {
-                // A suppression summary updates an alert already counted.
-                if !alert.update {
-                    self.metrics.alerts.get_or_create(&StageLabels { stage: alert.stage.as_str() }).inc();
-                    self.metrics.rule_hits.get_or_create(&RuleLabels { rule: alert.rule_id.clone() }).inc();
-                }
-                match publish_alert(&self.sink, bounds, alert, source, received) {
-                    Ok(delivery) => deliveries.push(delivery),
-                    Err(error) => failed = Some(error),
-                }
-            }
-            if let Some(error) = failed {
-                self.stop.fail(Failure::kafka(format!("producing the outputs of {topic}/{partition}@{offset}"), error));
-                break;
-            }
-            if let Some(txn) = self.txn.as_mut() {
-                // The transaction's commit stands for every delivery and the offset.
-                txn.add(topic, partition, offset);
-                continue;
-            }
-            let pending = Pending { offset, deliveries };
-            let context = self.consumer.context();
-            let out = Outlets { sink: &self.sink, ledger: &context.ledger, store: &store, metrics: &self.metrics };
-            match self.states.settle(topic, partition, pending, &out) {
-                Ok(Submitted::Queued) => {}
-                Ok(Submitted::Stopping) => break,
-                Err(reason) => {
-                    self.stop.fail(reason);
-                    break;
-                }
+            match self.handle(&message, &mut run) {
+                Some(alerts) => batch_alerts += alerts,
+                None => break,
             }
         }
         batch.record("records", batch_records as i64);
         batch.record("alerts", batch_alerts as i64);
         drop(batch);
         if self.stop.failure().is_none() {
-            // Held metrics records and their state go out now, so the next owner need not replay them.
-            self.baseline_housekeeping(true, &store);
-            // Open suppression windows are summarised as the instance stops (they stay open in the
-            // written state), then the state of every partition is written and its records committed.
-            if let Some(Err(error)) = self.txn.as_mut().map(|t| t.begin(&self.sink)) {
-                tracing::warn!(%error, "opening the last transaction");
-            }
-            for (topic, partition, summaries) in self.states.open_summaries() {
-                publish_summaries(&self.sink, bounds, &topic, partition, summaries);
-            }
-            self.detection_housekeeping(true, &store);
-            self.transaction_housekeeping(true);
-            if let Err(error) = self.sink.flush(Duration::from_secs(5)) {
-                tracing::warn!(%error, "suppression summaries may not all be delivered");
-            }
+            self.write_out_state(&run);
         }
         self.shut_down()
+    }
+
+    /// What the polling loop needs, built once per run: counters resolved ahead, so counting a
+    /// record allocates nothing.
+    fn run_context(&self) -> RunContext {
+        // `parse_results` handles per (dataset, result).
+        let parse_results: Vec<[Counter; 2]> = Dataset::ALL
+            .iter()
+            .map(|d| {
+                let counter = |result| {
+                    let labels = DatasetLabels { dataset: d.as_str(), result };
+                    self.metrics.parse_results.get_or_create(&labels).clone()
+                };
+                [counter("parsed"), counter("unknown")]
+            })
+            .collect();
+        RunContext {
+            store: self.consumer.clone(),
+            ctx: self.settings.parse_context(),
+            detect_options: self.settings.detect.options(),
+            hints: self.settings.topic_datasets(),
+            parse_results,
+            dlq_max: self.settings.output.dlq_max_original.as_u64() as usize,
+            bounds: Bounds::new(&self.settings),
+            records_in: HashMap::new(),
+        }
+    }
+
+    /// A rebalance inside the last poll may have taken partitions away (and given them back): their
+    /// state goes before any is used again, and their open suppression windows are summarised (the
+    /// next owner carries them on). False when the pipeline must stop.
+    fn after_rebalance(&mut self, bounds: Bounds) -> bool {
+        let revoked = std::mem::take(&mut *self.consumer.context().revoked.lock().expect("never held across a panic"));
+        if let Some(txn) = self.txn.as_mut() {
+            txn.after_rebalance(&self.consumer, &mut self.states);
+        }
+        if revoked.is_empty() {
+            return true;
+        }
+        if let Some(Err(error)) = self.txn.as_mut().map(|t| t.begin(&self.sink)) {
+            self.stop.fail(Failure::kafka("opening a transaction", error));
+            return false;
+        }
+        for (topic, partition, summaries) in self.states.revoke(&revoked) {
+            publish_summaries(&self.sink, bounds, &topic, partition, summaries);
+        }
+        if let Some(stage) = self.baseline.as_mut() {
+            stage.forget(&revoked, &self.metrics);
+        }
+        true
+    }
+
+    /// One input record through the record path (or the baseline stage) to its outputs, and on to the
+    /// ledger or the transaction. The number of new alerts, or `None` when the pipeline must stop.
+    fn handle(&mut self, message: &BorrowedMessage<'_>, run: &mut RunContext) -> Option<u64> {
+        let (topic, partition, offset) = (message.topic(), message.partition(), message.offset());
+        let payload = message.payload().unwrap_or_default();
+        match run.records_in.get(topic) {
+            Some(counter) => {
+                counter.inc();
+            }
+            None => {
+                let counter = self.metrics.records_in.get_or_create(&Metrics::topic(topic)).clone();
+                counter.inc();
+                run.records_in.insert(topic.to_owned(), counter);
+            }
+        };
+        let received =
+            message.timestamp().to_millis().and_then(DateTime::<Utc>::from_timestamp_millis).unwrap_or_else(Utc::now);
+        if let Some(stage) = self.baseline.as_mut().filter(|s| s.topic() == topic) {
+            let context = self.consumer.context();
+            return match stage.handle(message, received, &self.sink, &self.metrics, &context.ledger, &run.store) {
+                Ok(Submitted::Queued) => Some(0),
+                Ok(Submitted::Stopping) => None,
+                Err(reason) => {
+                    self.stop.fail(reason);
+                    None
+                }
+            };
+        }
+        let source = SourceRef { topic, partition, offset };
+        let hint = if run.hints.is_empty() { None } else { run.hints.get(topic).copied() };
+        if let Some(Err(error)) = self.txn.as_mut().map(|t| t.begin(&self.sink)) {
+            self.stop.fail(Failure::kafka("opening a transaction", error));
+            return None;
+        }
+        // Detection state is owned per input partition, as the partition's key (the appliance) implies.
+        let worker = match self.states.worker(topic, partition, offset, &self.metrics) {
+            Ok(worker) => worker,
+            Err(reason) => {
+                self.stop.fail(reason);
+                return None;
+            }
+        };
+        let rules = self.rules.load();
+        let processor =
+            Processor { ctx: &run.ctx, enricher: Some(&self.enricher), rules: &rules, detect: &run.detect_options };
+        let now = Utc::now();
+        let clocks = Clocks { received, indicators: now, created: Created::At(now) };
+        let input = Input { payload, hint, origin: source.into(), appliance: None };
+        let (published, mut alerts) = match processor.process(worker, input, clocks) {
+            Ok(processed) => {
+                let event = &processed.event;
+                let dataset = Dataset::ALL.iter().position(|d| *d == event.dataset).unwrap_or(0);
+                run.parse_results[dataset][usize::from(event.coverage == Coverage::Unknown)].inc();
+                self.metrics.ioc_hits.inc_by(processed.indicator_hits as u64);
+                let json = serde_json::to_vec(&processed.doc).expect("a JSON map always serializes");
+                let key = event.appliance().map(str::as_bytes);
+                let published =
+                    publish_bounded(&self.sink, run.bounds, OutputKind::Enriched, key, &json, source, received);
+                (published, processed.alerts)
+            }
+            Err(error) => {
+                let reason = error.code();
+                self.metrics.parse_errors.get_or_create(&ReasonLabels { reason }).inc();
+                tracing::debug!(topic, partition, offset, %error, "record sent to the dead-letter topic");
+                let json = ecs::dead_letter_json(payload, &error, source, received, run.dlq_max);
+                (self.sink.publish(OutputKind::DeadLetter { reason }, message.key(), &json), Vec::new())
+            }
+        };
+        let new_alerts = alerts.iter().filter(|a| !a.update).count() as u64;
+        let deliveries = match self.publish_alerts(published, &mut alerts, run.bounds, source, received) {
+            Ok(deliveries) => deliveries,
+            Err(error) => {
+                self.stop.fail(Failure::kafka(format!("producing the outputs of {topic}/{partition}@{offset}"), error));
+                return None;
+            }
+        };
+        self.settle(topic, partition, Pending { offset, deliveries }, &run.store).then_some(new_alerts)
+    }
+
+    /// The record's alerts produced after its event (or dead letter); every delivery, or the first
+    /// error.
+    fn publish_alerts(
+        &self,
+        published: Result<Delivery, KafkaError>,
+        alerts: &mut [Alert],
+        bounds: Bounds,
+        source: SourceRef<'_>,
+        received: DateTime<Utc>,
+    ) -> Result<Vec<Delivery>, KafkaError> {
+        let mut deliveries = Vec::with_capacity(1 + alerts.len());
+        let mut failed = None;
+        match published {
+            Ok(delivery) => deliveries.push(delivery),
+            Err(error) => failed = Some(error),
+        }
+        for alert in alerts {
+            // A suppression summary updates an alert already counted.
+            if !alert.update {
+                self.metrics.alerts.get_or_create(&StageLabels { stage: alert.stage.as_str() }).inc();
+                self.metrics.rule_hits.get_or_create(&RuleLabels { rule: alert.rule_id.clone() }).inc();
+            }
+            match publish_alert(&self.sink, bounds, alert, source, received) {
+                Ok(delivery) => deliveries.push(delivery),
+                Err(error) => failed = Some(error),
+            }
+        }
+        failed.map_or(Ok(deliveries), Err)
+    }
+
+    /// Hands the record's deliveries on: to the open transaction (its commit stands for every delivery
+    /// and the offset), or to the partition's detection state and the ledger. False when the pipeline
+    /// must stop.
+    fn settle(&mut self, topic: &str, partition: i32, pending: Pending, store: &Arc<dyn OffsetStore>) -> bool {
+        if let Some(txn) = self.txn.as_mut() {
+            txn.add(topic, partition, pending.offset);
+            return true;
+        }
+        let context = self.consumer.context();
+        let out = Outlets { sink: &self.sink, ledger: &context.ledger, store, metrics: &self.metrics };
+        match self.states.settle(topic, partition, pending, &out) {
+            Ok(Submitted::Queued) => true,
+            Ok(Submitted::Stopping) => false,
+            Err(reason) => {
+                self.stop.fail(reason);
+                false
+            }
+        }
+    }
+
+    /// On a clean stop: held metrics records and their state go out, so the next owner need not replay
+    /// them; open suppression windows are summarised (they stay open in the written state), then the
+    /// state of every partition is written and its records committed.
+    fn write_out_state(&mut self, run: &RunContext) {
+        self.baseline_housekeeping(true, &run.store);
+        if let Some(Err(error)) = self.txn.as_mut().map(|t| t.begin(&self.sink)) {
+            tracing::warn!(%error, "opening the last transaction");
+        }
+        for (topic, partition, summaries) in self.states.open_summaries() {
+            publish_summaries(&self.sink, run.bounds, &topic, partition, summaries);
+        }
+        self.detection_housekeeping(true, &run.store);
+        self.transaction_housekeeping(true);
+        if let Err(error) = self.sink.flush(Duration::from_secs(5)) {
+            tracing::warn!(%error, "suppression summaries may not all be delivered");
+        }
     }
 
     /// Writes the baseline state snapshots that are due.
