@@ -229,114 +229,17 @@ pub fn event_map<'s>(event: &AdcEvent<'_>, source: impl Into<Origin<'s>>) -> Map
     insert(&mut root, "observer.product", Json::from("Netscaler"));
     insert(&mut root, "observer.type", Json::from("firewall"));
 
-    let env = &event.envelope;
-    if let Some(p) = env.priority {
-        insert(&mut root, "log.syslog.priority", Json::from(p));
-    }
-    if let Some(code) = env.facility {
-        insert(&mut root, "log.syslog.facility.code", Json::from(code));
-        if let Some(name) = syslog::facility_name(code) {
-            insert(&mut root, "log.syslog.facility.name", Json::from(name));
-        }
-    }
-    if let Some(code) = env.severity {
-        insert(&mut root, "log.syslog.severity.code", Json::from(code));
-        if let Some(name) = syslog::severity_name(code) {
-            insert(&mut root, "log.syslog.severity.name", Json::from(name));
-        }
-    }
-    for (path, value) in [
-        ("log.syslog.hostname", env.hostname),
-        ("log.syslog.appname", env.appname),
-        ("log.syslog.procid", env.procid),
-        ("log.syslog.msgid", env.msgid),
-        ("log.syslog.format", env.format.as_str()),
-    ] {
-        if let Some(v) = value {
-            insert(&mut root, path, Json::from(v));
-        }
-    }
+    envelope_fields(&mut root, &event.envelope);
     if let Some(h) = &event.header {
-        if let Some(seq) = h.sequence {
-            insert(&mut root, "event.sequence", Json::from(seq));
-            insert(&mut root, "citrix_adc.log.sequence", Json::from(seq));
-        }
-        if let Some(feature) = h.feature {
-            insert(&mut root, "citrix_adc.log.feature", Json::from(feature));
-        }
-        insert(&mut root, "citrix_adc.log.name", Json::from(h.name));
-        for (path, value) in [
-            ("citrix_adc.log.ppe", h.ppe),
-            ("citrix_adc.log.partition", h.partition),
-            ("citrix_adc.log.cef_version", h.cef_version),
-            ("citrix_adc.log.cef_severity", h.cef_severity),
-        ] {
-            if let Some(v) = value {
-                insert(&mut root, path, Json::from(v));
-            }
-        }
-        let format = match h.format {
-            PayloadFormat::Native => "native",
-            PayloadFormat::Cef => "cef",
-        };
-        insert(&mut root, "citrix_adc.log.format", Json::from(format));
-        match h.format {
-            // Elastic keeps the body as `citrix_adc.log.message` too.
-            PayloadFormat::Native => {
-                // The body as the record has it, trailing blanks included (the header parser trims).
-                let start = (event.message.as_ptr() as usize).wrapping_sub(event.original.as_ptr() as usize);
-                let body = match event.original.get(start..) {
-                    Some(rest) if rest.starts_with(event.message) => rest,
-                    _ => event.message,
-                };
-                let body = body.trim_start();
-                let body = match body.strip_prefix('"').and_then(|b| b.strip_suffix('"')) {
-                    Some(inner) if !inner.contains('"') => inner,
-                    _ => body,
-                };
-                insert(&mut root, "citrix_adc.log.message", Json::from(body));
-            }
-            // A CEF record's text is its `msg`.
-            PayloadFormat::Cef => {
-                // Elastic keeps the CEF record itself as citrix_adc.log.message, its msg as `message`.
-                if let Some(at) = event.original.find("CEF:") {
-                    insert(&mut root, "citrix_adc.log.message", Json::from(&event.original[at..]));
-                }
-                let msg = match event.fields.get("citrix_adc.log.msg") {
-                    Some(Value::Str(msg)) => Some(*msg),
-                    Some(Value::Owned(msg)) => Some(msg.as_str()),
-                    _ => None,
-                };
-                if let Some(msg) = msg {
-                    root.insert("message".into(), Json::from(msg));
-                }
-            }
-        }
+        header_fields(&mut root, event, h);
     }
-    let mut unnamed = None;
-    for field in &event.fields.0 {
-        match (field.name, &field.value) {
-            ("citrix_adc.log.fields", Value::Pairs(pairs)) => unnamed = Some(pairs),
-            _ => insert(&mut root, field.name, field_json(&field.value)),
-        }
-    }
-    // Body keys with no mapping of their own: under `citrix_adc.log` by their snake_case name (what
-    // Elastic's integration calls them), or under `citrix_adc.log.fields` when that name is taken.
-    for (key, value) in unnamed.into_iter().flatten() {
-        let path = format!("citrix_adc.log.{}", nested(&snake_case(key)));
-        if lookup_path(&root, &path).is_none() {
-            insert(&mut root, &path, Json::from(*value));
-        } else {
-            let fields = root_object(&mut root, "citrix_adc.log.fields");
-            fields.entry((*key).to_owned()).or_insert_with(|| Json::from(*value));
-        }
-    }
+    body_fields(&mut root, event);
     // The record's text and, behind an RFC 5424 relay, its time, whatever the record is.
-    if event.dataset == Dataset::AdcLog || env.format == syslog::EnvelopeFormat::Rfc5424 {
+    if event.dataset == Dataset::AdcLog || event.envelope.format == syslog::EnvelopeFormat::Rfc5424 {
         if lookup_path(&root, "citrix_adc.log.message").is_none() {
             insert(&mut root, "citrix_adc.log.message", Json::from(event.message.trim_start()));
         }
-        if let (syslog::EnvelopeFormat::Rfc5424, Some(at)) = (env.format, env.timestamp) {
+        if let (syslog::EnvelopeFormat::Rfc5424, Some(at)) = (event.envelope.format, event.envelope.timestamp) {
             insert(&mut root, "citrix_adc.log.timestamp", Json::from(crate::timefmt::millis(at)));
         }
     }
@@ -367,6 +270,118 @@ pub fn event_map<'s>(event: &AdcEvent<'_>, source: impl Into<Origin<'s>>) -> Map
     }
     insert(&mut root, "gatewatch.source", serde_json::to_value(source.into()).expect("plain struct"));
     root
+}
+
+/// The syslog envelope: `log.syslog.*`.
+fn envelope_fields(root: &mut Map<String, Json>, env: &syslog::Envelope<'_>) {
+    if let Some(p) = env.priority {
+        insert(root, "log.syslog.priority", Json::from(p));
+    }
+    if let Some(code) = env.facility {
+        insert(root, "log.syslog.facility.code", Json::from(code));
+        if let Some(name) = syslog::facility_name(code) {
+            insert(root, "log.syslog.facility.name", Json::from(name));
+        }
+    }
+    if let Some(code) = env.severity {
+        insert(root, "log.syslog.severity.code", Json::from(code));
+        if let Some(name) = syslog::severity_name(code) {
+            insert(root, "log.syslog.severity.name", Json::from(name));
+        }
+    }
+    for (path, value) in [
+        ("log.syslog.hostname", env.hostname),
+        ("log.syslog.appname", env.appname),
+        ("log.syslog.procid", env.procid),
+        ("log.syslog.msgid", env.msgid),
+        ("log.syslog.format", env.format.as_str()),
+    ] {
+        if let Some(v) = value {
+            insert(root, path, Json::from(v));
+        }
+    }
+}
+
+/// The NetScaler header (`event.sequence`, `citrix_adc.log.feature`, `.name`, ...) and the body as
+/// `citrix_adc.log.message` (a CEF record's `msg` as `message`).
+fn header_fields(root: &mut Map<String, Json>, event: &AdcEvent<'_>, h: &crate::parse::netscaler::Payload<'_>) {
+    if let Some(seq) = h.sequence {
+        insert(root, "event.sequence", Json::from(seq));
+        insert(root, "citrix_adc.log.sequence", Json::from(seq));
+    }
+    if let Some(feature) = h.feature {
+        insert(root, "citrix_adc.log.feature", Json::from(feature));
+    }
+    insert(root, "citrix_adc.log.name", Json::from(h.name));
+    for (path, value) in [
+        ("citrix_adc.log.ppe", h.ppe),
+        ("citrix_adc.log.partition", h.partition),
+        ("citrix_adc.log.cef_version", h.cef_version),
+        ("citrix_adc.log.cef_severity", h.cef_severity),
+    ] {
+        if let Some(v) = value {
+            insert(root, path, Json::from(v));
+        }
+    }
+    let format = match h.format {
+        PayloadFormat::Native => "native",
+        PayloadFormat::Cef => "cef",
+    };
+    insert(root, "citrix_adc.log.format", Json::from(format));
+    match h.format {
+        // Elastic keeps the body as `citrix_adc.log.message` too.
+        PayloadFormat::Native => {
+            // The body as the record has it, trailing blanks included (the header parser trims).
+            let start = (event.message.as_ptr() as usize).wrapping_sub(event.original.as_ptr() as usize);
+            let body = match event.original.get(start..) {
+                Some(rest) if rest.starts_with(event.message) => rest,
+                _ => event.message,
+            };
+            let body = body.trim_start();
+            let body = match body.strip_prefix('"').and_then(|b| b.strip_suffix('"')) {
+                Some(inner) if !inner.contains('"') => inner,
+                _ => body,
+            };
+            insert(root, "citrix_adc.log.message", Json::from(body));
+        }
+        // A CEF record's text is its `msg`.
+        PayloadFormat::Cef => {
+            // Elastic keeps the CEF record itself as citrix_adc.log.message, its msg as `message`.
+            if let Some(at) = event.original.find("CEF:") {
+                insert(root, "citrix_adc.log.message", Json::from(&event.original[at..]));
+            }
+            let msg = match event.fields.get("citrix_adc.log.msg") {
+                Some(Value::Str(msg)) => Some(*msg),
+                Some(Value::Owned(msg)) => Some(msg.as_str()),
+                _ => None,
+            };
+            if let Some(msg) = msg {
+                root.insert("message".into(), Json::from(msg));
+            }
+        }
+    }
+}
+
+/// The body's fields; keys with no mapping of their own under `citrix_adc.log` by their snake_case
+/// name (what Elastic's integration calls them), or under `citrix_adc.log.fields` when that name is
+/// taken.
+fn body_fields(root: &mut Map<String, Json>, event: &AdcEvent<'_>) {
+    let mut unnamed = None;
+    for field in &event.fields.0 {
+        match (field.name, &field.value) {
+            ("citrix_adc.log.fields", Value::Pairs(pairs)) => unnamed = Some(pairs),
+            _ => insert(root, field.name, field_json(&field.value)),
+        }
+    }
+    for (key, value) in unnamed.into_iter().flatten() {
+        let path = format!("citrix_adc.log.{}", nested(&snake_case(key)));
+        if lookup_path(root, &path).is_none() {
+            insert(root, &path, Json::from(*value));
+        } else {
+            let fields = root_object(root, "citrix_adc.log.fields");
+            fields.entry((*key).to_owned()).or_insert_with(|| Json::from(*value));
+        }
+    }
 }
 
 #[derive(Serialize)]
