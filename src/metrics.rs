@@ -9,7 +9,7 @@ use prometheus_client::encoding::{text, EncodeLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 /// One sample of the registry: family name (counters without `_total`), labels, value.
 #[derive(Debug, Clone, PartialEq)]
@@ -130,152 +130,37 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("gatewatch");
-        let records_in = Family::<TopicLabels, Counter>::default();
-        let records_out = Family::<TopicLabels, Counter>::default();
-        let parse_errors = Family::<ReasonLabels, Counter>::default();
-        let parse_results = Family::<DatasetLabels, Counter>::default();
-        let dlq_records = Family::<ReasonLabels, Counter>::default();
-        let delivery_failures = Family::<TopicLabels, Counter>::default();
-        let consumer_lag = Family::<PartitionLabels, Gauge>::default();
-        let committed_offset = Family::<PartitionLabels, Gauge>::default();
-        let stored_offset = Family::<PartitionLabels, Gauge>::default();
-        let assigned_partitions = Gauge::default();
-        let rebalances = Counter::default();
-        let ioc_hits = Counter::default();
-        let alerts = Family::<StageLabels, Counter>::default();
-        let rule_hits = Family::<RuleLabels, Counter>::default();
-        registry.register("rule_hits", "Alerts published, per rule id", rule_hits.clone());
-        let rules_loaded = Gauge::default();
-        registry.register("alerts", "Alerts published, per stage", alerts.clone());
-        registry.register("rules_loaded", "Detection and correlation rules in use", rules_loaded.clone());
-        let ioc_indicators = Gauge::default();
-        let reloads = Family::<ReloadLabels, Counter>::default();
-        registry.register("ioc_hits", "Indicator matches added to events", ioc_hits.clone());
-        registry.register("ioc_indicators", "Indicators loaded from all feeds", ioc_indicators.clone());
-        registry.register("reloads", "Database and feed reloads, per component and outcome", reloads.clone());
-        registry.register("records_in", "Input records consumed, per topic", records_in.clone());
-        registry.register("records_out", "Output records acknowledged by the broker, per topic", records_out.clone());
-        registry.register("parse_errors", "Input records that could not be parsed, per reason", parse_errors.clone());
-        registry.register("parse_results", "Parsed input records, per dataset and result", parse_results.clone());
-        registry.register(
-            "dlq_records",
-            "Dead-letter records acknowledged by the broker, per reason",
-            dlq_records.clone(),
-        );
-        registry.register(
-            "delivery_failures",
-            "Output records whose delivery finally failed, per topic",
-            delivery_failures.clone(),
-        );
-        registry.register(
-            "consumer_lag",
-            "Records between the committed offset and the high watermark",
-            consumer_lag.clone(),
-        );
-        registry.register(
-            "committed_offset",
-            "Last offset committed to the group, per partition",
-            committed_offset.clone(),
-        );
-        registry.register(
-            "stored_offset",
-            "Next offset to commit: every earlier record is fully delivered",
-            stored_offset.clone(),
-        );
-        registry.register(
-            "assigned_partitions",
-            "Input partitions assigned to this instance",
-            assigned_partitions.clone(),
-        );
-        registry.register("rebalances", "Consumer group rebalances seen", rebalances.clone());
-        let baseline_series = Family::<WarmupLabels, Gauge>::default();
-        let baseline_samples = Family::<ReasonLabels, Counter>::default();
-        let baseline_snapshots = Counter::default();
-        let baseline_restored = Counter::default();
-        let nitro_polls = Family::<PollLabels, Counter>::default();
-        registry.register(
-            "baseline_series",
-            "Metric series held by this instance, per warm-up state",
-            baseline_series.clone(),
-        );
-        registry.register(
-            "baseline_samples",
-            "Metric samples seen, per result (scored, warming, stale, replayed)",
-            baseline_samples.clone(),
-        );
-        registry.register("baseline_snapshots", "Series states written to the state topic", baseline_snapshots.clone());
-        registry.register(
-            "baseline_restored",
-            "Series states read back from the state topic on assignment",
-            baseline_restored.clone(),
-        );
-        registry.register("nitro_polls", "NITRO polls, per appliance and outcome", nitro_polls.clone());
-        let detect_state_written = Counter::default();
-        let detect_state_restored = Counter::default();
-        let transactions = Family::<OutcomeLabels, Counter>::default();
-        registry.register(
-            "transactions",
-            "Exactly-once mode: transactions ended, per outcome (committed, aborted)",
-            transactions.clone(),
-        );
-        let detect_capped = Family::<CapLabels, Counter>::default();
-        registry.register(
-            "detect_capped",
-            "Detection state dropped by a cap before it expired (detect.max_groups, detect.max_values), per kind",
-            detect_capped.clone(),
-        );
-        registry.register(
-            "detect_state_written",
-            "Detection state entries (correlation groups, suppression windows, deletions) written to the state topic",
-            detect_state_written.clone(),
-        );
-        registry.register(
-            "detect_state_restored",
-            "Detection state entries read back from the state topic on assignment",
-            detect_state_restored.clone(),
-        );
-        let admin_connections_closed = Counter::default();
-        registry.register(
-            "admin_connections_closed",
-            "Admin connections closed early because admin.max_connections were open",
-            admin_connections_closed.clone(),
-        );
-        let ready = Gauge::default();
-        registry.register(
-            "ready",
-            "1 while the instance is ready as /readyz says: it holds partitions and its producer reaches a broker",
-            ready.clone(),
-        );
+        // In the order /metrics lists them.
         Metrics {
+            rule_hits: registered(&mut registry, "rule_hits", "Alerts published, per rule id"),
+            alerts: registered(&mut registry, "alerts", "Alerts published, per stage"),
+            rules_loaded: registered(&mut registry, "rules_loaded", "Detection and correlation rules in use"),
+            ioc_hits: registered(&mut registry, "ioc_hits", "Indicator matches added to events"),
+            ioc_indicators: registered(&mut registry, "ioc_indicators", "Indicators loaded from all feeds"),
+            reloads: registered(&mut registry, "reloads", "Database and feed reloads, per component and outcome"),
+            records_in: registered(&mut registry, "records_in", "Input records consumed, per topic"),
+            records_out: registered(&mut registry, "records_out", "Output records acknowledged by the broker, per topic"),
+            parse_errors: registered(&mut registry, "parse_errors", "Input records that could not be parsed, per reason"),
+            parse_results: registered(&mut registry, "parse_results", "Parsed input records, per dataset and result"),
+            dlq_records: registered(&mut registry, "dlq_records", "Dead-letter records acknowledged by the broker, per reason"),
+            delivery_failures: registered(&mut registry, "delivery_failures", "Output records whose delivery finally failed, per topic"),
+            consumer_lag: registered(&mut registry, "consumer_lag", "Records between the committed offset and the high watermark"),
+            committed_offset: registered(&mut registry, "committed_offset", "Last offset committed to the group, per partition"),
+            stored_offset: registered(&mut registry, "stored_offset", "Next offset to commit: every earlier record is fully delivered"),
+            assigned_partitions: registered(&mut registry, "assigned_partitions", "Input partitions assigned to this instance"),
+            rebalances: registered(&mut registry, "rebalances", "Consumer group rebalances seen"),
+            baseline_series: registered(&mut registry, "baseline_series", "Metric series held by this instance, per warm-up state"),
+            baseline_samples: registered(&mut registry, "baseline_samples", "Metric samples seen, per result (scored, warming, stale, replayed)"),
+            baseline_snapshots: registered(&mut registry, "baseline_snapshots", "Series states written to the state topic"),
+            baseline_restored: registered(&mut registry, "baseline_restored", "Series states read back from the state topic on assignment"),
+            nitro_polls: registered(&mut registry, "nitro_polls", "NITRO polls, per appliance and outcome"),
+            transactions: registered(&mut registry, "transactions", "Exactly-once mode: transactions ended, per outcome (committed, aborted)"),
+            detect_capped: registered(&mut registry, "detect_capped", "Detection state dropped by a cap before it expired (detect.max_groups, detect.max_values), per kind"),
+            detect_state_written: registered(&mut registry, "detect_state_written", "Detection state entries (correlation groups, suppression windows, deletions) written to the state topic"),
+            detect_state_restored: registered(&mut registry, "detect_state_restored", "Detection state entries read back from the state topic on assignment"),
+            admin_connections_closed: registered(&mut registry, "admin_connections_closed", "Admin connections closed early because admin.max_connections were open"),
+            ready: registered(&mut registry, "ready", "1 while the instance is ready as /readyz says: it holds partitions and its producer reaches a broker"),
             registry: Arc::new(registry),
-            records_in,
-            records_out,
-            parse_errors,
-            parse_results,
-            dlq_records,
-            delivery_failures,
-            consumer_lag,
-            committed_offset,
-            stored_offset,
-            assigned_partitions,
-            rebalances,
-            ioc_hits,
-            alerts,
-            rule_hits,
-            rules_loaded,
-            ioc_indicators,
-            reloads,
-            baseline_series,
-            baseline_samples,
-            baseline_snapshots,
-            baseline_restored,
-            detect_state_written,
-            detect_state_restored,
-            detect_capped,
-            transactions,
-            nitro_polls,
-            admin_connections_closed,
-            ready,
         }
     }
 
@@ -333,6 +218,13 @@ impl Metrics {
         text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
     }
+}
+
+/// A new metric of type `M`, registered under `name` (`gatewatch_` prefixed) with its help text.
+fn registered<M: Metric + Default + Clone>(registry: &mut Registry, name: &str, help: &str) -> M {
+    let metric = M::default();
+    registry.register(name, help, metric.clone());
+    metric
 }
 
 #[cfg(test)]
