@@ -268,25 +268,7 @@ pub fn parse<'a>(
         return Err(ParseError::TooLong { len: bytes.len(), max: ctx.max_line });
     }
     let text = std::str::from_utf8(bytes).map_err(|e| ParseError::NotUtf8 { offset: e.valid_up_to() })?;
-    let mut line = text.trim_end_matches(['\r', '\n', '\0']);
-    if line.trim().is_empty() {
-        return Err(ParseError::Empty);
-    }
-    // CSV exports quote whole lines: `"2023/07/04:09:03:41 ... (x = ""y"")"`.
-    if line.len() > 2 && line.starts_with('"') && line.ends_with('"') && !line[1..].starts_with(' ') {
-        line = &line[1..line.len() - 1];
-    }
-    let original = line;
-    // `grep` output keeps the file name: `/var/log/httpaccess.log.4:127.0.0.2 - - [...]`.
-    let mut hint = hint;
-    if line.starts_with('/') {
-        if let Some((path, rest)) = line.split_once(':') {
-            if !path.contains(' ') {
-                hint = hint.or(Dataset::from_path(path));
-                line = rest;
-            }
-        }
-    }
+    let (original, line, hint) = unwrap_line(text, hint)?;
     let (envelope, payload) = syslog::split(line, received);
     let device = ctx.device(envelope.hostname);
     let mut event = AdcEvent {
@@ -312,7 +294,43 @@ pub fn parse<'a>(
         };
         event.timestamp_source = TimestampSource::Envelope;
     }
+    read_payload(event, payload, hint, device, ctx)
+}
 
+/// The record's line without line ends, CSV quotes or a `grep` file-name prefix: (the original, the
+/// line to parse, the dataset hint, from that file name if the caller gave none).
+fn unwrap_line(text: &str, hint: Option<Dataset>) -> Result<(&str, &str, Option<Dataset>), ParseError> {
+    let mut line = text.trim_end_matches(['\r', '\n', '\0']);
+    if line.trim().is_empty() {
+        return Err(ParseError::Empty);
+    }
+    // CSV exports quote whole lines: `"2023/07/04:09:03:41 ... (x = ""y"")"`.
+    if line.len() > 2 && line.starts_with('"') && line.ends_with('"') && !line[1..].starts_with(' ') {
+        line = &line[1..line.len() - 1];
+    }
+    let original = line;
+    // `grep` output keeps the file name: `/var/log/httpaccess.log.4:127.0.0.2 - - [...]`.
+    let mut hint = hint;
+    if line.starts_with('/') {
+        if let Some((path, rest)) = line.split_once(':') {
+            if !path.contains(' ') {
+                hint = hint.or(Dataset::from_path(path));
+                line = rest;
+            }
+        }
+    }
+    Ok((original, line, hint))
+}
+
+/// The payload after the envelope: a NetScaler record, one of the appliance's own files, a cut CEF
+/// record, a body without its header, or an httperror line the hint vouches for.
+fn read_payload<'a>(
+    mut event: AdcEvent<'a>,
+    payload: &'a str,
+    hint: Option<Dataset>,
+    device: Device,
+    ctx: &ParseContext,
+) -> Result<AdcEvent<'a>, ParseError> {
     if let Some(mut header) = netscaler::parse(payload) {
         // `<134>1 ... HOST APPFW 0-PPE-0 - - default APPFW_POLICY_HIT ...`: an RFC 5424 relay carries the
         // feature as the APP-NAME and the PPE as the PROCID.
@@ -398,14 +416,8 @@ fn adc_log<'a>(event: &mut AdcEvent<'a>, header: netscaler::Payload<'a>, ctx: &P
     event.header = Some(header);
 }
 
-/// The appliance's own log files, recognised by shape, by the syslog program name, or by `hint`.
-fn appliance_file<'a>(
-    event: &mut AdcEvent<'a>,
-    payload: &'a str,
-    hint: Option<Dataset>,
-    device: Device,
-) -> Option<Dataset> {
-    let program = event.envelope.appname.map(|a| a.rsplit('/').next().unwrap_or(a));
+/// A shell or cron record, by the program its syslog line names.
+fn shell_or_cron<'a>(event: &mut AdcEvent<'a>, program: Option<&'a str>, payload: &'a str) -> Option<Dataset> {
     match program {
         Some("bash" | "sh" | "-sh" | "-bash" | "csh" | "tcsh") => {
             event.host = event.envelope.hostname;
@@ -414,7 +426,7 @@ fn appliance_file<'a>(
             if let Some(pid) = event.envelope.procid {
                 event.fields.int("process.pid", pid);
             }
-            return Some(Dataset::Shell);
+            Some(Dataset::Shell)
         }
         Some("cron" | "crond") => {
             event.host = event.envelope.hostname;
@@ -422,9 +434,22 @@ fn appliance_file<'a>(
             if let Some(pid) = event.envelope.procid {
                 event.fields.int("process.pid", pid);
             }
-            return Some(Dataset::Cron);
+            Some(Dataset::Cron)
         }
-        _ => {}
+        _ => None,
+    }
+}
+
+/// The appliance's own log files, recognised by shape, by the syslog program name, or by `hint`.
+fn appliance_file<'a>(
+    event: &mut AdcEvent<'a>,
+    payload: &'a str,
+    hint: Option<Dataset>,
+    device: Device,
+) -> Option<Dataset> {
+    let program = event.envelope.appname.map(|a| a.rsplit('/').next().unwrap_or(a));
+    if let Some(dataset) = shell_or_cron(event, program, payload) {
+        return Some(dataset);
     }
     let mut fields = Fields::default();
     if let Some(at) = appliance::httpaccess(payload, &mut fields) {
