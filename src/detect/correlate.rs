@@ -146,6 +146,97 @@ pub(super) struct Group {
     last: Option<DateTime<Utc>>,
 }
 
+/// What a group's evidence fires with: the evidence kept and how many records it stands for.
+type Firing = (Vec<Evidence>, u64);
+
+impl Group {
+    /// `event_count`: the match's time and evidence; fires at the threshold within the timespan.
+    fn count_event(
+        &mut self,
+        evidence: Evidence,
+        horizon: DateTime<Utc>,
+        threshold: u64,
+        max_evidence: usize,
+    ) -> Option<Firing> {
+        self.times.push_back(evidence.at);
+        self.sample.push_back(evidence);
+        while self.times.front().is_some_and(|t| *t < horizon) {
+            self.times.pop_front();
+        }
+        while self.sample.len() > max_evidence || self.sample.front().is_some_and(|e| e.at < horizon) {
+            self.sample.pop_front();
+        }
+        (self.times.len() as u64 >= threshold).then(|| {
+            let n = self.times.len() as u64;
+            self.times.clear();
+            (self.sample.drain(..).collect::<Vec<_>>(), n)
+        })
+    }
+
+    /// `value_count`: the match's value (the longest unseen goes beyond `detect.max_values`); fires at
+    /// the threshold of distinct values within the timespan.
+    fn count_value(
+        &mut self,
+        value: Option<String>,
+        evidence: Evidence,
+        horizon: DateTime<Utc>,
+        threshold: u64,
+        caps: &super::DetectOptions,
+        capped: &mut Capped,
+    ) -> Option<Firing> {
+        let at = evidence.at;
+        if let Some(value) = value {
+            if !self.values.contains_key(&value) && self.values.len() >= caps.max_values {
+                let oldest = self.values.iter().min_by_key(|(_, (t, _))| *t).map(|(k, _)| k.clone());
+                if let Some(oldest) = oldest {
+                    self.values.remove(&oldest);
+                    capped.values += 1;
+                }
+            }
+            self.values.insert(value, (at, evidence));
+        }
+        // Expiry is checked only when the count could fire: at most `threshold` entries to look at.
+        if self.values.len() as u64 >= threshold {
+            self.values.retain(|_, (t, _)| *t >= horizon);
+        }
+        (self.values.len() as u64 >= threshold).then(|| {
+            let mut evidence: Vec<Evidence> = self.values.drain().map(|(_, (_, e))| e).collect();
+            evidence.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.origin.to_string().cmp(&b.origin.to_string())));
+            let n = evidence.len() as u64;
+            evidence.truncate(caps.max_evidence);
+            (evidence, n)
+        })
+    }
+
+    /// `temporal` / `temporal_ordered`: the match as step `step`; fires when every step is there within
+    /// the timespan (in order, for `temporal_ordered`).
+    fn take_step(
+        &mut self,
+        c: &Correlation,
+        step: usize,
+        evidence: Evidence,
+        span: chrono::Duration,
+    ) -> Option<Firing> {
+        let at = evidence.at;
+        if self.steps.len() != c.rules.len() {
+            self.steps = vec![None; c.rules.len()];
+        }
+        let in_order = c.kind == Kind::TemporalOrdered;
+        if !in_order || step == 0 || self.steps[step - 1].as_ref().is_some_and(|e| e.at <= at) {
+            self.steps[step] = Some(evidence);
+        }
+        // Later steps that now precede an earlier one are no longer in order.
+        let complete = self.steps.iter().all(Option::is_some);
+        let first = self.steps.iter().flatten().map(|e| e.at).min();
+        let within = first.is_some_and(|f| at - f <= span);
+        (complete && within).then(|| {
+            let evidence: Vec<Evidence> = self.steps.iter_mut().filter_map(Option::take).collect();
+            let n = evidence.len() as u64;
+            (evidence, n)
+        })
+    }
+}
+
 /// What fired: the evidence and how many records took part.
 #[derive(Debug)]
 pub struct Fired {
@@ -207,14 +298,7 @@ impl State {
         self.since_sweep += 1;
         if self.since_sweep >= SWEEP_EVERY {
             self.since_sweep = 0;
-            let changed = &mut self.changed;
-            self.groups.retain(|k, g| {
-                let keep = g.last.is_some_and(|l| l >= at - span);
-                if !keep {
-                    changed.insert(k.clone());
-                }
-                keep
-            });
+            self.sweep(at - span);
         }
         if !self.groups.contains_key(&key) && self.groups.len() >= max_groups {
             self.evict(at - span, max_groups);
@@ -227,65 +311,23 @@ impl State {
         g.last = Some(g.last.map_or(at, |l| l.max(at)));
         let horizon = at - span;
         let fired = match c.kind {
-            Kind::EventCount => {
-                g.times.push_back(at);
-                g.sample.push_back(evidence);
-                while g.times.front().is_some_and(|t| *t < horizon) {
-                    g.times.pop_front();
-                }
-                while g.sample.len() > caps.max_evidence || g.sample.front().is_some_and(|e| e.at < horizon) {
-                    g.sample.pop_front();
-                }
-                (g.times.len() as u64 >= c.threshold).then(|| {
-                    let n = g.times.len() as u64;
-                    g.times.clear();
-                    (g.sample.drain(..).collect::<Vec<_>>(), n)
-                })
-            }
-            Kind::ValueCount => {
-                if let Some(value) = value {
-                    if !g.values.contains_key(&value) && g.values.len() >= caps.max_values {
-                        let oldest = g.values.iter().min_by_key(|(_, (t, _))| *t).map(|(k, _)| k.clone());
-                        if let Some(oldest) = oldest {
-                            g.values.remove(&oldest);
-                            capped.values += 1;
-                        }
-                    }
-                    g.values.insert(value, (at, evidence));
-                }
-                // Expiry is checked only when the count could fire: at most `threshold` entries to look at.
-                if g.values.len() as u64 >= c.threshold {
-                    g.values.retain(|_, (t, _)| *t >= horizon);
-                }
-                (g.values.len() as u64 >= c.threshold).then(|| {
-                    let mut evidence: Vec<Evidence> = g.values.drain().map(|(_, (_, e))| e).collect();
-                    evidence
-                        .sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.origin.to_string().cmp(&b.origin.to_string())));
-                    let n = evidence.len() as u64;
-                    evidence.truncate(caps.max_evidence);
-                    (evidence, n)
-                })
-            }
-            Kind::Temporal | Kind::TemporalOrdered => {
-                if g.steps.len() != c.rules.len() {
-                    g.steps = vec![None; c.rules.len()];
-                }
-                let in_order = c.kind == Kind::TemporalOrdered;
-                if !in_order || step == 0 || g.steps[step - 1].as_ref().is_some_and(|e| e.at <= at) {
-                    g.steps[step] = Some(evidence);
-                }
-                // Later steps that now precede an earlier one are no longer in order.
-                let complete = g.steps.iter().all(Option::is_some);
-                let first = g.steps.iter().flatten().map(|e| e.at).min();
-                let within = first.is_some_and(|f| at - f <= span);
-                (complete && within).then(|| {
-                    let evidence: Vec<Evidence> = g.steps.iter_mut().filter_map(Option::take).collect();
-                    let n = evidence.len() as u64;
-                    (evidence, n)
-                })
-            }
+            Kind::EventCount => g.count_event(evidence, horizon, c.threshold, caps.max_evidence),
+            Kind::ValueCount => g.count_value(value, evidence, horizon, c.threshold, caps, capped),
+            Kind::Temporal | Kind::TemporalOrdered => g.take_step(c, step, evidence, span),
         };
         fired.map(|(evidence, count)| Fired { evidence, count, group })
+    }
+
+    /// Drops the groups last seen before `horizon`.
+    fn sweep(&mut self, horizon: DateTime<Utc>) {
+        let changed = &mut self.changed;
+        self.groups.retain(|k, g| {
+            let keep = g.last.is_some_and(|l| l >= horizon);
+            if !keep {
+                changed.insert(k.clone());
+            }
+            keep
+        });
     }
 
     /// Drops groups idle since before `horizon`; if none are, the least recently seen.
