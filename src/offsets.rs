@@ -18,6 +18,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use rdkafka::error::KafkaError;
+use rdkafka::message::OwnedMessage;
+use rdkafka::producer::DeliveryFuture;
 use rdkafka::Message;
 
 use crate::ecs::SourceRef;
@@ -209,6 +211,60 @@ impl Ledger {
 }
 
 /// One partition's acker: awaits deliveries in offset order and stores progress after each batch.
+/// Waits for one delivery report: the failure, if any. Past `stall.after` the partition counts as
+/// stalled until the report comes: librdkafka keeps trying, the partition waits, nothing past this
+/// record is stored, and readiness is off until it is delivered.
+async fn delivery_report(
+    mut future: DeliveryFuture,
+    stall: Option<&Stall>,
+    source: SourceRef<'_>,
+) -> Option<(KafkaError, Option<OwnedMessage>)> {
+    let SourceRef { topic, partition, offset } = source;
+    let outcome = match stall {
+        None => future.await,
+        Some(stall) => match tokio::time::timeout(stall.after, &mut future).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                stall.partitions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(%topic, partition, offset, "output not delivered yet: partition stalled");
+                let outcome = future.await;
+                stall.partitions.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!(%topic, partition, offset, "partition delivering again");
+                outcome
+            }
+        },
+    };
+    match outcome {
+        Ok(Ok(_)) => None,
+        Ok(Err((error, message))) => Some((error, Some(message))),
+        Err(_) => Some((KafkaError::Canceled, None)),
+    }
+}
+
+/// Replaces an output the brokers refused for good by its dead letter; true when the letter is
+/// delivered.
+async fn replace_refused(
+    letters: &DeadLetters,
+    refused: &OwnedMessage,
+    error: &KafkaError,
+    source: SourceRef<'_>,
+    metrics: &Metrics,
+) -> bool {
+    let reason = format!("{} refused the output: {error}", refused.topic());
+    tracing::warn!(topic = %source.topic, partition = source.partition, offset = source.offset, %reason, "output replaced by a dead letter");
+    let payload = refused.payload().unwrap_or_default();
+    match letters.publish(payload, &reason, source, refused.key()).await {
+        Ok(()) => {
+            metrics.dlq_records.get_or_create(&ReasonLabels { reason: REJECTED }).inc();
+            true
+        }
+        Err(letter_error) => {
+            tracing::error!(%letter_error, "the dead letter of a refused output was not delivered");
+            false
+        }
+    }
+}
+
 async fn ack(
     mut rx: mpsc::Receiver<Pending>,
     topic: String,
@@ -227,56 +283,24 @@ async fn ack(
         let mut last_delivered = None;
         for pending in batch.drain(..) {
             for delivery in pending.deliveries {
-                let mut future = delivery.future;
-                let outcome = match &stall {
-                    None => future.await,
-                    Some(stall) => match tokio::time::timeout(stall.after, &mut future).await {
-                        Ok(outcome) => outcome,
-                        Err(_) => {
-                            // The brokers' trouble: librdkafka keeps trying; the partition waits, nothing
-                            // past this record is stored, and readiness is off until it is delivered.
-                            stall.partitions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            tracing::warn!(%topic, partition, offset = pending.offset, "output not delivered yet: partition stalled");
-                            let outcome = future.await;
-                            stall.partitions.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-                            tracing::info!(%topic, partition, offset = pending.offset, "partition delivering again");
-                            outcome
-                        }
-                    },
-                };
-                let failure = match outcome {
-                    Ok(Ok(_)) => None,
-                    Ok(Err((error, message))) => Some((error, Some(message))),
-                    Err(_) => Some((KafkaError::Canceled, None)),
-                };
-                if let Some((error, message)) = failure {
+                let source = SourceRef { topic: &topic, partition, offset: pending.offset };
+                if let Some((error, message)) = delivery_report(delivery.future, stall.as_ref(), source).await {
                     let out_topic = message.as_ref().map(|m| m.topic().to_owned()).unwrap_or_default();
                     metrics.delivery_failures.get_or_create(&Metrics::topic(&out_topic)).inc();
-                    let source = SourceRef { topic: &topic, partition, offset: pending.offset };
                     // A record the brokers will never take is replaced by its dead letter; the partition
                     // goes on (a dead letter refused in turn stops it).
-                    let replaced = match (&dead_letters, &message) {
+                    let refused = match (&dead_letters, &message) {
                         (Some(letters), Some(m))
                             if rejects_record(&error) && !matches!(delivery.kind, OutputKind::DeadLetter { .. }) =>
                         {
-                            let reason = format!("{out_topic} refused the output: {error}");
-                            tracing::warn!(%topic, partition, offset = pending.offset, %reason, "output replaced by a dead letter");
-                            let payload = m.payload().unwrap_or_default();
-                            match letters.publish(payload, &reason, source, m.key()).await {
-                                Ok(()) => {
-                                    metrics.dlq_records.get_or_create(&ReasonLabels { reason: REJECTED }).inc();
-                                    true
-                                }
-                                Err(letter_error) => {
-                                    tracing::error!(%letter_error, "the dead letter of a refused output was not delivered");
-                                    false
-                                }
-                            }
+                            Some((letters, m))
                         }
-                        _ => false,
+                        _ => None,
                     };
-                    if replaced {
-                        continue;
+                    if let Some((letters, m)) = refused {
+                        if replace_refused(letters, m, &error, source, &metrics).await {
+                            continue;
+                        }
                     }
                     if let Some(next) = last_delivered {
                         store_progress(&*store, &topic, partition, next, &stored_gauge);
