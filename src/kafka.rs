@@ -335,6 +335,26 @@ pub fn connect(settings: &Settings, timeout: Duration) -> Result<Connected, Vec<
         fetch_metadata(consumer.client(), consumer.context(), k, &serve_consumer, deadline).map_err(|p| vec![p])?;
 
     let mut problems = Vec::new();
+    let topics = check_topics(settings, &consumer, &metadata, deadline, &mut problems);
+
+    check_producer(settings, deadline, &mut problems).map_err(client_problem)?;
+    if problems.is_empty() {
+        Ok(Connected { brokers: metadata.brokers().len(), topics })
+    } else {
+        Err(problems)
+    }
+}
+
+/// Every topic the settings name: it exists, each partition has a leader, the ones read are readable,
+/// and the group's committed offsets for the input topics can be read. (key, topic, partitions) of
+/// those that exist.
+fn check_topics(
+    settings: &Settings,
+    consumer: &BaseConsumer<Watch>,
+    metadata: &Metadata,
+    deadline: Instant,
+    problems: &mut Vec<Problem>,
+) -> Vec<(String, String, usize)> {
     let mut topics = Vec::new();
     let mut readable = TopicPartitionList::new();
     for (key, name, read) in named_topics(settings) {
@@ -374,21 +394,23 @@ pub fn connect(settings: &Settings, timeout: Duration) -> Result<Connected, Vec<
         let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
         if let Err(error) = consumer.committed_offsets(readable, remaining) {
             problems.push(Problem::new(
-                format!("kafka.group_id = {:?}", k.group_id),
+                format!("kafka.group_id = {:?}", settings.kafka.group_id),
                 format!("the group's committed offsets cannot be read: {}", describe_error(&error)),
                 false,
             ));
         }
     }
+    topics
+}
 
+/// The idempotent producer connects and gets its producer id (a refusal is a fatal error).
+fn check_producer(settings: &Settings, deadline: Instant, problems: &mut Vec<Problem>) -> Result<(), KafkaError> {
     let mut producer_config = crate::sink::producer_config(settings);
     producer_config.set_log_level(RDKafkaLogLevel::Emerg).set("statistics.interval.ms", "0");
-    let producer: BaseProducer<Watch> =
-        producer_config.create_with_context(Watch::default()).map_err(client_problem)?;
+    let producer: BaseProducer<Watch> = producer_config.create_with_context(Watch::default())?;
     let serve_producer = || producer.poll(Duration::ZERO);
-    match fetch_metadata(producer.client(), producer.context(), k, &serve_producer, deadline) {
+    match fetch_metadata(producer.client(), producer.context(), &settings.kafka, &serve_producer, deadline) {
         Ok(_) => {
-            // The idempotent producer asks for its id once connected; a refusal is a fatal error.
             let settle = Instant::now() + Duration::from_secs(1);
             while Instant::now() < settle && producer.client().fatal_error().is_none() {
                 producer.poll(Duration::from_millis(100));
@@ -399,11 +421,7 @@ pub fn connect(settings: &Settings, timeout: Duration) -> Result<Connected, Vec<
         }
         Err(problem) => problems.push(problem),
     }
-    if problems.is_empty() {
-        Ok(Connected { brokers: metadata.brokers().len(), topics })
-    } else {
-        Err(problems)
-    }
+    Ok(())
 }
 
 #[cfg(test)]
