@@ -10,6 +10,7 @@ cargo fmt --all -- --check
 echo "test: cargo clippy"
 cargo clippy --locked --all-targets --quiet -- -D warnings
 ./scripts/deny.sh
+./scripts/machete.sh
 echo "test: cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
