@@ -7,7 +7,6 @@
 
 use std::path::Path;
 
-use anyhow::{anyhow, bail, Context};
 use chrono::{DateTime, NaiveDateTime};
 
 use super::detector::{Detector, Params};
@@ -18,6 +17,25 @@ pub struct Summary {
     pub rows: u64,
     /// Rows scored at or above the threshold.
     pub anomalies: u64,
+}
+
+/// Why a backtest stopped: the file and line, and what is wrong there.
+#[derive(Debug, thiserror::Error)]
+pub enum BacktestError {
+    #[error("{what}: {source}")]
+    Csv { what: String, source: csv::Error },
+    #[error("writing the scores: {0}")]
+    Write(#[from] std::io::Error),
+    #[error("{file}: the header has no `{column}` column")]
+    NoColumn { file: String, column: &'static str },
+    #[error("{file}:{line}: timestamp {text:?} is not RFC 3339, `YYYY-MM-DD HH:MM:SS` or Unix seconds")]
+    Timestamp { file: String, line: usize, text: String },
+    #[error("{file}:{line}: value {text:?} is not a finite number")]
+    Value { file: String, line: usize, text: String },
+}
+
+fn csv_error(what: String) -> impl FnOnce(csv::Error) -> BacktestError {
+    move |source| BacktestError::Csv { what, source }
 }
 
 /// Unix seconds of a timestamp in one of the accepted forms.
@@ -35,40 +53,39 @@ pub fn parse_timestamp(text: &str) -> Option<i64> {
 }
 
 /// Scores every row of `input` into `output`.
-pub fn run(input: &Path, output: &Path, params: Params) -> anyhow::Result<Summary> {
-    let mut reader = csv::Reader::from_path(input).with_context(|| format!("reading {}", input.display()))?;
-    let headers = reader.headers().with_context(|| format!("reading the header of {}", input.display()))?;
-    let column = |name: &str| {
+pub fn run(input: &Path, output: &Path, params: Params) -> Result<Summary, BacktestError> {
+    let file = input.display().to_string();
+    let mut reader = csv::Reader::from_path(input).map_err(csv_error(format!("reading {file}")))?;
+    let headers = reader.headers().map_err(csv_error(format!("reading the header of {file}")))?;
+    let column = |column: &'static str| {
         headers
             .iter()
-            .position(|h| h.trim() == name)
-            .ok_or_else(|| anyhow!("{}: the header has no `{name}` column", input.display()))
+            .position(|h| h.trim() == column)
+            .ok_or_else(|| BacktestError::NoColumn { file: file.clone(), column })
     };
     let (ti, vi) = (column("timestamp")?, column("value")?);
-    let mut writer = csv::Writer::from_path(output).with_context(|| format!("writing {}", output.display()))?;
-    writer.write_record(["timestamp", "value", "anomaly_score"])?;
+    let writing = format!("writing {}", output.display());
+    let mut writer = csv::Writer::from_path(output).map_err(csv_error(writing.clone()))?;
+    writer.write_record(["timestamp", "value", "anomaly_score"]).map_err(csv_error(writing.clone()))?;
     let mut detector = Detector::new(params);
     let mut summary = Summary { rows: 0, anomalies: 0 };
     for (i, row) in reader.records().enumerate() {
         let line = i + 2;
-        let row = row.with_context(|| format!("{}:{line}", input.display()))?;
+        let row = row.map_err(csv_error(format!("{file}:{line}")))?;
         let (ts, value) = (row.get(ti).unwrap_or(""), row.get(vi).unwrap_or(""));
         let Some(at) = parse_timestamp(ts) else {
-            bail!(
-                "{}:{line}: timestamp {ts:?} is not RFC 3339, `YYYY-MM-DD HH:MM:SS` or Unix seconds",
-                input.display()
-            );
+            return Err(BacktestError::Timestamp { file, line, text: ts.to_owned() });
         };
         let x: f64 = match value.trim().parse() {
             Ok(x) if f64::is_finite(x) => x,
-            _ => bail!("{}:{line}: value {value:?} is not a finite number", input.display()),
+            _ => return Err(BacktestError::Value { file, line, text: value.to_owned() }),
         };
         let verdict = detector.update(at, x);
         summary.rows += 1;
         if verdict.score >= params.threshold {
             summary.anomalies += 1;
         }
-        writer.write_record([ts, value, &format!("{:.6}", verdict.score)])?;
+        writer.write_record([ts, value, &format!("{:.6}", verdict.score)]).map_err(csv_error(writing.clone()))?;
     }
     writer.flush()?;
     Ok(summary)

@@ -55,12 +55,27 @@ impl PollError {
 /// authorised).
 const AUTH_ERRORCODES: [i64; 4] = [354, 444, 1049, 2138];
 
+/// Why the poller cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("baseline.nitro.ca_file = {path:?}: {source}")]
+    CaFile { path: std::path::PathBuf, source: std::io::Error },
+    #[error("baseline.nitro.ca_file = {path:?}: no PEM certificate in it")]
+    NoCertificate { path: std::path::PathBuf },
+    #[error("the metrics producer: {0}")]
+    Producer(String),
+    #[error("baseline.metrics_topic = \"\": the NITRO poller publishes to it")]
+    NoMetricsTopic,
+    #[error("starting the poller thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
 /// Builds the HTTP agent: TLS verification on or off, optionally against a CA file.
-pub fn agent(settings: &NitroSettings) -> anyhow::Result<ureq::Agent> {
+pub fn agent(settings: &NitroSettings) -> Result<ureq::Agent, StartError> {
     use ureq::tls::{Certificate, RootCerts, TlsConfig};
     let mut tls = TlsConfig::builder().disable_verification(!settings.tls_verify);
     if let Some(ca_file) = &settings.ca_file {
-        let pem = std::fs::read(ca_file).map_err(|e| anyhow::anyhow!("baseline.nitro.ca_file = {ca_file:?}: {e}"))?;
+        let pem = std::fs::read(ca_file).map_err(|source| StartError::CaFile { path: ca_file.clone(), source })?;
         let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(&pem)
             .filter_map(|item| match item {
                 Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
@@ -68,7 +83,7 @@ pub fn agent(settings: &NitroSettings) -> anyhow::Result<ureq::Agent> {
             })
             .collect();
         if certs.is_empty() {
-            anyhow::bail!("baseline.nitro.ca_file = {ca_file:?}: no PEM certificate in it");
+            return Err(StartError::NoCertificate { path: ca_file.clone() });
         }
         tls = tls.root_certs(RootCerts::new_with_certs(&certs));
     }
@@ -207,7 +222,11 @@ impl rdkafka::producer::ProducerContext for Delivered {
 }
 
 /// Starts the poller thread when appliances are configured.
-pub fn spawn(settings: &Settings, metrics: Metrics, stop: Stop) -> anyhow::Result<Option<std::thread::JoinHandle<()>>> {
+pub fn spawn(
+    settings: &Settings,
+    metrics: Metrics,
+    stop: Stop,
+) -> Result<Option<std::thread::JoinHandle<()>>, StartError> {
     let nitro = settings.baseline.nitro.clone();
     if nitro.appliances.is_empty() {
         return Ok(None);
@@ -221,9 +240,9 @@ pub fn spawn(settings: &Settings, metrics: Metrics, stop: Stop) -> anyhow::Resul
     let agent = agent(&nitro)?;
     let producer: ThreadedProducer<Delivered> = crate::sink::producer_config(settings)
         .create_with_context(Delivered { metrics: metrics.clone() })
-        .map_err(|e| anyhow::anyhow!(crate::kafka::describe_error(&e)))?;
+        .map_err(|e| StartError::Producer(crate::kafka::describe_error(&e)))?;
     let Some(topic) = settings.baseline.metrics_topic.clone() else {
-        anyhow::bail!("baseline.metrics_topic = \"\": the NITRO poller publishes to it");
+        return Err(StartError::NoMetricsTopic);
     };
     let handle = std::thread::Builder::new().name("gatewatch-nitro".into()).spawn(move || {
         let mut next = Instant::now();

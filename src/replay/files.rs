@@ -2,11 +2,11 @@
 //! by the external merge sort (`order`), then processed by `pipeline.workers` threads — each appliance
 //! by one — and applied in the merge's order.
 
+use super::error::{io, refused, ReplayError, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Context};
 use chrono::{DateTime, Utc};
 
 use super::{order, progress_bar, Analysed, Analyser, Engine, Options};
@@ -15,14 +15,16 @@ use crate::ecs::Origin;
 use crate::parse::{self, reader, Dataset, TimestampSource};
 
 /// Expands globs; a pattern that matches nothing is an error naming it.
-pub fn expand(patterns: &[String]) -> anyhow::Result<Vec<PathBuf>> {
+pub fn expand(patterns: &[String]) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for pattern in patterns {
         if pattern.contains(['*', '?', '[']) {
-            let mut matched: Vec<PathBuf> =
-                glob::glob(pattern).with_context(|| format!("--input {pattern}"))?.filter_map(Result::ok).collect();
+            let mut matched: Vec<PathBuf> = glob::glob(pattern)
+                .map_err(|source| ReplayError::Glob { pattern: pattern.clone(), source })?
+                .filter_map(std::result::Result::ok)
+                .collect();
             if matched.is_empty() {
-                bail!("--input {pattern}: matches no file");
+                return Err(refused(format!("--input {pattern}: matches no file")));
             }
             matched.sort();
             out.extend(matched);
@@ -34,24 +36,24 @@ pub fn expand(patterns: &[String]) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 /// A file's bytes, decompressed by extension (`.gz`, `.zst`); `-` is standard input, as it comes.
-pub fn read_file(path: &Path) -> anyhow::Result<Vec<u8>> {
+pub fn read_file(path: &Path) -> Result<Vec<u8>> {
     let mut out = Vec::new();
-    open(path)?.read_to_end(&mut out).with_context(|| format!("reading {}", path.display()))?;
+    open(path)?.read_to_end(&mut out).map_err(io(format!("reading {}", path.display())))?;
     Ok(out)
 }
 
 /// A file as a stream, decompressed by extension (`.gz`, `.zst`); `-` is standard input.
-pub fn open(path: &Path) -> anyhow::Result<Box<dyn BufRead>> {
+pub fn open(path: &Path) -> Result<Box<dyn BufRead>> {
     const BUFFER: usize = 1 << 16;
     if path == Path::new("-") {
         return Ok(Box::new(std::io::BufReader::with_capacity(BUFFER, std::io::stdin())));
     }
-    let file = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
+    let file = std::fs::File::open(path).map_err(io(format!("{}", path.display())))?;
     Ok(match path.extension().and_then(|e| e.to_str()) {
         Some("gz") => Box::new(std::io::BufReader::with_capacity(BUFFER, flate2::read::MultiGzDecoder::new(file))),
         Some("zst") => Box::new(std::io::BufReader::with_capacity(
             BUFFER,
-            zstd::stream::read::Decoder::new(file).with_context(|| format!("{}", path.display()))?,
+            zstd::stream::read::Decoder::new(file).map_err(io(format!("{}", path.display())))?,
         )),
         _ => Box::new(std::io::BufReader::with_capacity(BUFFER, file)),
     })
@@ -81,7 +83,7 @@ pub(super) fn replay_files(
     options: &Options,
     inputs: &[(String, u64)],
     workers: usize,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     // A record is read against the end of the replay window, else its file's modification time: never
     // the wall clock, so a replay's output does not depend on the day it runs.
     let mut clocks = Vec::new();
@@ -98,7 +100,7 @@ pub(super) fn replay_files(
         let dir = directory_appliance(path);
         let mut stream = reader::Stream::new(open(path)?);
         let mut record = reader::Record::default();
-        while stream.next_into(&mut record).with_context(|| format!("reading {name}"))? {
+        while stream.next_into(&mut record).map_err(io(format!("reading {name}")))? {
             match parse::parse(record.text.as_bytes(), received, &analyser.ctx, hint) {
                 // A record without a time of its own (an httperror line) is dated by the replay, and
                 // belongs to it whatever the range.
@@ -118,7 +120,7 @@ pub(super) fn replay_files(
                     let text = std::mem::take(&mut record.text);
                     sorter
                         .push(order::Item { host, at, file: i as u32, line: record.line as u64, text })
-                        .context("ordering the records")?;
+                        .map_err(io("ordering the records"))?;
                 }
                 Ok(_) => {}
                 Err(_) => {
@@ -128,7 +130,7 @@ pub(super) fn replay_files(
             }
         }
     }
-    let (ordered, stats) = sorter.finish().context("ordering the records")?;
+    let (ordered, stats) = sorter.finish().map_err(io("ordering the records"))?;
     engine.summary.sort_runs = stats.runs;
     let files = Files { names: inputs, clocks: &clocks, hints: &hints };
     let flushed = process_in_order(engine, analyser, options, &files, ordered, &sizes, workers)?;
@@ -188,11 +190,11 @@ pub(super) fn process_in_order(
     ordered: order::Merge,
     sizes: &HashMap<String, u64>,
     workers: usize,
-) -> anyhow::Result<Vec<(String, Vec<Alert>)>> {
+) -> Result<Vec<(String, Vec<Alert>)>> {
     let workers = workers.max(1);
     let bar = progress_bar(options, sizes.values().sum());
     let mut flushed = Vec::new();
-    std::thread::scope(|scope| -> anyhow::Result<()> {
+    std::thread::scope(|scope| -> Result<()> {
         let (out_tx, out_rx) = std::sync::mpsc::sync_channel::<Out>(OUTSTANDING_CHUNKS * workers);
         // A token per chunk between dispatch and write-out.
         let (token_tx, token_rx) = std::sync::mpsc::sync_channel::<()>(OUTSTANDING_CHUNKS);
@@ -232,9 +234,9 @@ pub(super) fn process_in_order(
             }
         }
         drop(token_rx);
-        let read = reader.join().map_err(|_| anyhow!("the replay reader panicked"))?;
+        let read = reader.join().map_err(|_| ReplayError::Panicked("the replay reader"))?;
         for thread in threads {
-            thread.join().map_err(|_| anyhow!("a replay worker panicked"))?;
+            thread.join().map_err(|_| ReplayError::Panicked("a replay worker"))?;
         }
         written?;
         read
@@ -279,14 +281,14 @@ fn dispatch(
     sizes: &HashMap<String, u64>,
     inputs: &[std::sync::mpsc::SyncSender<Part>],
     token: std::sync::mpsc::SyncSender<()>,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     let workers = inputs.len();
     let thread_of = spread(sizes, workers);
     let mut ordered = ordered.enumerate().peekable();
     while ordered.peek().is_some() {
         let mut parts: Vec<Part> = (0..workers).map(|_| Vec::new()).collect();
         for (seq, item) in ordered.by_ref().take(CHUNK) {
-            let item = item.context("ordering the records")?;
+            let item = item.map_err(io("ordering the records"))?;
             parts[thread_of.get(&item.host).copied().unwrap_or(0)].push((seq as u64, item));
         }
         if token.send(()).is_err() {

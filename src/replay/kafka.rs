@@ -1,10 +1,10 @@
 //! Kafka replays: every partition of a topic from a time, read in parallel by consumers of an ephemeral
 //! group that never commits, in offset order with its own detection state, as live.
 
+use super::error::{kafka, refused, ReplayError, Result};
 use std::collections::HashMap;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context};
 use chrono::{DateTime, Utc};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -36,7 +36,7 @@ pub(super) fn replay_kafka(
     settings: &Settings,
     options: &Options,
     topic: &str,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     let mut config = crate::source::consumer_config(settings);
     config
         .set("group.id", format!("{}.replay.{}", settings.kafka.group_id, engine.run_id))
@@ -47,7 +47,7 @@ pub(super) fn replay_kafka(
     let hint = settings.topic_datasets().get(topic).copied();
     let bar = progress_bar(options, total);
     let (tx, rx) = std::sync::mpsc::sync_channel::<Step>(4096);
-    std::thread::scope(|scope| -> anyhow::Result<()> {
+    std::thread::scope(|scope| -> Result<()> {
         let mut threads = Vec::new();
         for planned in plan {
             let (tx, config) = (tx.clone(), config.clone());
@@ -72,7 +72,7 @@ pub(super) fn replay_kafka(
             }
         }
         for thread in threads {
-            thread.join().map_err(|_| anyhow!("a partition reader panicked"))??;
+            thread.join().map_err(|_| ReplayError::Panicked("a partition reader"))??;
         }
         failed.map_or(Ok(()), Err)
     })?;
@@ -82,10 +82,10 @@ pub(super) fn replay_kafka(
 
 /// Where each partition's read starts and ends (offsets for `--from` and `--to`), and about how many
 /// records that is.
-fn plan(config: &ClientConfig, topic: &str, options: &Options) -> anyhow::Result<(Vec<Planned>, u64)> {
-    let consumer: BaseConsumer = config.create().context("creating the replay consumer")?;
+fn plan(config: &ClientConfig, topic: &str, options: &Options) -> Result<(Vec<Planned>, u64)> {
+    let consumer: BaseConsumer = config.create().map_err(kafka("creating the replay consumer"))?;
     let timeout = Duration::from_secs(30);
-    let metadata = consumer.fetch_metadata(Some(topic), timeout).context("reading topic metadata")?;
+    let metadata = consumer.fetch_metadata(Some(topic), timeout).map_err(kafka("reading topic metadata"))?;
     let partitions: Vec<i32> = metadata
         .topics()
         .iter()
@@ -93,14 +93,15 @@ fn plan(config: &ClientConfig, topic: &str, options: &Options) -> anyhow::Result
         .flat_map(|t| t.partitions().iter().map(|p| p.id()))
         .collect();
     if partitions.is_empty() {
-        bail!("topic {topic}: not found, or it has no partitions");
+        return Err(refused(format!("topic {topic}: not found, or it has no partitions")));
     }
-    let at = |t: DateTime<Utc>| -> anyhow::Result<HashMap<i32, Offset>> {
+    let at = |t: DateTime<Utc>| -> Result<HashMap<i32, Offset>> {
         let mut tpl = TopicPartitionList::new();
         for p in &partitions {
-            tpl.add_partition_offset(topic, *p, Offset::Offset(t.timestamp_millis()))?;
+            tpl.add_partition_offset(topic, *p, Offset::Offset(t.timestamp_millis()))
+                .map_err(kafka("looking up offsets for times"))?;
         }
-        let found = consumer.offsets_for_times(tpl, timeout).context("looking up offsets for times")?;
+        let found = consumer.offsets_for_times(tpl, timeout).map_err(kafka("looking up offsets for times"))?;
         Ok(found.elements().iter().map(|e| (e.partition(), e.offset())).collect())
     };
     let starts = at(options.from)?;
@@ -135,11 +136,11 @@ fn read_partition(
     options: &Options,
     hint: Option<Dataset>,
     tx: &std::sync::mpsc::SyncSender<Step>,
-) -> anyhow::Result<()> {
-    let consumer: BaseConsumer = config.create().context("creating a partition reader")?;
+) -> Result<()> {
+    let consumer: BaseConsumer = config.create().map_err(kafka("creating a partition reader"))?;
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, p, Offset::Offset(start))?;
-    consumer.assign(&tpl)?;
+    tpl.add_partition_offset(topic, p, Offset::Offset(start)).map_err(kafka(format!("reading {topic}/{p}")))?;
+    consumer.assign(&tpl).map_err(kafka(format!("reading {topic}/{p}")))?;
     let mut worker = Worker::new(Publish::Final);
     let mut idle = 0u32;
     let finish = |worker: &mut Worker| {
@@ -151,12 +152,12 @@ fn read_partition(
             None => {
                 idle += 1;
                 if idle > 120 {
-                    bail!("{topic}/{p}: no data for a minute before its end");
+                    return Err(refused(format!("{topic}/{p}: no data for a minute before its end")));
                 }
                 continue;
             }
             Some(Err(KafkaError::PartitionEOF(_))) => return finish(&mut worker),
-            Some(Err(e)) => bail!("reading {topic}/{p}: {e}"),
+            Some(Err(e)) => return Err(kafka(format!("reading {topic}/{p}"))(e)),
             Some(Ok(m)) => m,
         };
         idle = 0;

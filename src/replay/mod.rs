@@ -9,6 +9,7 @@
 //! writes byte-identical alerts. Alerts go to an NDJSON file (or stdout) or to the alerts topic; the
 //! compromise-window report (`report`) to Markdown, JSON or HTML (`html`).
 
+mod error;
 mod files;
 pub mod html;
 mod kafka;
@@ -21,7 +22,6 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context};
 use chrono::{DateTime, Utc};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -36,6 +36,8 @@ use crate::enrich::Enricher;
 use crate::parse::{Dataset, ParseContext};
 use crate::process::{Clocks, Created, Input, Processor};
 
+use error::{io, kafka, refused};
+pub use error::{ReplayError, Result};
 use files::replay_files;
 pub use files::{expand, open, read_file};
 use kafka::replay_kafka;
@@ -96,11 +98,11 @@ enum AlertOut {
 }
 
 impl AlertOut {
-    fn open(settings: &Settings, target: Option<&str>) -> anyhow::Result<AlertOut> {
+    fn open(settings: &Settings, target: Option<&str>) -> Result<AlertOut> {
         Ok(match target {
             Some("-") => AlertOut::Writer(Box::new(std::io::BufWriter::new(std::io::stdout()))),
             Some(path) => AlertOut::Writer(Box::new(std::io::BufWriter::new(
-                std::fs::File::create(path).with_context(|| format!("--alerts-out {path}"))?,
+                std::fs::File::create(path).map_err(io(format!("--alerts-out {path}")))?,
             ))),
             None => AlertOut::Kafka {
                 // A replay is a batch job: an alert the brokers do not take within the delivery timeout
@@ -108,19 +110,19 @@ impl AlertOut {
                 producer: crate::sink::producer_config(settings)
                     .set("message.timeout.ms", settings.kafka.delivery_timeout.as_millis().to_string())
                     .create()
-                    .context("creating the alerts producer")?,
+                    .map_err(kafka("creating the alerts producer"))?,
                 topic: settings.output.alerts_topic.clone(),
                 pending: Vec::new(),
             },
         })
     }
 
-    fn write(&mut self, alert: &Alert) -> anyhow::Result<()> {
+    fn write(&mut self, alert: &Alert) -> Result<()> {
         let json = serde_json::to_vec(&alert.doc).expect("alerts serialize");
         match self {
             AlertOut::Writer(w) => {
-                w.write_all(&json)?;
-                w.write_all(b"\n")?;
+                w.write_all(&json).map_err(io("writing the alerts"))?;
+                w.write_all(b"\n").map_err(io("writing the alerts"))?;
             }
             AlertOut::Kafka { producer, topic, pending } => {
                 let mut record = FutureRecord::<str, [u8]>::to(topic).key(alert.id.as_str()).payload(&json);
@@ -131,7 +133,7 @@ impl AlertOut {
                             record = back;
                             producer.poll(Duration::from_millis(10));
                         }
-                        Err((e, _)) => bail!("publishing an alert to {topic}: {e}"),
+                        Err((e, _)) => return Err(kafka(format!("publishing an alert to {topic}"))(e)),
                     }
                 }
             }
@@ -139,17 +141,22 @@ impl AlertOut {
         Ok(())
     }
 
-    fn finish(self) -> anyhow::Result<()> {
+    fn finish(self) -> Result<()> {
         match self {
-            AlertOut::Writer(mut w) => w.flush()?,
+            AlertOut::Writer(mut w) => w.flush().map_err(io("writing the alerts"))?,
             AlertOut::Kafka { topic, pending, .. } => {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(io("starting the alerts runtime"))?;
                 rt.block_on(async {
                     for delivery in pending {
                         match delivery.await {
                             Ok(Ok(_)) => {}
-                            Ok(Err((e, _))) => bail!("an alert was not acknowledged by {topic}: {e}"),
-                            Err(_) => bail!("an alert's delivery was cancelled"),
+                            Ok(Err((e, _))) => {
+                                return Err(kafka(format!("an alert was not acknowledged by {topic}"))(e))
+                            }
+                            Err(_) => return Err(refused("an alert's delivery was cancelled")),
                         }
                     }
                     Ok(())
@@ -220,7 +227,7 @@ struct Engine {
 
 impl Engine {
     /// Counts a record and publishes what it gave.
-    fn apply(&mut self, analysed: Option<Analysed>) -> anyhow::Result<()> {
+    fn apply(&mut self, analysed: Option<Analysed>) -> Result<()> {
         self.summary.records += 1;
         let Some(a) = analysed else {
             self.summary.unparsed += 1;
@@ -230,14 +237,14 @@ impl Engine {
             self.hunt.event(sighting);
         }
         if let (Some(out), Some(json)) = (self.enriched.as_mut(), &a.json) {
-            out.write_all(json).context("writing --enriched-out")?;
-            out.write_all(b"\n").context("writing --enriched-out")?;
+            out.write_all(json).map_err(io("writing --enriched-out"))?;
+            out.write_all(b"\n").map_err(io("writing --enriched-out"))?;
         }
         self.summary.appliances.entry(a.host).or_default().0 += 1;
         self.publish(a.alerts)
     }
 
-    fn publish(&mut self, alerts: Vec<Alert>) -> anyhow::Result<()> {
+    fn publish(&mut self, alerts: Vec<Alert>) -> Result<()> {
         for mut alert in alerts {
             retro(&mut alert, &self.run_id);
             *self.summary.alerts.entry(alert.stage.as_str()).or_default() += 1;
@@ -251,7 +258,7 @@ impl Engine {
 
     /// Emits what the detection states still held (suppression summaries) once the history is done, in
     /// the order of their appliances.
-    fn finish_workers(&mut self, mut flushed: Vec<(String, Vec<Alert>)>) -> anyhow::Result<()> {
+    fn finish_workers(&mut self, mut flushed: Vec<(String, Vec<Alert>)>) -> Result<()> {
         flushed.sort_by(|a, b| a.0.cmp(&b.0));
         for (_, alerts) in flushed {
             self.publish(alerts)?;
@@ -313,7 +320,7 @@ fn progress_bar(options: &Options, len: u64) -> indicatif::ProgressBar {
 }
 
 /// Runs a replay.
-pub fn run(settings: &Settings, options: &Options) -> anyhow::Result<(Summary, Report)> {
+pub fn run(settings: &Settings, options: &Options) -> Result<(Summary, Report)> {
     let (pinned, as_of) = match &options.feeds_snapshot {
         Some(dir) => {
             let (pinned, as_of) = pin_feeds(settings, dir)?;
@@ -323,12 +330,12 @@ pub fn run(settings: &Settings, options: &Options) -> anyhow::Result<(Summary, R
     };
     let settings = pinned.as_ref().unwrap_or(settings);
     check_options(options)?;
-    let (enricher, events) = Enricher::load(settings, true).context("loading enrichment databases and feeds")?;
+    let (enricher, events) = Enricher::load(settings, true)?;
     drop(events);
     let detect = settings.detect.options();
     let (rules, errors) = RuleSet::load(&settings.detect.rules_dirs, &detect);
     if let Some(error) = errors.first() {
-        bail!("rule file {}: {}", error.file, error.reason);
+        return Err(refused(format!("rule file {}: {}", error.file, error.reason)));
     }
     let inputs: Vec<(String, u64)> = match &options.source {
         Source::Files(patterns) => expand(patterns)?
@@ -373,9 +380,9 @@ pub fn run(settings: &Settings, options: &Options) -> anyhow::Result<(Summary, R
 }
 
 /// Options that cannot work together: an empty range, two outputs on stdout.
-fn check_options(options: &Options) -> anyhow::Result<()> {
+fn check_options(options: &Options) -> Result<()> {
     if options.to.is_some_and(|to| to <= options.from) {
-        bail!("--to must be later than --from");
+        return Err(refused("--to must be later than --from"));
     }
     let to_stdout: Vec<&str> = [
         ("--alerts-out -", options.alerts_out.as_deref() == Some("-")),
@@ -386,28 +393,28 @@ fn check_options(options: &Options) -> anyhow::Result<()> {
     .filter_map(|(name, set)| set.then_some(name))
     .collect();
     if to_stdout.len() > 1 {
-        bail!("{} would all write to stdout", to_stdout.join(" and "));
+        return Err(refused(format!("{} would all write to stdout", to_stdout.join(" and "))));
     }
     Ok(())
 }
 
 /// `--enriched-out`: a file, stdout (`-`), or nothing.
-fn enriched_out(path: Option<&str>) -> anyhow::Result<Option<Box<dyn Write>>> {
+fn enriched_out(path: Option<&str>) -> Result<Option<Box<dyn Write>>> {
     Ok(match path {
         None => None,
         Some("-") => Some(Box::new(std::io::BufWriter::new(std::io::stdout()))),
         Some(path) => Some(Box::new(std::io::BufWriter::new(
-            std::fs::File::create(path).with_context(|| format!("--enriched-out {path}"))?,
+            std::fs::File::create(path).map_err(io(format!("--enriched-out {path}")))?,
         ))),
     })
 }
 
 /// Flushes the outputs and writes the report.
-fn finish(engine: Engine, options: &Options) -> anyhow::Result<(Summary, Report)> {
+fn finish(engine: Engine, options: &Options) -> Result<(Summary, Report)> {
     let Engine { out, enriched, hunt, summary, .. } = engine;
     out.finish()?;
     if let Some(mut enriched) = enriched {
-        enriched.flush().context("writing --enriched-out")?;
+        enriched.flush().map_err(io("writing --enriched-out"))?;
     }
     let header = Report {
         version: 1,
@@ -423,28 +430,28 @@ fn finish(engine: Engine, options: &Options) -> anyhow::Result<(Summary, Report)
     let report = hunt.report(header, &options.mitigations, options.publication, options.to);
     if let Some(path) = &options.report {
         if path == Path::new("-") {
-            std::io::stdout().write_all(report.markdown().as_bytes())?;
+            std::io::stdout().write_all(report.markdown().as_bytes()).map_err(io("--report -"))?;
             return Ok((summary, report));
         }
         let text = match path.extension().and_then(|e| e.to_str()) {
             Some("json") => report.json(),
             Some("md") => report.markdown(),
             Some("html") => report.html(),
-            _ => bail!("--report {}: the name must end in .md, .json or .html", path.display()),
+            _ => return Err(refused(format!("--report {}: the name must end in .md, .json or .html", path.display()))),
         };
-        std::fs::write(path, text).with_context(|| format!("--report {}", path.display()))?;
+        std::fs::write(path, text).map_err(io(format!("--report {}", path.display())))?;
     }
     Ok((summary, report))
 }
 
 /// Metric samples (NDJSON, optionally compressed) through the baselines, per appliance in time order.
-fn replay_metrics(engine: &mut Engine, settings: &Settings, options: &Options, path: &Path) -> anyhow::Result<()> {
+fn replay_metrics(engine: &mut Engine, settings: &Settings, options: &Options, path: &Path) -> Result<()> {
     let bytes = read_file(path)?;
     let text = String::from_utf8_lossy(&bytes);
     let name = path.display().to_string();
     let mut samples = Vec::new();
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let sample = Sample::parse(line.as_bytes()).map_err(|e| anyhow!("{name}:{}: {e}", i + 1))?;
+        let sample = Sample::parse(line.as_bytes()).map_err(|e| refused(format!("{name}:{}: {e}", i + 1)))?;
         if sample.at >= options.from && options.to.is_none_or(|to| sample.at < to) {
             samples.push((i + 1, line, sample));
         }
@@ -455,7 +462,7 @@ fn replay_metrics(engine: &mut Engine, settings: &Settings, options: &Options, p
         let origin = json!({"file": name, "line": line});
         let seen = partition
             .observe(sample, n as i64, origin, original, sample.at)
-            .map_err(|e| anyhow!("{name}:{line}: {e}"))?;
+            .map_err(|e| refused(format!("{name}:{line}: {e}")))?;
         engine.summary.samples += 1;
         engine.hunt.sample(sample, &seen.doc);
         engine.publish(seen.alerts)?;
