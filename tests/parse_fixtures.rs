@@ -1,8 +1,10 @@
 //! The parser against real data: every line of the public-sample fixtures parses, and golden records
 //! pin the key fields of one line per event type.
 //!
-//! Golden expectations live in `tests/fixtures/golden/events.jsonl`. After a deliberate change to the
-//! output, regenerate them with `GATEWATCH_BLESS=1 cargo test --test parse_fixtures` and review the diff.
+//! The golden records are the lines of `tests/fixtures/golden/events.jsonl`; what they must parse to is
+//! the insta snapshot `tests/snapshots/parse_fixtures__golden_events.snap`. After a deliberate change to
+//! the output, review it with `cargo insta review` (or `INSTA_UPDATE=always cargo test --test
+//! parse_fixtures` and read the diff).
 
 #![allow(clippy::unwrap_used)] // a test, benchmark or example: failing loudly is the point
 
@@ -118,12 +120,10 @@ const BOILERPLATE: &[&str] = &[
 fn golden_key_fields_per_event_type() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden/events.jsonl");
     let text = std::fs::read_to_string(&path).unwrap();
-    let bless = std::env::var_os("GATEWATCH_BLESS").is_some();
     let ctx = ParseContext::default();
-    let mut blessed = Vec::new();
-    let mut mismatches = Vec::new();
+    let mut cases = Vec::new();
     for (n, line) in text.lines().enumerate() {
-        let mut case: Map<String, Value> = serde_json::from_str(line).unwrap();
+        let case: Map<String, Value> = serde_json::from_str(line).unwrap();
         let record = case["line"].as_str().unwrap().to_owned();
         let hint = case.get("dataset").and_then(Value::as_str).and_then(Dataset::from_name);
         let event = parse(record.as_bytes(), received(), &ctx, hint)
@@ -133,27 +133,12 @@ fn golden_key_fields_per_event_type() {
         for key in BOILERPLATE {
             actual.remove(*key);
         }
-        if bless {
-            case.insert("expect".into(), Value::Object(actual));
-            blessed.push(serde_json::to_string(&case).unwrap());
-            continue;
-        }
-        let expect =
-            case.get("expect").and_then(Value::as_object).unwrap_or_else(|| panic!("line {}: no expectations", n + 1));
-        assert!(expect.len() >= 3, "line {}: too few expectations", n + 1);
-        for (key, want) in expect {
-            let got = actual.get(key).unwrap_or(&Value::Null);
-            if got != want {
-                mismatches.push(format!("line {} ({}): {key}: expected {want}, got {got}", n + 1, case["source"]));
-            }
-        }
-        for key in actual.keys().filter(|k| !expect.contains_key(*k)) {
-            mismatches.push(format!("line {}: unexpected new field {key} = {}", n + 1, actual[key]));
-        }
+        assert!(actual.len() >= 3, "line {}: too few fields to pin: {actual:?}", n + 1);
+        let mut pinned = case;
+        pinned.insert("expect".into(), Value::Object(actual));
+        cases.push(pinned);
     }
-    if bless {
-        std::fs::write(&path, blessed.join("\n") + "\n").unwrap();
-        return;
-    }
-    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+    // One snapshot of every case's fields (tests/snapshots/); review a deliberate change with
+    // `cargo insta review` (or accept it with INSTA_UPDATE=always).
+    insta::assert_json_snapshot!("golden_events", cases);
 }
