@@ -332,14 +332,7 @@ impl State {
 
     /// Drops groups idle since before `horizon`; if none are, the least recently seen.
     fn evict(&mut self, horizon: DateTime<Utc>, max_groups: usize) {
-        let changed = &mut self.changed;
-        self.groups.retain(|k, g| {
-            let keep = g.last.is_some_and(|l| l >= horizon);
-            if !keep {
-                changed.insert(k.clone());
-            }
-            keep
-        });
+        self.sweep(horizon);
         while self.groups.len() >= max_groups {
             let Some(oldest) = self.groups.iter().min_by_key(|(_, g)| g.last).map(|(k, _)| k.clone()) else { break };
             self.groups.remove(&oldest);
