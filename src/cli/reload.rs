@@ -55,6 +55,9 @@ impl Reloader {
         stop: Stop,
     ) -> std::io::Result<Reloader> {
         let (wake, woken) = mpsc::channel();
+        // Held by the thread, so the channel stays open (and `recv_timeout` waits its tick) even when no
+        // watcher could be made and the watcher's sender is gone.
+        let keep_open = wake.clone();
         let watcher = watch(&watched(settings), wake);
         let rule_dirs = settings.detect.rules_dirs.clone();
         let mut work = Work {
@@ -68,6 +71,7 @@ impl Reloader {
         };
         let interval = settings.enrich.reload_interval;
         let thread = std::thread::Builder::new().name("gatewatch-reload".into()).spawn(move || {
+            let _keep_open = keep_open;
             let mut waited = Duration::ZERO;
             while !stop.is_stopping() {
                 let notified = match woken.recv_timeout(TICK) {
