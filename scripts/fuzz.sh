@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # Fuzzes every entry point that reads outside input for SECONDS each (default 60): the log parser and
 # file reader (seeded with the public-sample fixtures), metric samples and baseline state records,
-# detection state entries, indicator feeds and rule files (seeded with the shipped ones).
+# detection state entries, indicator feeds, rule files (seeded with the shipped ones) and NITRO answers.
 # CI runs a short pass; BENCHMARKS.md-style notes in fuzz/README.md record the long runs.
-#   scripts/fuzz.sh [SECONDS]
+#   scripts/fuzz.sh [SECONDS [TARGET...]]     (default: every target)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-60}"
+shift || true
+all_targets=(parse records samples detect_state feeds rules nitro)
+targets=("${@:-${all_targets[@]}}")
+for target in "${targets[@]}"; do
+  [[ " ${all_targets[*]} " == *" $target "* ]] || { echo "fuzz: unknown target $target (${all_targets[*]})" >&2; exit 2; }
+done
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
   echo "fuzz: installing cargo-fuzz"
   cargo install cargo-fuzz --locked --quiet
@@ -15,7 +21,7 @@ fi
 export RUSTC_BOOTSTRAP=1
 seeds=$(mktemp -d)
 trap 'rm -rf "$seeds"' EXIT
-mkdir -p "$seeds"/{parse,records,samples,detect_state,feeds,rules}
+for target in "${all_targets[@]}"; do mkdir -p "$seeds/$target"; done
 cp rules/citrix/*.yml tests/fixtures/sigma/*.yml "$seeds/rules/"
 python3 - "$seeds" tests/fixtures/public-samples/*.log <<'PY'
 import os, sys
@@ -46,11 +52,16 @@ seed('feeds', 'stix', b'\x01{"type":"bundle","objects":[{"type":"indicator","id"
      b'{"type":"indicator","id":"indicator--2","pattern":"[url:value = \'http://x.test/a.sh\']"}]}')
 seed('feeds', 'misp', b'\x02{"Event":{"info":"campaign","Attribute":[{"type":"ip-dst","value":"198.51.100.7"},'
      b'{"type":"md5","value":"d41d8cd98f00b204e9800998ecf8427e"},{"type":"domain","value":"evil.test"}]}}')
+# NITRO answers: the first byte selects the HTTP status (0 = 200, 3 = 401).
+seed('nitro', 'system', b'\x00{"errorcode":0,"message":"Done","severity":"NONE","system":{"cpuusagepcnt":12.5,'
+     b'"memusagepcnt":"40.2","pktcpuusagepcnt":4294967295,"mgmtcpuusagepcnt":3.1}}')
+seed('nitro', 'array', b'\x00{"errorcode":0,"system":[{"cpuusagepcnt":99.9}]}')
+seed('nitro', 'auth', b'\x03{"errorcode":354,"message":"Invalid username or password","severity":"ERROR"}')
 PY
 # The fuzz workspace builds with sanitizer flags into its own target directory.
 unset CARGO_TARGET_DIR
 cd fuzz
-for target in parse records samples detect_state feeds rules; do
+for target in "${targets[@]}"; do
   echo "fuzz: $target for ${seconds}s"
   log="$seeds/$target.log"
   if ! cargo fuzz run "$target" "$seeds/$target" -- -max_total_time="$seconds" -max_len=8192 >"$log" 2>&1; then

@@ -128,23 +128,29 @@ pub fn poll(
         .limit(1 << 20)
         .read_to_string()
         .map_err(|e| PollError::BadResponse(e.to_string()))?;
-    let doc: Json = serde_json::from_str(&body).unwrap_or(Json::Null);
+    let location = response.headers().get("location").and_then(|l| l.to_str().ok());
+    read_stats(status, location, &body)
+}
+
+/// The counters of a `/nitro/v1/stat/system` answer (HTTP status, `Location` header, body) as sample
+/// fields (fractions), "not available" left out; anything else is a [`PollError`] saying what was wrong.
+pub fn read_stats(status: u16, location: Option<&str>, body: &str) -> Result<Vec<(&'static str, f64)>, PollError> {
+    let doc: Json = serde_json::from_str(body).unwrap_or(Json::Null);
     let errorcode = doc.get("errorcode").and_then(Json::as_i64).unwrap_or(0);
-    let message = doc.get("message").and_then(Json::as_str).unwrap_or("").to_owned();
+    // The appliance's own words go into errors and logs: a bounded part of them.
+    let message: String = doc.get("message").and_then(Json::as_str).unwrap_or("").chars().take(200).collect();
     if status == 401 || status == 403 || AUTH_ERRORCODES.contains(&errorcode) {
         return Err(PollError::Auth(if message.is_empty() { format!("HTTP {status}") } else { message }));
     }
     if (300..400).contains(&status) {
-        let target = response.headers().get("location").and_then(|l| l.to_str().ok()).unwrap_or("?");
+        let target = location.unwrap_or("?");
         return Err(PollError::Http {
             status,
             body: format!("redirect to {target:?} not followed (the credentials are never sent to a redirect target)"),
         });
     }
     if !(200..300).contains(&status) {
-        let mut body = body;
-        body.truncate(200);
-        return Err(PollError::Http { status, body });
+        return Err(PollError::Http { status, body: body.chars().take(200).collect() });
     }
     if errorcode != 0 {
         return Err(PollError::BadResponse(format!("errorcode {errorcode}: {message}")));
@@ -302,5 +308,23 @@ mod tests {
         let json = sample_json("adc1", at, &[("system.cpu.total.pct", 0.25)]);
         let sample = crate::baseline::Sample::parse(&json).unwrap();
         assert_eq!((sample.host.as_str(), sample.at, sample.values.as_slice()), ("adc1", at, &[(0, 0.25)][..]));
+    }
+
+    #[test]
+    fn an_answer_is_read_as_fractions_and_errors_quote_a_bounded_part_of_it() {
+        let ok = r#"{"errorcode":0,"system":{"cpuusagepcnt":12.5,"memusagepcnt":"40","pktcpuusagepcnt":4294967295}}"#;
+        assert_eq!(
+            read_stats(200, None, ok),
+            Ok(vec![("system.cpu.total.pct", 0.125), ("system.memory.used.pct", 0.4)])
+        );
+        assert_eq!(read_stats(302, Some("https://x.test/"), ok).unwrap_err().code(), "http_error");
+        // A body cut inside a multi-byte character (`String::truncate` at byte 200 panicked here).
+        let body = format!("x{}", "é".repeat(300));
+        let Err(PollError::Http { status: 500, body: quoted }) = read_stats(500, None, &body) else { panic!() };
+        assert_eq!(quoted.chars().count(), 200);
+        // The appliance's message, however long, is quoted in part.
+        let long = format!(r#"{{"errorcode":354,"message":"{}"}}"#, "a".repeat(100_000));
+        let Err(PollError::Auth(message)) = read_stats(200, None, &long) else { panic!() };
+        assert_eq!(message.len(), 200);
     }
 }

@@ -36,9 +36,21 @@ pub fn expand(patterns: &[String]) -> Result<Vec<PathBuf>> {
 }
 
 /// A file's bytes, decompressed by extension (`.gz`, `.zst`); `-` is standard input, as it comes.
-pub fn read_file(path: &Path) -> Result<Vec<u8>> {
+/// More than `limit` bytes (decompressed) is refused, naming the file: what is read whole is bounded,
+/// whatever a compressed file inflates to.
+pub fn read_file(path: &Path, limit: u64) -> Result<Vec<u8>> {
     let mut out = Vec::new();
-    open(path)?.read_to_end(&mut out).map_err(io(format!("reading {}", path.display())))?;
+    open(path)?
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(io(format!("reading {}", path.display())))?;
+    if out.len() as u64 > limit {
+        return Err(refused(format!(
+            "{}: more than {} once decompressed; this input is read whole, so split it (by appliance or time)",
+            path.display(),
+            bytesize::ByteSize::b(limit)
+        )));
+    }
     Ok(out)
 }
 

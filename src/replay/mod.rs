@@ -444,9 +444,13 @@ fn finish(engine: Engine, options: &Options) -> Result<(Summary, Report)> {
     Ok((summary, report))
 }
 
+/// The most a `--metrics` file may hold once decompressed (it is read whole and sorted): about five
+/// million samples.
+pub const MAX_METRICS_BYTES: u64 = 1 << 30;
+
 /// Metric samples (NDJSON, optionally compressed) through the baselines, per appliance in time order.
 fn replay_metrics(engine: &mut Engine, settings: &Settings, options: &Options, path: &Path) -> Result<()> {
-    let bytes = read_file(path)?;
+    let bytes = read_file(path, MAX_METRICS_BYTES)?;
     let text = String::from_utf8_lossy(&bytes);
     let name = path.display().to_string();
     let mut samples = Vec::new();
@@ -499,10 +503,25 @@ mod tests {
         e.finish().unwrap();
         let zst = dir.path().join("b.log.zst");
         std::fs::write(&zst, zstd::encode_all(&text[..], 3).unwrap()).unwrap();
-        assert_eq!(read_file(&gz).unwrap(), text);
-        assert_eq!(read_file(&zst).unwrap(), text);
+        assert_eq!(read_file(&gz, 1 << 20).unwrap(), text);
+        assert_eq!(read_file(&zst, 1 << 20).unwrap(), text);
         let pattern = format!("{}/*.log.*", dir.path().display());
         assert_eq!(expand(&[pattern]).unwrap(), vec![gz, zst]);
         assert!(expand(&[format!("{}/none-*.log", dir.path().display())]).is_err());
+    }
+
+    #[test]
+    fn a_compressed_input_read_whole_is_refused_past_its_bound_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let bomb = dir.path().join("samples.ndjson.gz");
+        let mut e = flate2::write::GzEncoder::new(std::fs::File::create(&bomb).unwrap(), flate2::Compression::best());
+        for _ in 0..64 {
+            e.write_all(&[b'\n'; 1 << 16]).unwrap();
+        }
+        e.finish().unwrap();
+        assert!(std::fs::metadata(&bomb).unwrap().len() < 16 << 10, "a small file inflating to 4 MiB");
+        let error = read_file(&bomb, 1 << 20).unwrap_err().to_string();
+        assert!(error.contains("samples.ndjson.gz") && error.contains("more than 1.0 MiB"), "{error}");
+        assert_eq!(read_file(&bomb, 4 << 20).unwrap().len(), 4 << 20, "exactly the bound is read");
     }
 }

@@ -3,6 +3,7 @@
 //! feed inputs and read outputs back.
 #![allow(dead_code)]
 
+pub mod committed;
 pub mod secure;
 
 use std::collections::{BTreeMap, HashMap};
