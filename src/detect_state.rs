@@ -169,12 +169,27 @@ impl PartitionStates {
         if !self.partitions.values().flat_map(HashMap::values).any(due) {
             return Ok(Submitted::Queued);
         }
-        // Everything published so far is delivered, as far as the brokers allow within a short wait,
-        // before the state that follows from it is written: a record a restart skips (its effect is in
-        // the state) then had its alerts delivered. During an outage the state is written all the same,
-        // so the records reach the ledger, whose stall detection and readiness cover them.
-        if let Err(error) = sink.flush(if all { log.stop_wait } else { FLUSH_WAIT }) {
-            tracing::debug!(%error, "detection state written while earlier outputs still wait for delivery");
+        // The alerts of the records the state now covers are delivered, as far as the brokers allow
+        // within a short wait, before the state that follows from them is written: a restart does not
+        // evaluate those records again (their other outputs are published again, since their offsets
+        // are committed only after every delivery). During an outage the state is written all the
+        // same, so the records reach the ledger, whose stall detection and readiness cover them. Only
+        // the alerts are awaited, not the whole producer queue: processing does not stop to let the
+        // brokers catch up with every enriched event.
+        let deadline = Instant::now() + if all { log.stop_wait } else { FLUSH_WAIT };
+        let alerts = self
+            .partitions
+            .values_mut()
+            .flat_map(HashMap::values_mut)
+            .filter(|o| due(o))
+            .flat_map(|o| o.held.iter_mut().flat_map(|p| p.deliveries.iter_mut()))
+            .filter(|d| d.kind == OutputKind::Alert);
+        let mut waiting = 0;
+        for alert in alerts {
+            waiting += usize::from(!alert.wait_until(deadline));
+        }
+        if waiting > 0 {
+            tracing::debug!(waiting, "detection state written while alerts before it still wait for delivery");
         }
         for (topic, partitions) in &mut self.partitions {
             for (&partition, owned) in partitions.iter_mut().filter(|(_, o)| due(o)) {

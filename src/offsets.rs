@@ -25,7 +25,7 @@ use rdkafka::Message;
 use crate::ecs::SourceRef;
 use crate::failure::Failure;
 use crate::metrics::{Metrics, ReasonLabels};
-use crate::sink::{rejects_record, DeadLetters, Delivery, OutputKind, REJECTED};
+use crate::sink::{rejects_record, DeadLetters, Delivery, OutputKind, Report, REJECTED};
 
 /// One input record's outputs, in the order they were published.
 pub struct Pending {
@@ -215,11 +215,15 @@ impl Ledger {
 /// stalled until the report comes: librdkafka keeps trying, the partition waits, nothing past this
 /// record is stored, and readiness is off until it is delivered.
 async fn delivery_report(
-    mut future: DeliveryFuture,
+    report: Report,
     stall: Option<&Stall>,
     source: SourceRef<'_>,
 ) -> Option<(KafkaError, Option<OwnedMessage>)> {
     let SourceRef { topic, partition, offset } = source;
+    let mut future = match report {
+        Report::Waiting(future) => future,
+        Report::Received(outcome) => return failure(outcome),
+    };
     let outcome = match stall {
         None => future.await,
         Some(stall) => match tokio::time::timeout(stall.after, &mut future).await {
@@ -234,6 +238,11 @@ async fn delivery_report(
             }
         },
     };
+    failure(outcome)
+}
+
+/// The failure a delivery report tells of, if any.
+fn failure(outcome: <DeliveryFuture as std::future::Future>::Output) -> Option<(KafkaError, Option<OwnedMessage>)> {
     match outcome {
         Ok(Ok(_)) => None,
         Ok(Err((error, message))) => Some((error, Some(message))),
@@ -284,7 +293,7 @@ async fn ack(
         for pending in batch.drain(..) {
             for delivery in pending.deliveries {
                 let source = SourceRef { topic: &topic, partition, offset: pending.offset };
-                if let Some((error, message)) = delivery_report(delivery.future, stall.as_ref(), source).await {
+                if let Some((error, message)) = delivery_report(delivery.report, stall.as_ref(), source).await {
                     let out_topic = message.as_ref().map(|m| m.topic().to_owned()).unwrap_or_default();
                     metrics.delivery_failures.get_or_create(&Metrics::topic(&out_topic)).inc();
                     // A record the brokers will never take is replaced by its dead letter; the partition

@@ -3,6 +3,7 @@
 //! The sink never decides what is committed; it hands every delivery future to `offsets`, which
 //! stores an input offset only when all outputs up to it are acknowledged.
 
+use std::future::Future;
 use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -38,9 +39,35 @@ pub enum OutputKind {
 /// One published record awaiting its delivery report.
 pub struct Delivery {
     pub kind: OutputKind,
-    pub future: DeliveryFuture,
+    pub report: Report,
     /// `records_out` for the record's topic, counted when the broker acknowledges it.
     pub delivered: Counter,
+}
+
+/// What the producer said of one record: still to come, or already received (a report awaited early,
+/// before the record reached its partition's acker).
+pub enum Report {
+    Waiting(DeliveryFuture),
+    Received(<DeliveryFuture as std::future::Future>::Output),
+}
+
+impl Delivery {
+    /// Waits until `deadline` for the report without consuming it: true once it has come.
+    pub fn wait_until(&mut self, deadline: std::time::Instant) -> bool {
+        use std::task::{Context, Poll, Waker};
+        loop {
+            let Report::Waiting(future) = &mut self.report else { return true };
+            // The producer's own thread resolves the future; polling it here only looks.
+            if let Poll::Ready(outcome) = std::pin::Pin::new(future).poll(&mut Context::from_waker(Waker::noop())) {
+                self.report = Report::Received(outcome);
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
 }
 
 /// The producer's context: librdkafka's errors are logged as by default, and "all brokers down" clears
@@ -175,7 +202,7 @@ impl Sink {
             match self.producer.send_result(record) {
                 Ok(future) => {
                     let delivered = self.delivered[Self::index(kind)].clone();
-                    return Ok(Delivery { kind, future, delivered });
+                    return Ok(Delivery { kind, report: Report::Waiting(future), delivered });
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
                     record = returned;
@@ -437,5 +464,34 @@ mod tests {
         assert!(small["gatewatch"].get("evidence_truncated").is_none());
         let mut huge = json!({"url": {"original": "y".repeat(5000)}, "gatewatch": {"evidence": []}});
         assert!(fit_alert(&mut huge, 1000).is_none());
+    }
+
+    #[test]
+    fn a_report_awaited_early_waits_for_the_broker_and_is_kept_for_the_acker() {
+        let mock = rdkafka::mocking::MockCluster::new(1).unwrap();
+        mock.create_topic("alerts", 1, 1).unwrap();
+        mock.create_topic("down", 1, 1).unwrap();
+        let leaderless = rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE;
+        mock.topic_error("down", leaderless).unwrap();
+        let producer: FutureProducer =
+            ClientConfig::new().set("bootstrap.servers", mock.bootstrap_servers()).create().unwrap();
+        let send = |topic: &str| Delivery {
+            kind: OutputKind::Alert,
+            report: Report::Waiting(
+                producer.send_result(FutureRecord::<[u8], [u8]>::to(topic).payload(b"{}")).unwrap(),
+            ),
+            delivered: Counter::default(),
+        };
+        let within = |d: Duration| std::time::Instant::now() + d;
+        let mut first = send("alerts");
+        assert!(first.wait_until(within(Duration::from_secs(10))));
+        assert!(matches!(first.report, Report::Received(Ok(Ok(_)))));
+        // Without a leader the report does not come: the wait ends at its deadline, the future kept.
+        let mut second = send("down");
+        assert!(!second.wait_until(within(Duration::from_millis(500))));
+        assert!(matches!(second.report, Report::Waiting(_)));
+        mock.topic_error("down", rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR).unwrap();
+        assert!(second.wait_until(within(Duration::from_secs(20))));
+        assert!(matches!(second.report, Report::Received(Ok(Ok(_)))));
     }
 }

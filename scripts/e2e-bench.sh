@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# End to end through a broker, in the same run: scripts/e2e-bench.sh [N] [RUNS]
+# Starts tansu (memory engine) on a free port, puts the first N lines (default 200000) of the peer
+# benchmark's corpus on a 2-partition input topic, then RUNS times (default 3), alternating:
+#   copy      examples/kafka_copy.rs: consume the input, produce every value to a topic, no processing
+#             (gatewatch's producer settings, same client library);
+#   gatewatch `gatewatch run`, the full job: GeoLite2 City + ASN, the peer's 100,000 indicators, the rule
+#             pack, every enriched event to its topic (at least once, committed offsets).
+# Each from a fresh consumer group (session timeout 6 s for both: joining a group takes about half of it
+# on tansu), timed from launch until the N-th output is delivered (for gatewatch:
+# gatewatch_records_out_total on its enriched and dead-letter topics, polled every 100 ms), and from the
+# first record out (the copy: the first consumed) to the N-th: the steady rate, without start-up (group
+# join; for gatewatch also loading GeoIP, indicators and rules). Prints the medians and gatewatch's rate
+# as a fraction of the copy's, both ways (issue #14's target: >= 0.8).
+# GATEWATCH_ENV adds settings as NAME=VALUE words (e.g. GATEWATCH_ENV="GATEWATCH__PIPELINE__WORKERS=1").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+n=${1:-200000}
+runs=${2:-3}
+peer=${PEER_BENCH:-$root/../shared/bench/peer-syslog-ng}
+cache=${PEER_BENCH_CACHE:-$HOME/.cache/gatewatch-peer-bench}/peer-syslog-ng
+corpus=$cache/corpus-1000000.log
+indicators=$cache/indicators.csv
+[ -s .tools/geoip/GeoLite2-ASN.mmdb ] && [ -x .tools/bin/tansu ] || scripts/setup.sh
+mkdir -p "$cache"
+if [ ! -s "$corpus" ]; then
+  python3 "$peer/make_corpus.py" -n 1000000 -o "$corpus.tmp" && mv "$corpus.tmp" "$corpus"
+fi
+if [ ! -s "$indicators.typed.csv" ]; then
+  [ -s "$indicators" ] || { python3 "$peer/make_corpus.py" --indicators "$indicators.tmp" && mv "$indicators.tmp" "$indicators"; }
+  { echo "type,value,source"; cut -d, -f1,3 "$indicators" | sort -u -t, -k1,1 | sed 's/^/ipv4,/'; } >"$indicators.typed.csv"
+fi
+cargo build --release --locked --quiet --bin gatewatch --example kafka_copy
+target=${CARGO_TARGET_DIR:-$root/target}/release
+work=$(mktemp -d)
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+brokers=127.0.0.1:$port
+.tools/bin/tansu broker --listener-url "tcp://$brokers" --advertised-listener-url "tcp://$brokers" \
+  --storage-engine memory://tansu/ >/dev/null 2>&1 &
+tansu=$!
+trap 'kill $tansu 2>/dev/null; rm -rf "$work"' EXIT
+for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+head -n "$n" "$corpus" >"$work/input.log"
+"$target/examples/kafka_copy" create "$brokers" 2 input
+echo "e2e-bench: $("$target/examples/kafka_copy" produce "$brokers" input "$work/input.log" 2) lines on the input topic"
+cat >"$work/gatewatch.toml" <<TOML
+[enrich.geoip]
+city_db = "$root/.tools/geoip/GeoLite2-City.mmdb"
+asn_db = "$root/.tools/geoip/GeoLite2-ASN.mmdb"
+[[enrich.ioc.feeds]]
+name = "peer-indicators"
+path = "$indicators.typed.csv"
+format = "csv"
+[detect]
+rules_dirs = ["$root/rules"]
+TOML
+metric() { # series: summed over the enriched and dead-letter topics
+  { curl -s "http://$1/metrics" || true; } | awk -v a="gatewatch_records_out_total{topic=\"enriched-$2\"}" \
+    -v b="gatewatch_records_out_total{topic=\"dlq-$2\"}" '$1 == a || $1 == b { s += $2 } END { print s + 0 }'
+}
+copy_secs=() ; gw_secs=() ; gw_cpu=() ; gw_rss=() ; copy_cpu=() ; copy_steady=() ; gw_steady=()
+for run in $(seq "$runs"); do
+  "$target/examples/kafka_copy" create "$brokers" 3 "copy-$run" "enriched-$run"
+  "$target/examples/kafka_copy" create "$brokers" 1 "alerts-$run" "dlq-$run"
+  "$target/examples/kafka_copy" create "$brokers" 2 "metrics-$run" "state-$run" "detect-state-$run"
+  /usr/bin/time -f '%U %S %M' -o "$work/copy.time" \
+    "$target/examples/kafka_copy" copy "$brokers" input "copy-$run" "copy-group-$run" "$n" >"$work/copy.secs"
+  read -r total first <"$work/copy.secs"
+  copy_secs+=("$total")
+  copy_steady+=("$(awk -v t="$total" -v f="$first" 'BEGIN { printf "%.3f", t - f }')")
+  copy_cpu+=("$(tail -n 1 "$work/copy.time" | awk '{ print $1 + $2 }')")
+
+  admin=127.0.0.1:$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  start=$(date +%s.%N)
+  # shellcheck disable=SC2086
+  env GATEWATCH__KAFKA__BROKERS="$brokers" GATEWATCH__KAFKA__GROUP_ID="gatewatch-group-$run" \
+    GATEWATCH__KAFKA__INPUT_TOPICS=input GATEWATCH__KAFKA__SESSION_TIMEOUT=6s GATEWATCH__OUTPUT__ENRICHED_TOPIC="enriched-$run" \
+    GATEWATCH__OUTPUT__ALERTS_TOPIC="alerts-$run" GATEWATCH__OUTPUT__DLQ_TOPIC="dlq-$run" \
+    GATEWATCH__BASELINE__METRICS_TOPIC="metrics-$run" GATEWATCH__BASELINE__STATE_TOPIC="state-$run" \
+    GATEWATCH__DETECT__STATE_TOPIC="detect-state-$run" GATEWATCH__ADMIN__LISTEN="$admin" ${GATEWATCH_ENV:-} \
+    /usr/bin/time -f '%U %S %M' -o "$work/gw.time" "$target/gatewatch" --config "$work/gatewatch.toml" run \
+    >"$work/gw.log" 2>&1 &
+  gw=$!
+  first=""
+  while out=$(metric "$admin" "$run") && [ "$out" -lt "$n" ]; do
+    kill -0 $gw 2>/dev/null || { tail -20 "$work/gw.log"; echo "e2e-bench: gatewatch exited" >&2; exit 1; }
+    [ -n "$first" ] || [ "$out" -eq 0 ] || first=$(date +%s.%N)
+    sleep 0.1
+  done
+  end=$(date +%s.%N)
+  pkill -TERM -P $gw; wait $gw || { tail -20 "$work/gw.log"; cat "$work/gw.time"; }
+  gw_secs+=("$(awk -v s="$start" -v e="$end" 'BEGIN { printf "%.3f", e - s }')")
+  gw_steady+=("$(awk -v s="${first:-$start}" -v e="$end" 'BEGIN { printf "%.3f", e - s }')")
+  gw_cpu+=("$(tail -n 1 "$work/gw.time" | awk '{ print $1 + $2 }')")
+  gw_rss+=("$(tail -n 1 "$work/gw.time" | awk '{ print $3 }')")
+  echo "e2e-bench: run $run: copy ${copy_secs[-1]} s (steady ${copy_steady[-1]} s, ${copy_cpu[-1]} CPU-s)," \
+    "gatewatch ${gw_secs[-1]} s (steady ${gw_steady[-1]} s, ${gw_cpu[-1]} CPU-s, $((gw_rss[-1] / 1024)) MiB)"
+done
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+awk -v n="$n" -v c="$(median "${copy_secs[@]}")" -v g="$(median "${gw_secs[@]}")" \
+  -v cs="$(median "${copy_steady[@]}")" -v gs="$(median "${gw_steady[@]}")" \
+  -v cc="$(median "${copy_cpu[@]}")" -v gc="$(median "${gw_cpu[@]}")" -v m="$(median "${gw_rss[@]}")" 'BEGIN {
+  printf "e2e-bench: copy (no processing) %.2f s (steady %.2f s = %.0f records/s), %.1f CPU-s\n", c, cs, n / cs, cc
+  printf "e2e-bench: gatewatch full job  %.2f s (steady %.2f s = %.0f records/s), %.1f CPU-s, peak RSS %.0f MiB\n", g, gs, n / gs, gc, m / 1024
+  printf "e2e-bench: gatewatch at %.2f of the copy'"'"'s rate from launch, %.2f steady (medians of %d runs)\n", c / g, cs / gs, '"$runs"' }'
