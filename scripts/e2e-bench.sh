@@ -9,10 +9,11 @@
 # Each from a fresh consumer group (session timeout 6 s for both: joining a group takes about half of it
 # on tansu), timed from launch until the N-th output is delivered (for gatewatch:
 # gatewatch_records_out_total on its enriched and dead-letter topics, polled every 100 ms), and from the
-# first record out (the copy: the first consumed) to the N-th: the steady rate, without start-up (group
-# join; for gatewatch also loading GeoIP, indicators and rules). Prints the medians and gatewatch's rate
+# first record consumed to the N-th delivered: the steady rate, without start-up (group join; for
+# gatewatch also loading GeoIP, indicators and rules). Prints the medians and gatewatch's rate
 # as a fraction of the copy's, both ways (issue #14's target: >= 0.8).
-# GATEWATCH_ENV adds settings as NAME=VALUE words (e.g. GATEWATCH_ENV="GATEWATCH__PIPELINE__WORKERS=1").
+# GATEWATCH_ENV adds settings as NAME=VALUE words (e.g. GATEWATCH_ENV="GATEWATCH__DETECT__STATE_TOPIC=");
+# GATEWATCH_WRAP prefixes the gatewatch command (e.g. GATEWATCH_WRAP="perf record -g -o /tmp/live.data --").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -55,9 +56,10 @@ format = "csv"
 [detect]
 rules_dirs = ["$root/rules"]
 TOML
-metric() { # series: summed over the enriched and dead-letter topics
-  { curl -s "http://$1/metrics" || true; } | awk -v a="gatewatch_records_out_total{topic=\"enriched-$2\"}" \
-    -v b="gatewatch_records_out_total{topic=\"dlq-$2\"}" '$1 == a || $1 == b { s += $2 } END { print s + 0 }'
+metrics() { # records consumed, and records out (summed over the enriched and dead-letter topics)
+  { curl -s "http://$1/metrics" || true; } | awk -v i='gatewatch_records_in_total{topic="input"}' \
+    -v a="gatewatch_records_out_total{topic=\"enriched-$2\"}" -v b="gatewatch_records_out_total{topic=\"dlq-$2\"}" \
+    '$1 == i { n += $2 } $1 == a || $1 == b { s += $2 } END { print n + 0, s + 0 }'
 }
 copy_secs=() ; gw_secs=() ; gw_cpu=() ; gw_rss=() ; copy_cpu=() ; copy_steady=() ; gw_steady=()
 for run in $(seq "$runs"); do
@@ -79,13 +81,13 @@ for run in $(seq "$runs"); do
     GATEWATCH__OUTPUT__ALERTS_TOPIC="alerts-$run" GATEWATCH__OUTPUT__DLQ_TOPIC="dlq-$run" \
     GATEWATCH__BASELINE__METRICS_TOPIC="metrics-$run" GATEWATCH__BASELINE__STATE_TOPIC="state-$run" \
     GATEWATCH__DETECT__STATE_TOPIC="detect-state-$run" GATEWATCH__ADMIN__LISTEN="$admin" ${GATEWATCH_ENV:-} \
-    /usr/bin/time -f '%U %S %M' -o "$work/gw.time" "$target/gatewatch" --config "$work/gatewatch.toml" run \
+    /usr/bin/time -f '%U %S %M' -o "$work/gw.time" ${GATEWATCH_WRAP:-} "$target/gatewatch" --config "$work/gatewatch.toml" run \
     >"$work/gw.log" 2>&1 &
   gw=$!
   first=""
-  while out=$(metric "$admin" "$run") && [ "$out" -lt "$n" ]; do
+  while read -r in out < <(metrics "$admin" "$run") && [ "$out" -lt "$n" ]; do
     kill -0 $gw 2>/dev/null || { tail -20 "$work/gw.log"; echo "e2e-bench: gatewatch exited" >&2; exit 1; }
-    [ -n "$first" ] || [ "$out" -eq 0 ] || first=$(date +%s.%N)
+    [ -n "$first" ] || [ "$in" -eq 0 ] || first=$(date +%s.%N)
     sleep 0.1
   done
   end=$(date +%s.%N)
