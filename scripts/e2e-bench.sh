@@ -74,6 +74,7 @@ for run in $(seq "$runs"); do
   copy_cpu+=("$(tail -n 1 "$work/copy.time" | awk '{ print $1 + $2 }')")
 
   admin=127.0.0.1:$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  broker_before=$(awk '{ print $14 + $15 }' /proc/$tansu/stat)
   start=$(date +%s.%N)
   # shellcheck disable=SC2086
   env GATEWATCH__KAFKA__BROKERS="$brokers" GATEWATCH__KAFKA__GROUP_ID="gatewatch-group-$run" \
@@ -91,13 +92,14 @@ for run in $(seq "$runs"); do
     sleep 0.1
   done
   end=$(date +%s.%N)
+  broker_cpu=$(awk -v b="$broker_before" -v hz="$(getconf CLK_TCK)" '{ printf "%.1f", ($14 + $15 - b) / hz }' /proc/$tansu/stat)
   pkill -TERM -P $gw; wait $gw || { tail -20 "$work/gw.log"; cat "$work/gw.time"; }
   gw_secs+=("$(awk -v s="$start" -v e="$end" 'BEGIN { printf "%.3f", e - s }')")
   gw_steady+=("$(awk -v s="${first:-$start}" -v e="$end" 'BEGIN { printf "%.3f", e - s }')")
   gw_cpu+=("$(tail -n 1 "$work/gw.time" | awk '{ print $1 + $2 }')")
   gw_rss+=("$(tail -n 1 "$work/gw.time" | awk '{ print $3 }')")
   echo "e2e-bench: run $run: copy ${copy_secs[-1]} s (steady ${copy_steady[-1]} s, ${copy_cpu[-1]} CPU-s)," \
-    "gatewatch ${gw_secs[-1]} s (steady ${gw_steady[-1]} s, ${gw_cpu[-1]} CPU-s, $((gw_rss[-1] / 1024)) MiB)"
+    "gatewatch ${gw_secs[-1]} s (steady ${gw_steady[-1]} s, ${gw_cpu[-1]} CPU-s, $((gw_rss[-1] / 1024)) MiB; broker ${broker_cpu} CPU-s)"
 done
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 awk -v n="$n" -v c="$(median "${copy_secs[@]}")" -v g="$(median "${gw_secs[@]}")" \
