@@ -246,6 +246,16 @@ fn every_indicator_type_from_all_three_formats_matches_and_duplicates_name_both_
     assert!(matched(&enriched(&enricher, shell, None)).iter().any(|m| m.1 == "file_name"));
     // A clean event carries no threat fields.
     assert!(enriched(&enricher, &login_from("8.8.8.8"), None).get("threat").is_none());
+
+    // An SSLVPN record's `Context user@address` is matched too when it is not the body's `Client_ip`
+    // (which the GeoIP roles match), and not twice when it is.
+    let vpn = |context: &str, client: &str| {
+        format!("<134> 01/08/2020:01:21:00 GMT vpx01 0-PPE-1 : default SSLVPN UDPFLOWSTAT 1 0 : Context u@{context} - SessionId: 1 - User u - Client_ip {client} - Nat_ip 10.0.0.1 - Vserver 10.0.0.2:443")
+    };
+    let got = matched(&enriched(&enricher, &vpn("95.179.163.186", "8.8.8.8"), None));
+    assert_eq!(got.iter().filter(|m| m.2 == "citrix_adc.log.context.client.ip").count(), 2, "CSV and STIX: {got:?}");
+    let got = matched(&enriched(&enricher, &vpn("95.179.163.186", "95.179.163.186"), None));
+    assert!(got.iter().all(|m| m.2 != "citrix_adc.log.context.client.ip") && !got.is_empty(), "{got:?}");
 }
 
 #[test]

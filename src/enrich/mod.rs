@@ -282,6 +282,14 @@ impl Enricher {
 
     fn match_fields<'i>(&self, index: &'i IocIndex, event: &AdcEvent<'_>, now: DateTime<Utc>, hits: &mut Vec<Hit<'i>>) {
         let f = &event.fields;
+        // The session's client as the `Context user@address` names it: usually the body's `Client_ip`
+        // (`client.ip`, matched with the GeoIP roles), but not always, and an indicator list is matched
+        // against every address a record names.
+        if let Some(ip) = f.get_str(CONTEXT_CLIENT_IP).and_then(|s| s.parse::<IpAddr>().ok()) {
+            if f.get_str("client.ip").and_then(|s| s.parse::<IpAddr>().ok()) != Some(ip) {
+                index.match_ip(ip, CONTEXT_CLIENT_IP, now, hits);
+            }
+        }
         for field in ["url.domain", "destination.domain"] {
             if let Some(domain) = f.get_str(field) {
                 index.match_domain(domain, field, now, hits);
@@ -316,6 +324,9 @@ impl Enricher {
         }
     }
 }
+
+/// The client address of an SSLVPN record's `Context user@address`.
+const CONTEXT_CLIENT_IP: &str = "citrix_adc.log.context.client.ip";
 
 /// Addresses, URLs (and their hosts) and absolute paths mentioned in free text.
 fn scan_text<'i>(index: &'i IocIndex, text: &str, field: &'static str, now: DateTime<Utc>, hits: &mut Vec<Hit<'i>>) {
