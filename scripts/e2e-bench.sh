@@ -13,7 +13,7 @@
 # gatewatch also loading GeoIP, indicators and rules). Prints the medians and gatewatch's rate
 # as a fraction of the copy's, both ways (issue #14's target: >= 0.8).
 # GATEWATCH_ENV adds settings as NAME=VALUE words (e.g. GATEWATCH_ENV="GATEWATCH__DETECT__STATE_TOPIC=");
-# GATEWATCH_WRAP prefixes the gatewatch command (e.g. GATEWATCH_WRAP="perf record -g -o /tmp/live.data --").
+# GATEWATCH_BIN runs another gatewatch binary (an older build, to compare); GATEWATCH_WRAP prefixes the gatewatch command (e.g. GATEWATCH_WRAP="perf record -g -o /tmp/live.data --").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -82,7 +82,7 @@ for run in $(seq "$runs"); do
     GATEWATCH__OUTPUT__ALERTS_TOPIC="alerts-$run" GATEWATCH__OUTPUT__DLQ_TOPIC="dlq-$run" \
     GATEWATCH__BASELINE__METRICS_TOPIC="metrics-$run" GATEWATCH__BASELINE__STATE_TOPIC="state-$run" \
     GATEWATCH__DETECT__STATE_TOPIC="detect-state-$run" GATEWATCH__ADMIN__LISTEN="$admin" ${GATEWATCH_ENV:-} \
-    /usr/bin/time -f '%U %S %M' -o "$work/gw.time" ${GATEWATCH_WRAP:-} "$target/gatewatch" --config "$work/gatewatch.toml" run \
+    /usr/bin/time -f '%U %S %M' -o "$work/gw.time" ${GATEWATCH_WRAP:-} "${GATEWATCH_BIN:-$target/gatewatch}" --config "$work/gatewatch.toml" run \
     >"$work/gw.log" 2>&1 &
   gw=$!
   first=""
