@@ -1,6 +1,7 @@
 //! Field access and value tests: a selection's fields compiled to predicates, and their evaluation
 //! against an ECS document.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::IpAddr;
 
@@ -274,6 +275,27 @@ pub(super) fn compile_selection(
 /// Every value at a dotted path (arrays flattened; `threat.enrichments.indicator.ip` reaches into the
 /// array's objects).
 pub fn lookup<'d>(doc: &'d Map<String, Json>, path: &str) -> Vec<&'d Json> {
+    // Objects all the way down (the common case): one walk, no intermediate lists.
+    let mut parts = path.split('.');
+    let Some(mut value) = parts.next().and_then(|first| doc.get(first)) else { return Vec::new() };
+    for part in parts {
+        match value {
+            Json::Object(o) => match o.get(part) {
+                Some(next) => value = next,
+                None => return Vec::new(),
+            },
+            Json::Array(_) => return lookup_through_arrays(doc, path),
+            _ => return Vec::new(),
+        }
+    }
+    match value {
+        Json::Array(items) => items.iter().collect(),
+        other => vec![other],
+    }
+}
+
+/// [`lookup`] where a step of the path is a list: each element's field.
+fn lookup_through_arrays<'d>(doc: &'d Map<String, Json>, path: &str) -> Vec<&'d Json> {
     let mut current: Vec<&Json> = Vec::new();
     let mut parts = path.split('.');
     let Some(first) = parts.next() else { return current };
@@ -302,12 +324,23 @@ pub fn lookup<'d>(doc: &'d Map<String, Json>, path: &str) -> Vec<&'d Json> {
     flat
 }
 
-pub(super) fn value_text(v: &Json) -> Option<String> {
+/// A value as text for matching: strings as they are (borrowed), numbers and booleans written out.
+pub(super) fn value_text(v: &Json) -> Option<Cow<'_, str>> {
     match v {
-        Json::String(s) => Some(s.clone()),
-        Json::Number(n) => Some(n.to_string()),
-        Json::Bool(b) => Some(b.to_string()),
+        Json::String(s) => Some(Cow::Borrowed(s)),
+        Json::Number(n) => Some(Cow::Owned(n.to_string())),
+        Json::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
         _ => None,
+    }
+}
+
+/// `text` in lower case, copied only when a letter in it is not lower case already (upper- and
+/// title-case letters are alphabetic; lower-case letters and non-letters lower-case to themselves).
+fn lowercase(text: &str) -> Cow<'_, str> {
+    if text.chars().all(|c| c.is_lowercase() || !c.is_alphabetic()) {
+        Cow::Borrowed(text)
+    } else {
+        Cow::Owned(text.to_lowercase())
     }
 }
 
@@ -318,10 +351,10 @@ pub(super) fn pred_matches(pred: &Pred, value: &Json) -> bool {
     let number = || value.as_f64().or_else(|| value.as_str().and_then(|s| s.trim().parse().ok()));
     let Some(text) = value_text(value) else { return false };
     match pred {
-        Pred::Eq(want) => text.to_lowercase() == *want,
-        Pred::Contains(want) => text.to_lowercase().contains(want.as_str()),
-        Pred::StartsWith(want) => text.to_lowercase().starts_with(want.as_str()),
-        Pred::EndsWith(want) => text.to_lowercase().ends_with(want.as_str()),
+        Pred::Eq(want) => lowercase(&text) == want.as_str(),
+        Pred::Contains(want) => lowercase(&text).contains(want.as_str()),
+        Pred::StartsWith(want) => lowercase(&text).starts_with(want.as_str()),
+        Pred::EndsWith(want) => lowercase(&text).ends_with(want.as_str()),
         Pred::Re(re) => re.is_match(&text),
         Pred::Cidr(net) => text.parse::<IpAddr>().is_ok_and(|ip| net.contains(&ip)),
         Pred::Lt(n) => number().is_some_and(|v| v < *n),
@@ -343,7 +376,7 @@ pub(super) fn field_matches(test: &FieldTest, doc: &Map<String, Json>) -> bool {
             preds.iter().any(|p| values.iter().any(|v| pred_matches(p, v)))
         }
         Values::All(preds) => preds.iter().all(|p| values.iter().any(|v| pred_matches(p, v))),
-        Values::Literals(automaton) => values.iter().filter_map(|v| value_text(v)).any(|t| automaton.is_match(&t)),
+        Values::Literals(automaton) => values.iter().filter_map(|v| value_text(v)).any(|t| automaton.is_match(&*t)),
         Values::Regexes(set) => values.iter().filter_map(|v| value_text(v)).any(|t| set.is_match(&t)),
     }
 }
@@ -352,5 +385,47 @@ pub(super) fn selection_matches(selection: &Selection, doc: &Map<String, Json>) 
     match selection {
         Selection::All(tests) => tests.iter().all(|t| field_matches(t, doc)),
         Selection::Any(options) => options.iter().any(|o| selection_matches(o, doc)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_direct_walk_finds_what_the_walk_through_lists_finds() {
+        let doc = json!({
+            "url": {"original": "/vpn/../vpns/cfg/smb.conf", "path": ["/a", "/b"]},
+            "threat": {"enrichments": [{"matched": {"field": "source.ip"}}, {"matched": {"field": "url.path"}}]},
+            "event": {"category": ["web"], "code": 403, "ok": true},
+            "citrix_adc.log.fields": "dotted key",
+        });
+        let doc = doc.as_object().unwrap();
+        for path in [
+            "url.original",
+            "url.path",
+            "threat.enrichments.matched.field",
+            "event.category",
+            "event.code",
+            "event.code.deeper",
+            "event.missing",
+            "missing",
+            "citrix_adc.log.fields",
+            "",
+        ] {
+            assert_eq!(lookup(doc, path), lookup_through_arrays(doc, path), "{path}");
+        }
+        assert_eq!(lookup(doc, "threat.enrichments.matched.field").len(), 2);
+    }
+
+    #[test]
+    fn text_is_lowered_as_str_to_lowercase_does_and_copied_only_when_needed() {
+        for text in ["/vpns/portal", "POST /VPN", "Straße", "ǅemal", "ⒶⅠ", "日本", "ΣΑΣ", "mixedCase 42"] {
+            assert_eq!(lowercase(text), text.to_lowercase(), "{text}");
+        }
+        assert!(matches!(lowercase("/vpns/portal/scripts/newbm.pl"), Cow::Borrowed(_)));
+        assert_eq!(value_text(&json!(true)).as_deref(), Some("true"));
+        assert_eq!(value_text(&json!(7)).as_deref(), Some("7"));
     }
 }
