@@ -36,8 +36,8 @@ use crate::sink::{Delivery, OutputKind, Sink};
 const SEP: char = '\u{1f}';
 /// The entry holding the next input offset a partition's written state covers.
 const OFFSET: &str = "o";
-/// How long a snapshot waits for earlier outputs to be delivered before it is put off.
-const FLUSH_WAIT: Duration = Duration::from_secs(1);
+/// How long a snapshot waits for the alerts of the records it covers; then it is written all the same.
+const ALERT_WAIT: Duration = Duration::from_secs(1);
 
 /// Where settled records and snapshots go.
 #[derive(Clone, Copy)]
@@ -176,7 +176,7 @@ impl PartitionStates {
         // same, so the records reach the ledger, whose stall detection and readiness cover them. Only
         // the alerts are awaited, not the whole producer queue: processing does not stop to let the
         // brokers catch up with every enriched event.
-        let deadline = Instant::now() + if all { log.stop_wait } else { FLUSH_WAIT };
+        let deadline = Instant::now() + if all { log.stop_wait } else { ALERT_WAIT };
         let alerts = self
             .partitions
             .values_mut()

@@ -137,8 +137,7 @@ pub fn poll(
 pub fn read_stats(status: u16, location: Option<&str>, body: &str) -> Result<Vec<(&'static str, f64)>, PollError> {
     let doc: Json = serde_json::from_str(body).unwrap_or(Json::Null);
     let errorcode = doc.get("errorcode").and_then(Json::as_i64).unwrap_or(0);
-    // The appliance's own words go into errors and logs: a bounded part of them.
-    let message: String = doc.get("message").and_then(Json::as_str).unwrap_or("").chars().take(200).collect();
+    let message = quoted(doc.get("message").and_then(Json::as_str).unwrap_or(""));
     if status == 401 || status == 403 || AUTH_ERRORCODES.contains(&errorcode) {
         return Err(PollError::Auth(if message.is_empty() { format!("HTTP {status}") } else { message }));
     }
@@ -150,7 +149,7 @@ pub fn read_stats(status: u16, location: Option<&str>, body: &str) -> Result<Vec
         });
     }
     if !(200..300).contains(&status) {
-        return Err(PollError::Http { status, body: body.chars().take(200).collect() });
+        return Err(PollError::Http { status, body: quoted(body) });
     }
     if errorcode != 0 {
         return Err(PollError::BadResponse(format!("errorcode {errorcode}: {message}")));
@@ -182,6 +181,11 @@ pub fn read_stats(status: u16, location: Option<&str>, body: &str) -> Result<Vec
         return Err(PollError::BadResponse("no CPU or memory counter available".into()));
     }
     Ok(out)
+}
+
+/// The appliance's own words as they go into errors and logs: their first 200 characters.
+fn quoted(text: &str) -> String {
+    text.chars().take(200).collect()
 }
 
 /// `now` rounded down to a multiple of `interval` (since the Unix epoch).
