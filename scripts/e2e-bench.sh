@@ -61,50 +61,70 @@ metrics() { # records consumed, and records out (summed over the enriched and de
     -v a="gatewatch_records_out_total{topic=\"enriched-$2\"}" -v b="gatewatch_records_out_total{topic=\"dlq-$2\"}" \
     '$1 == i { n += $2 } $1 == a || $1 == b { s += $2 } END { print n + 0, s + 0 }'
 }
-copy_secs=() ; gw_secs=() ; gw_cpu=() ; gw_rss=() ; copy_cpu=() ; copy_steady=() ; gw_steady=()
+# E2E_WORKERS lists the pipeline.workers values to run gatewatch with, each in every run (default
+# "0": one per core), e.g. E2E_WORKERS="1 2" compares one worker with two in the same run.
+workers_list=${E2E_WORKERS:-0}
+copy_secs=() ; copy_cpu=() ; copy_steady=()
+declare -A gw_secs gw_steady gw_cpu gw_rss
 for run in $(seq "$runs"); do
-  "$target/examples/kafka_copy" create "$brokers" 3 "copy-$run" "enriched-$run"
-  "$target/examples/kafka_copy" create "$brokers" 1 "alerts-$run" "dlq-$run"
-  "$target/examples/kafka_copy" create "$brokers" 2 "metrics-$run" "state-$run" "detect-state-$run"
+  "$target/examples/kafka_copy" create "$brokers" 3 "copy-$run"
   /usr/bin/time -f '%U %S %M' -o "$work/copy.time" \
     "$target/examples/kafka_copy" copy "$brokers" input "copy-$run" "copy-group-$run" "$n" >"$work/copy.secs"
   read -r total first <"$work/copy.secs"
   copy_secs+=("$total")
   copy_steady+=("$(awk -v t="$total" -v f="$first" 'BEGIN { printf "%.3f", t - f }')")
   copy_cpu+=("$(tail -n 1 "$work/copy.time" | awk '{ print $1 + $2 }')")
-
-  admin=127.0.0.1:$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  broker_before=$(awk '{ print $14 + $15 }' /proc/$tansu/stat)
-  start=$(date +%s.%N)
-  # shellcheck disable=SC2086
-  env GATEWATCH__KAFKA__BROKERS="$brokers" GATEWATCH__KAFKA__GROUP_ID="gatewatch-group-$run" \
-    GATEWATCH__KAFKA__INPUT_TOPICS=input GATEWATCH__KAFKA__SESSION_TIMEOUT=6s GATEWATCH__OUTPUT__ENRICHED_TOPIC="enriched-$run" \
-    GATEWATCH__OUTPUT__ALERTS_TOPIC="alerts-$run" GATEWATCH__OUTPUT__DLQ_TOPIC="dlq-$run" \
-    GATEWATCH__BASELINE__METRICS_TOPIC="metrics-$run" GATEWATCH__BASELINE__STATE_TOPIC="state-$run" \
-    GATEWATCH__DETECT__STATE_TOPIC="detect-state-$run" GATEWATCH__ADMIN__LISTEN="$admin" ${GATEWATCH_ENV:-} \
-    /usr/bin/time -f '%U %S %M' -o "$work/gw.time" ${GATEWATCH_WRAP:-} "${GATEWATCH_BIN:-$target/gatewatch}" --config "$work/gatewatch.toml" run \
-    >"$work/gw.log" 2>&1 &
-  gw=$!
-  first=""
-  while read -r in out < <(metrics "$admin" "$run") && [ "$out" -lt "$n" ]; do
-    kill -0 $gw 2>/dev/null || { tail -20 "$work/gw.log"; echo "e2e-bench: gatewatch exited" >&2; exit 1; }
-    [ -n "$first" ] || [ "$in" -eq 0 ] || first=$(date +%s.%N)
-    sleep 0.1
+  line="e2e-bench: run $run: copy ${copy_secs[-1]} s (steady ${copy_steady[-1]} s, ${copy_cpu[-1]} CPU-s)"
+  for w in $workers_list; do
+    id=$run-w$w
+    "$target/examples/kafka_copy" create "$brokers" 3 "enriched-$id"
+    "$target/examples/kafka_copy" create "$brokers" 1 "alerts-$id" "dlq-$id"
+    "$target/examples/kafka_copy" create "$brokers" 2 "metrics-$id" "state-$id" "detect-state-$id"
+    admin=127.0.0.1:$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    broker_before=$(awk '{ print $14 + $15 }' /proc/$tansu/stat)
+    start=$(date +%s.%N)
+    # shellcheck disable=SC2086
+    env GATEWATCH__KAFKA__BROKERS="$brokers" GATEWATCH__KAFKA__GROUP_ID="gatewatch-group-$id" \
+      GATEWATCH__KAFKA__INPUT_TOPICS=input GATEWATCH__KAFKA__SESSION_TIMEOUT=6s GATEWATCH__OUTPUT__ENRICHED_TOPIC="enriched-$id" \
+      GATEWATCH__OUTPUT__ALERTS_TOPIC="alerts-$id" GATEWATCH__OUTPUT__DLQ_TOPIC="dlq-$id" \
+      GATEWATCH__BASELINE__METRICS_TOPIC="metrics-$id" GATEWATCH__BASELINE__STATE_TOPIC="state-$id" \
+      GATEWATCH__DETECT__STATE_TOPIC="detect-state-$id" GATEWATCH__ADMIN__LISTEN="$admin" \
+      GATEWATCH__PIPELINE__WORKERS="$w" ${GATEWATCH_ENV:-} \
+      /usr/bin/time -f '%U %S %M' -o "$work/gw.time" ${GATEWATCH_WRAP:-} "${GATEWATCH_BIN:-$target/gatewatch}" --config "$work/gatewatch.toml" run \
+      >"$work/gw.log" 2>&1 &
+    gw=$!
+    first=""
+    while read -r in out < <(metrics "$admin" "$id") && [ "$out" -lt "$n" ]; do
+      kill -0 $gw 2>/dev/null || { tail -20 "$work/gw.log"; echo "e2e-bench: gatewatch exited" >&2; exit 1; }
+      [ -n "$first" ] || [ "$in" -eq 0 ] || first=$(date +%s.%N)
+      sleep 0.1
+    done
+    end=$(date +%s.%N)
+    broker_cpu=$(awk -v b="$broker_before" -v hz="$(getconf CLK_TCK)" '{ printf "%.1f", ($14 + $15 - b) / hz }' /proc/$tansu/stat)
+    pkill -TERM -P $gw; wait $gw || { tail -20 "$work/gw.log"; cat "$work/gw.time"; }
+    secs=$(awk -v s="$start" -v e="$end" 'BEGIN { printf "%.3f", e - s }')
+    steady=$(awk -v s="${first:-$start}" -v e="$end" 'BEGIN { printf "%.3f", e - s }')
+    read -r cpu rss < <(tail -n 1 "$work/gw.time" | awk '{ print $1 + $2, $3 }')
+    gw_secs[$w]+="$secs " ; gw_steady[$w]+="$steady " ; gw_cpu[$w]+="$cpu " ; gw_rss[$w]+="$rss "
+    line+=", gatewatch (workers=$w) $secs s (steady $steady s, $cpu CPU-s, $((rss / 1024)) MiB; broker $broker_cpu CPU-s)"
   done
-  end=$(date +%s.%N)
-  broker_cpu=$(awk -v b="$broker_before" -v hz="$(getconf CLK_TCK)" '{ printf "%.1f", ($14 + $15 - b) / hz }' /proc/$tansu/stat)
-  pkill -TERM -P $gw; wait $gw || { tail -20 "$work/gw.log"; cat "$work/gw.time"; }
-  gw_secs+=("$(awk -v s="$start" -v e="$end" 'BEGIN { printf "%.3f", e - s }')")
-  gw_steady+=("$(awk -v s="${first:-$start}" -v e="$end" 'BEGIN { printf "%.3f", e - s }')")
-  gw_cpu+=("$(tail -n 1 "$work/gw.time" | awk '{ print $1 + $2 }')")
-  gw_rss+=("$(tail -n 1 "$work/gw.time" | awk '{ print $3 }')")
-  echo "e2e-bench: run $run: copy ${copy_secs[-1]} s (steady ${copy_steady[-1]} s, ${copy_cpu[-1]} CPU-s)," \
-    "gatewatch ${gw_secs[-1]} s (steady ${gw_steady[-1]} s, ${gw_cpu[-1]} CPU-s, $((gw_rss[-1] / 1024)) MiB; broker ${broker_cpu} CPU-s)"
+  echo "$line"
 done
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-awk -v n="$n" -v c="$(median "${copy_secs[@]}")" -v g="$(median "${gw_secs[@]}")" \
-  -v cs="$(median "${copy_steady[@]}")" -v gs="$(median "${gw_steady[@]}")" \
-  -v cc="$(median "${copy_cpu[@]}")" -v gc="$(median "${gw_cpu[@]}")" -v m="$(median "${gw_rss[@]}")" 'BEGIN {
-  printf "e2e-bench: copy (no processing) %.2f s (steady %.2f s = %.0f records/s), %.1f CPU-s\n", c, cs, n / cs, cc
-  printf "e2e-bench: gatewatch full job  %.2f s (steady %.2f s = %.0f records/s), %.1f CPU-s, peak RSS %.0f MiB\n", g, gs, n / gs, gc, m / 1024
-  printf "e2e-bench: gatewatch at %.2f of the copy'"'"'s rate from launch, %.2f steady (medians of %d runs)\n", c / g, cs / gs, '"$runs"' }'
+c=$(median "${copy_secs[@]}") ; cs=$(median "${copy_steady[@]}")
+awk -v n="$n" -v c="$c" -v cs="$cs" -v cc="$(median "${copy_cpu[@]}")" 'BEGIN {
+  printf "e2e-bench: copy (no processing) %.2f s (steady %.2f s = %.0f records/s), %.1f CPU-s\n", c, cs, n / cs, cc }'
+for w in $workers_list; do
+  # shellcheck disable=SC2086
+  awk -v n="$n" -v w="$w" -v c="$c" -v cs="$cs" -v g="$(median ${gw_secs[$w]})" -v gs="$(median ${gw_steady[$w]})" \
+    -v gc="$(median ${gw_cpu[$w]})" -v m="$(median ${gw_rss[$w]})" 'BEGIN {
+    printf "e2e-bench: gatewatch full job, workers=%s: %.2f s (steady %.2f s = %.0f records/s), %.1f CPU-s, peak RSS %.0f MiB\n", w, g, gs, n / gs, gc, m / 1024
+    printf "e2e-bench: gatewatch (workers=%s) at %.2f of the copy'"'"'s rate from launch, %.2f steady (medians of %d runs)\n", w, c / g, cs / gs, '"$runs"' }'
+done
+set -- $workers_list
+if [ $# -ge 2 ]; then
+  # shellcheck disable=SC2086
+  awk -v a="$1" -v b="${!#}" -v ga="$(median ${gw_steady[$1]})" -v gb="$(median ${gw_steady[${!#}]})" \
+    -v la="$(median ${gw_secs[$1]})" -v lb="$(median ${gw_secs[${!#}]})" 'BEGIN {
+    printf "e2e-bench: workers=%s runs %.2fx the rate of workers=%s steady, %.2fx from launch\n", b, ga / gb, a, la / lb }'
+fi

@@ -47,7 +47,7 @@ async fn livez(State(state): State<AdminState>) -> impl IntoResponse {
 }
 
 async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
-    let assigned = state.health.assigned.load(std::sync::atomic::Ordering::Relaxed);
+    let assigned = state.health.assigned() > 0;
     let reachable = state.health.producer_reachable.load(std::sync::atomic::Ordering::Relaxed);
     let failing = state.health.failing_reloads();
     let stalled = state.health.stalled_deliveries.load(std::sync::atomic::Ordering::Relaxed);

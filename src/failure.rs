@@ -22,6 +22,9 @@ pub enum Failure {
     /// An output's delivery failed for good.
     #[error("delivery to {to} of the output of {topic}/{partition}@{offset} failed: {reason}")]
     Delivery { to: String, topic: String, partition: i32, offset: i64, reason: String },
+    /// A worker thread could not be started, or panicked.
+    #[error("worker {worker}: {what}")]
+    Worker { worker: usize, what: String },
     /// The offset tracking of a partition ended while its records were in flight.
     #[error("offset tracking for {topic}/{partition} stopped")]
     Tracking { topic: String, partition: i32 },

@@ -32,6 +32,11 @@ pub struct PartitionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WorkerLabels {
+    pub worker: u32,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DatasetLabels {
     pub dataset: &'static str,
     /// `parsed` (a known event type) or `unknown` (header and raw body only).
@@ -101,6 +106,7 @@ pub struct Metrics {
     pub committed_offset: Family<PartitionLabels, Gauge>,
     pub stored_offset: Family<PartitionLabels, Gauge>,
     pub assigned_partitions: Gauge,
+    pub worker_partitions: Family<WorkerLabels, Gauge>,
     pub ioc_hits: Counter,
     pub alerts: Family<StageLabels, Counter>,
     pub rule_hits: Family<RuleLabels, Counter>,
@@ -148,6 +154,7 @@ impl Metrics {
             committed_offset: registered(&mut registry, "committed_offset", "Last offset committed to the group, per partition"),
             stored_offset: registered(&mut registry, "stored_offset", "Next offset to commit: every earlier record is fully delivered"),
             assigned_partitions: registered(&mut registry, "assigned_partitions", "Input partitions assigned to this instance"),
+            worker_partitions: registered(&mut registry, "worker_partitions", "Input partitions assigned to each worker of this instance"),
             rebalances: registered(&mut registry, "rebalances", "Consumer group rebalances seen"),
             baseline_series: registered(&mut registry, "baseline_series", "Metric series held by this instance, per warm-up state"),
             baseline_samples: registered(&mut registry, "baseline_samples", "Metric samples seen, per result (scored, warming, stale, replayed)"),

@@ -8,10 +8,11 @@
 //!             commit ◀── store offset+1 ◀── offsets (per-partition acker, in offset order)
 //! ```
 //!
-//! One thread polls the consumer, parses and publishes; it is the only thread that touches the
-//! consumer's queue, so rebalance callbacks run there. Ackers run on the tokio runtime.
+//! Each worker thread polls a consumer of its own, parses and publishes; it is the only thread that
+//! touches that consumer's queue, so its rebalance callbacks run there. Ackers run on the tokio runtime.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -73,15 +74,104 @@ struct RunContext {
     records_in: HashMap<String, Counter>,
 }
 
-/// Everything the polling thread needs, built once before the first message.
+/// What every worker shares: the loaded enrichment and rules, the runtime of the ackers, the metrics,
+/// the health and the stop.
+#[derive(Clone)]
+pub struct Shared {
+    pub enricher: Arc<Enricher>,
+    pub rules: Arc<ArcSwap<RuleSet>>,
+    pub runtime: tokio::runtime::Handle,
+    pub metrics: Metrics,
+    pub health: Arc<Health>,
+    pub stop: Stop,
+}
+
+/// The live service's workers (`pipeline.workers`, default one per core). Each has a consumer of its
+/// own in the group, so the group gives each worker its own input (and metrics) partitions, and with
+/// them their ledger, detection state and baselines: no record, document or state crosses threads.
+/// They share one producer. Exactly-once mode runs one worker.
+pub struct Workers {
+    pipelines: Vec<Pipeline>,
+}
+
+impl Workers {
+    /// Creates every worker's consumer (subscribed) and the producer(s).
+    pub fn start(settings: &Settings, shared: &Shared) -> Result<Workers, RunError> {
+        let exactly_once = settings.kafka.delivery == DeliveryMode::ExactlyOnce;
+        // Exactly once runs one worker: with a transactional producer per worker, tansu gave some inputs'
+        // outputs more than once across kill -9 restarts (tests/exactly_once.rs), cause not found yet.
+        let count = if exactly_once { 1 } else { settings.pipeline.worker_count() };
+        if exactly_once && settings.pipeline.worker_count() > 1 {
+            tracing::info!(
+                pipeline.workers = settings.pipeline.workers,
+                "exactly-once mode processes records on one worker"
+            );
+        }
+        // The producer is shared at least once; exactly once, the one worker makes its transactional one.
+        let shared_sink = if exactly_once {
+            None
+        } else {
+            Some(Arc::new(Sink::new(settings, &shared.metrics, shared.health.producer_reachable.clone())?))
+        };
+        shared.health.expect_workers(count);
+        let mut pipelines = Vec::with_capacity(count);
+        for worker in 0..count {
+            pipelines.push(Pipeline::start(settings.clone(), shared, worker, shared_sink.clone())?);
+        }
+        tracing::info!(workers = count, "workers started");
+        Ok(Workers { pipelines })
+    }
+
+    /// A producer of the service (for the readiness probe).
+    pub fn sink(&self) -> Arc<Sink> {
+        self.pipelines[0].sink.clone()
+    }
+
+    /// Runs every worker on a thread of its own until stopped; a failure of one stops all. The first
+    /// failure, else `StoppedLate` if any worker's drain timed out.
+    pub fn run(self) -> Result<Outcome, RunError> {
+        let mut threads = Vec::with_capacity(self.pipelines.len());
+        for pipeline in self.pipelines {
+            let (stop, worker) = (pipeline.stop.clone(), pipeline.worker);
+            let thread =
+                std::thread::Builder::new().name(format!("gatewatch-poll-{worker}")).spawn(move || pipeline.run());
+            match thread {
+                Ok(thread) => threads.push((worker, thread)),
+                Err(error) => {
+                    stop.fail(Failure::Worker { worker, what: format!("cannot start its thread: {error}") });
+                    break;
+                }
+            }
+        }
+        let mut outcome = Ok(Outcome::Stopped);
+        for (worker, thread) in threads {
+            let ended = thread.join().unwrap_or_else(|_| {
+                let failure = Failure::Worker { worker, what: "its thread panicked".into() };
+                Err(RunError::Fatal(failure))
+            });
+            outcome = match (outcome, ended) {
+                (Err(first), _) => Err(first),
+                (Ok(_), Err(error)) => Err(error),
+                (Ok(Outcome::StoppedLate), Ok(_)) | (Ok(_), Ok(Outcome::StoppedLate)) => Ok(Outcome::StoppedLate),
+                (Ok(_), Ok(Outcome::Stopped)) => Ok(Outcome::Stopped),
+            };
+        }
+        outcome
+    }
+}
+
+/// One worker: its consumer and everything its polling thread needs, built once before the first
+/// message.
 pub struct Pipeline {
+    worker: usize,
     settings: Settings,
     enricher: Arc<Enricher>,
     rules: Arc<ArcSwap<RuleSet>>,
     consumer: Arc<InputConsumer>,
     sink: Arc<Sink>,
     metrics: Metrics,
-    health: Arc<Health>,
+    /// This worker's heartbeat for `/livez`.
+    beat: Arc<AtomicU64>,
     stop: Stop,
     baseline: Option<BaselineStage>,
     /// Detection state per input partition, with its changelog.
@@ -91,17 +181,18 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Creates the producer and the subscribed consumer. `runtime` runs the ackers.
-    pub fn start(
+    /// Creates the worker's consumer (subscribed), and its producer unless given one to share.
+    fn start(
         settings: Settings,
-        enricher: Arc<Enricher>,
-        rules: Arc<ArcSwap<RuleSet>>,
-        runtime: tokio::runtime::Handle,
-        metrics: Metrics,
-        health: Arc<Health>,
-        stop: Stop,
+        shared: &Shared,
+        worker: usize,
+        sink: Option<Arc<Sink>>,
     ) -> Result<Pipeline, RunError> {
-        let sink = Arc::new(Sink::new(&settings, &metrics, health.producer_reachable.clone())?);
+        let Shared { enricher, rules, runtime, metrics, health, stop } = shared.clone();
+        let sink = match sink {
+            Some(sink) => sink,
+            None => Arc::new(Sink::new(&settings, &metrics, health.producer_reachable.clone())?),
+        };
         let ledger = Arc::new(
             Ledger::new(runtime, settings.pipeline.max_in_flight_per_partition, metrics.clone(), stop.clone())
                 .with_dead_letters(sink.dead_letters(&settings))
@@ -112,6 +203,7 @@ impl Pipeline {
         );
         let guard = (settings.kafka.delivery == DeliveryMode::ExactlyOnce).then(|| Guard::new(sink.clone()));
         let context = SourceContext {
+            worker,
             ledger,
             metrics: metrics.clone(),
             health: health.clone(),
@@ -123,31 +215,36 @@ impl Pipeline {
         let states = PartitionStates::new(&settings)?;
         let txn = guard.map(|g| Transactions::new(&settings.kafka, g));
         let consumer = Arc::new(source::subscribe(&settings, context)?);
-        Ok(Pipeline { settings, enricher, rules, consumer, sink, metrics, health, stop, baseline, states, txn })
-    }
-
-    pub fn sink(&self) -> Arc<Sink> {
-        self.sink.clone()
+        let beat = health.poller();
+        Ok(Pipeline { worker, settings, enricher, rules, consumer, sink, metrics, beat, stop, baseline, states, txn })
     }
 
     /// Polls until stopped. Must run on a thread of its own (it blocks).
-    pub fn run(mut self) -> Result<Outcome, RunError> {
+    fn run(mut self) -> Result<Outcome, RunError> {
         let mut run = self.run_context();
         // Polled records borrow the consumer; a handle of its own leaves `self` free for their handling.
         let consumer = self.consumer.clone();
         tracing::info!(
+            worker = self.worker,
             topics = ?self.settings.kafka.input_topics,
             metrics = ?self.settings.baseline.metrics_topic,
             group = %self.settings.kafka.group_id,
             "consuming"
         );
         // One trace span per batch of records (at most a second or 1,000 records), never per record.
-        let new_batch =
-            || tracing::info_span!("pipeline.batch", records = tracing::field::Empty, alerts = tracing::field::Empty);
+        let worker = self.worker;
+        let new_batch = || {
+            tracing::info_span!(
+                "pipeline.batch",
+                worker,
+                records = tracing::field::Empty,
+                alerts = tracing::field::Empty
+            )
+        };
         let mut batch = new_batch();
         let (mut batch_records, mut batch_alerts, mut batch_started) = (0u64, 0u64, Instant::now());
         while !self.stop.is_stopping() {
-            self.health.beat();
+            self.beat.store(source::unix_now(), Ordering::Relaxed);
             if batch_records >= 1000 || (batch_records > 0 && batch_started.elapsed() >= Duration::from_secs(1)) {
                 batch.record("records", batch_records as i64);
                 batch.record("alerts", batch_alerts as i64);

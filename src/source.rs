@@ -6,7 +6,7 @@
 //! fully delivered record. Anything not drained in time is simply not committed and is replayed.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
@@ -15,19 +15,22 @@ use rdkafka::statistics::Statistics;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
 use crate::config::Settings;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, WorkerLabels};
 use crate::offsets::Ledger;
 
 /// What `/livez` and `/readyz` report.
 #[derive(Default)]
 pub struct Health {
-    /// The consumer holds at least one partition.
-    pub assigned: AtomicBool,
+    /// Input partitions held, per worker (each worker's consumer has its own assignment); `None` until
+    /// the worker's first assignment.
+    assigned: Mutex<Vec<Option<usize>>>,
     /// The producer reaches the brokers: set by the readiness probe, cleared at once by librdkafka's
     /// "all brokers down" (the probe itself can wait behind a backlog).
     pub producer_reachable: Arc<AtomicBool>,
-    /// Unix seconds of the polling thread's last iteration.
-    pub last_poll: AtomicU64,
+    /// Unix seconds of the service's start, until the first worker polls.
+    started: AtomicU64,
+    /// Unix seconds of each worker's last iteration of its polling loop.
+    polls: Mutex<Vec<Arc<AtomicU64>>>,
     /// Components (`rules`, `feed:<name>`, `city`, `reloader`, ...) whose last (re)load failed, with
     /// the error. `/readyz` lists them; readiness itself is unaffected, since the previous version of
     /// each keeps serving.
@@ -37,15 +40,48 @@ pub struct Health {
 }
 
 impl Health {
+    /// Every worker has joined the group and the instance holds a partition; the producer reaches
+    /// the brokers and no delivery waits out an outage.
     pub fn ready(&self) -> bool {
-        self.assigned.load(Ordering::Relaxed)
+        self.assigned() > 0
             && self.producer_reachable.load(Ordering::Relaxed)
             && self.stalled_deliveries.load(Ordering::Relaxed) == 0
     }
 
+    /// Marks the start of the service (liveness counts from here until a worker polls).
     pub fn beat(&self) {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        self.last_poll.store(now, Ordering::Relaxed);
+        self.started.store(unix_now(), Ordering::Relaxed);
+    }
+
+    /// A worker's heartbeat: the worker stores [`unix_now`] in it on every turn of its loop.
+    pub fn poller(&self) -> Arc<AtomicU64> {
+        let beat = Arc::new(AtomicU64::new(unix_now()));
+        self.polls.lock().unwrap_or_else(PoisonError::into_inner).push(beat.clone());
+        beat
+    }
+
+    /// How many workers will join the group: none counts as assigned until all have been.
+    pub fn expect_workers(&self, workers: usize) {
+        *self.assigned.lock().unwrap_or_else(PoisonError::into_inner) = vec![None; workers];
+    }
+
+    /// Records how many input partitions `worker` holds; returns how many all workers hold.
+    pub fn set_assigned(&self, worker: usize, partitions: usize) -> usize {
+        let mut assigned = self.assigned.lock().unwrap_or_else(PoisonError::into_inner);
+        if assigned.len() <= worker {
+            assigned.resize(worker + 1, None);
+        }
+        assigned[worker] = Some(partitions);
+        assigned.iter().flatten().sum()
+    }
+
+    /// Input partitions held by all workers, once every worker has had its first assignment (0 before).
+    pub fn assigned(&self) -> usize {
+        let assigned = self.assigned.lock().unwrap_or_else(PoisonError::into_inner);
+        match assigned.iter().copied().collect::<Option<Vec<usize>>>() {
+            Some(each) => each.iter().sum(),
+            None => 0,
+        }
     }
 
     /// Records the outcome of a (re)load of `component`.
@@ -66,14 +102,23 @@ impl Health {
         failed.keys().cloned().collect::<Vec<_>>().join(",")
     }
 
-    /// Seconds since the polling thread last went round its loop.
+    /// Seconds since the stalest worker last went round its polling loop (since the start while none
+    /// has started).
     pub fn since_last_poll(&self) -> u64 {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        now.saturating_sub(self.last_poll.load(Ordering::Relaxed))
+        let polls = self.polls.lock().unwrap_or_else(PoisonError::into_inner);
+        let oldest = polls.iter().map(|beat| beat.load(Ordering::Relaxed)).min();
+        unix_now().saturating_sub(oldest.unwrap_or_else(|| self.started.load(Ordering::Relaxed)))
     }
 }
 
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
 pub struct SourceContext {
+    /// Which worker polls this consumer (see `pipeline`).
+    pub worker: usize,
     pub ledger: Arc<Ledger>,
     pub metrics: Metrics,
     pub health: Arc<Health>,
@@ -125,8 +170,10 @@ impl ConsumerContext for SourceContext {
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, _rebalance: &Rebalance<'_>) {
         let assigned = consumer.assignment().map(|tpl| tpl.count()).unwrap_or(0);
-        self.metrics.assigned_partitions.set(assigned as i64);
-        self.health.assigned.store(assigned > 0, Ordering::Relaxed);
+        let total = self.health.set_assigned(self.worker, assigned);
+        self.metrics.assigned_partitions.set(total as i64);
+        let worker = WorkerLabels { worker: self.worker as u32 };
+        self.metrics.worker_partitions.get_or_create(&worker).set(assigned as i64);
     }
 
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
@@ -157,12 +204,19 @@ pub fn commit_stored(consumer: &InputConsumer) {
     }
 }
 
+/// `queued.max.messages.kbytes`: records fetched ahead per worker, in KiB.
+const PREFETCH_KIB: u32 = 16_384;
+
 /// librdkafka consumer settings; everything in [`crate::config::PROTECTED_LIBRDKAFKA_OPTIONS`] is set here.
 pub fn consumer_config(settings: &Settings) -> ClientConfig {
     let k = &settings.kafka;
     let mut config = ClientConfig::new();
     let heartbeat = (k.session_timeout.as_millis() / 3).clamp(1, 3000);
     config.set("auto.commit.interval.ms", "1000").set("heartbeat.interval.ms", heartbeat.to_string());
+    // Records fetched ahead, per worker (each has a consumer): librdkafka's default is 64 MiB per
+    // consumer, which only adds memory here (a worker consumes ~20k records/s); `kafka.consumer_options`
+    // may set it back.
+    config.set("queued.max.messages.kbytes", PREFETCH_KIB.to_string());
     for (key, value) in &k.consumer_options {
         config.set(key, value);
     }
@@ -191,4 +245,42 @@ pub fn subscribe(settings: &Settings, context: SourceContext) -> KafkaResult<Inp
     }
     consumer.subscribe(&topics)?;
     Ok(consumer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_instance_is_assigned_once_every_worker_has_joined_and_counts_all_their_partitions() {
+        let health = Health::default();
+        health.producer_reachable.store(true, Ordering::Relaxed);
+        health.expect_workers(2);
+        assert_eq!(health.set_assigned(0, 3), 3);
+        // The second worker has not joined: its first assignment may still take partitions away.
+        assert_eq!(health.assigned(), 0);
+        assert!(!health.ready());
+        assert_eq!(health.set_assigned(1, 0), 3);
+        assert_eq!(health.assigned(), 3);
+        assert!(health.ready());
+        health.set_assigned(1, 2);
+        health.set_assigned(0, 1);
+        assert_eq!(health.assigned(), 3);
+        health.set_assigned(0, 0);
+        health.set_assigned(1, 0);
+        assert!(!health.ready());
+    }
+
+    #[test]
+    fn liveness_follows_the_stalest_worker() {
+        let health = Health::default();
+        health.beat();
+        assert_eq!(health.since_last_poll(), 0);
+        let (a, b) = (health.poller(), health.poller());
+        a.store(unix_now(), Ordering::Relaxed);
+        b.store(unix_now() - 400, Ordering::Relaxed);
+        assert!(health.since_last_poll() >= 400);
+        b.store(unix_now(), Ordering::Relaxed);
+        assert!(health.since_last_poll() <= 1);
+    }
 }

@@ -285,6 +285,28 @@ fn a_second_instance_joining_mid_stream_loses_nothing_across_the_rebalance() {
 }
 
 #[test]
+fn two_workers_of_one_instance_split_the_partitions_and_lose_nothing() {
+    let broker = Broker::start();
+    let topics = Topics::new("workers");
+    topics.create(&broker, 4);
+    let lines = sample_lines();
+    let batch: Vec<Vec<u8>> = lines.iter().cycle().take(2_000).cloned().collect();
+    let landed = broker.produce(&topics.input, &lines_to_records(&batch, 4));
+    let settings = [("GATEWATCH__BASELINE__METRICS_TOPIC", ""), ("GATEWATCH__PIPELINE__WORKERS", "2")];
+    let gw = Gatewatch::spawn(&broker, &topics, &settings);
+    let all = topics.outputs(&broker, landed.len(), Duration::from_secs(90));
+    let seen = coverage(&all, &topics.input);
+    assert_all_covered(&seen, &landed);
+    // Each worker's consumer holds partitions of its own; together, all of them.
+    gw.wait_ready(Duration::from_secs(30));
+    let held: Vec<f64> = (0..2).map(|w| gw.metric(&format!("gatewatch_worker_partitions{{worker=\"{w}\"}}"))).collect();
+    assert!(held.iter().all(|n| *n > 0.0), "a worker holds no partition: {held:?}; log:\n{}", gw.log_text());
+    assert_eq!(held.iter().sum::<f64>(), 4.0, "{held:?}");
+    assert_eq!(gw.metric("gatewatch_assigned_partitions"), 4.0);
+    assert!(gw.log_text().contains("workers started"), "{}", gw.log_text());
+}
+
+#[test]
 fn an_event_from_a_listed_ip_comes_out_enriched_with_its_indicator() {
     let broker = Broker::start();
     let topics = Topics::new("enrich-e2e");

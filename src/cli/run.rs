@@ -1,5 +1,5 @@
 //! `gatewatch run`: the service. Starts the admin listener, checks the brokers, loads enrichment and
-//! rules, starts the reloader, the NITRO poller, the readiness probe and the polling thread; on
+//! rules, starts the reloader, the NITRO poller, the readiness probe and the workers' polling threads; on
 //! SIGTERM/SIGINT stops them all and joins every thread before exiting.
 
 use std::process::ExitCode;
@@ -15,7 +15,7 @@ use gatewatch::detect::RuleSet;
 use gatewatch::enrich::Enricher;
 use gatewatch::metrics::Metrics;
 use gatewatch::offsets::Stop;
-use gatewatch::pipeline::{Outcome, Pipeline};
+use gatewatch::pipeline::{Outcome, Shared, Workers};
 use gatewatch::sink::Sink;
 use gatewatch::source::Health;
 
@@ -74,22 +74,21 @@ fn run(settings: Settings) -> anyhow::Result<Outcome> {
         Reloader::spawn(&settings, enricher.clone(), rules.clone(), metrics.clone(), health.clone(), stop.clone())?;
     let nitro = gatewatch::baseline::nitro::spawn(&settings, metrics.clone(), stop.clone())
         .context("starting the NITRO poller")?;
-    let pipeline = Pipeline::start(
-        settings,
+    let shared = Shared {
         enricher,
         rules,
-        runtime.handle().clone(),
-        metrics.clone(),
-        health.clone(),
-        stop.clone(),
-    )
-    .context("connecting to Kafka")?;
-    let probe = spawn_probe(pipeline.sink(), health.clone(), metrics.clone(), stop.clone())?;
+        runtime: runtime.handle().clone(),
+        metrics: metrics.clone(),
+        health: health.clone(),
+        stop: stop.clone(),
+    };
+    let workers = Workers::start(&settings, &shared).context("connecting to Kafka")?;
+    drop(shared);
+    let probe = spawn_probe(workers.sink(), health.clone(), metrics.clone(), stop.clone())?;
     runtime.spawn(stop_on_signal(stop.clone(), shutdown_timeout));
 
-    let poller = std::thread::Builder::new().name("gatewatch-poll".into()).spawn(move || pipeline.run())?;
-    let outcome = poller.join().map_err(|_| anyhow::anyhow!("the polling thread panicked"))?;
-    // The poller ends only once the stop is set (a signal or a failure): every other thread sees it.
+    let outcome = workers.run();
+    // The workers end only once the stop is set (a signal or a failure): every other thread sees it.
     stop.request();
     reloader.join();
     if probe.join().is_err() {
