@@ -12,6 +12,7 @@
 # first record consumed to the N-th delivered: the steady rate, without start-up (group join; for
 # gatewatch also loading GeoIP, indicators and rules). Prints the medians and gatewatch's rate
 # as a fraction of the copy's, both ways (issue #14's target: >= 0.8).
+# E2E_INDICATORS names another indicator feed (csv: type,value,source) instead of the peer's 100,000.
 # GATEWATCH_ENV adds settings as NAME=VALUE words (e.g. GATEWATCH_ENV="GATEWATCH__DETECT__STATE_TOPIC=");
 # GATEWATCH_BIN runs another gatewatch binary (an older build, to compare); GATEWATCH_WRAP prefixes the gatewatch command (e.g. GATEWATCH_WRAP="perf record -g -o /tmp/live.data --").
 set -euo pipefail
@@ -51,7 +52,7 @@ city_db = "$root/.tools/geoip/GeoLite2-City.mmdb"
 asn_db = "$root/.tools/geoip/GeoLite2-ASN.mmdb"
 [[enrich.ioc.feeds]]
 name = "peer-indicators"
-path = "$indicators.typed.csv"
+path = "${E2E_INDICATORS:-$indicators.typed.csv}"
 format = "csv"
 [detect]
 rules_dirs = ["$root/rules"]

@@ -16,6 +16,11 @@ use crate::detect::Alert;
 /// Per appliance, at most this many sessions and back-end connections are kept (the earliest ones).
 pub(super) const MAX_ACTIVITY: usize = 100_000;
 
+/// Per appliance, at most this many post-exploitation and anomaly findings are kept (the first to
+/// arrive; a replay delivers each appliance's alerts in event-time order), and suppression summaries of
+/// as many again; and at most `MAX_ACTIVITY` alert sources.
+pub(super) const MAX_FINDINGS: usize = 10_000;
+
 /// Evidence lines kept per finding.
 pub(super) const MAX_EVIDENCE: usize = 5;
 
@@ -186,12 +191,18 @@ impl Hunt {
             Stage::PostExploitation => {
                 let behaviour = finding.evidence.first().map(|e| behaviour_of(e)).unwrap_or_default();
                 let count = path(doc, "gatewatch.count").and_then(Json::as_u64).unwrap_or(1).max(1);
-                a.post.push((at, finding, behaviour, count))
+                let room = if alert.update { 2 * MAX_FINDINGS } else { MAX_FINDINGS };
+                if a.post.len() < room {
+                    a.post.push((at, finding, behaviour, count))
+                }
             }
-            Stage::Anomaly => a.anomalies.push((at, finding)),
+            Stage::Anomaly if a.anomalies.len() < MAX_FINDINGS => a.anomalies.push((at, finding)),
+            Stage::Anomaly => {}
             Stage::IocMatch | Stage::AuthAbuse => *a.others.entry(alert.stage.as_str()).or_default() += 1,
         }
-        if let Some(ip) = text(doc, "source.ip") {
+        if let Some(ip) =
+            text(doc, "source.ip").filter(|ip| a.sources.len() < MAX_ACTIVITY || a.sources.contains_key(ip))
+        {
             let entry = a.sources.entry(ip.clone()).or_insert_with(|| (at, at, Source { ip, ..Source::default() }));
             entry.0 = entry.0.min(at);
             entry.1 = entry.1.max(at);

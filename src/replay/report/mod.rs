@@ -318,6 +318,42 @@ mod tests {
     }
 
     #[test]
+    fn an_appliance_keeps_a_bounded_number_of_findings_and_sources_however_many_alerts_arrive() {
+        let mut hunt = Hunt::default();
+        let extra = 25;
+        for i in 0..hunt::MAX_FINDINGS + extra {
+            let mut alert = post(&format!("p{i}"), "2020-01-11T02:00:00Z", &format!("cmd {i}"), 1);
+            alert.doc["source"] = json!({"ip": format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255)});
+            hunt.alert(&alert);
+            let mut anomaly = alert.clone();
+            anomaly.stage = Stage::Anomaly;
+            hunt.alert(&anomaly);
+        }
+        // A summary of a kept alert still counts once the list is full.
+        let mut summary = post("p0", "2020-01-11T02:00:00Z", "cmd 0", 7);
+        summary.update = true;
+        hunt.alert(&summary);
+        let header = Report {
+            version: 1,
+            run_id: "r".into(),
+            from: "2020-01-01T00:00:00Z".into(),
+            to: None,
+            exploit_publication: "2020-01-10T00:00:00Z".into(),
+            records: 0,
+            unparsed: 0,
+            alerts: BTreeMap::new(),
+            appliances: Vec::new(),
+        };
+        let report = hunt.report(header, &BTreeMap::new(), "2020-01-10T00:00:00Z".parse().unwrap(), None);
+        let a = &report.appliances[0];
+        assert_eq!(a.post_exploitation.len(), hunt::MAX_FINDINGS);
+        assert_eq!(a.anomalies.len(), hunt::MAX_FINDINGS);
+        assert!(a.post_exploitation.iter().all(|f| f.alert_id != format!("p{}", hunt::MAX_FINDINGS)));
+        assert_eq!(a.behaviours.iter().find(|b| b.behaviour == "cmd 0").map(|b| b.count), Some(7));
+        assert_eq!(a.sources.len(), hunt::MAX_FINDINGS + extra);
+    }
+
+    #[test]
     fn behaviour_drops_the_syslog_header_or_keeps_the_request_line() {
         assert_eq!(
             behaviour_of("Jan 1 00:00:00 <cron.info> h /usr/sbin/cron[1]: (nobody) CMD (x)"),
