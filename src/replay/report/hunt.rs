@@ -2,7 +2,7 @@
 //! likely success, post-exploitation findings, sources, sessions, back-end connections and the timeline;
 //! and the verdict and window computed from them at the end.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value as Json};
@@ -13,7 +13,8 @@ use super::{
 use crate::detect::sigma::Stage;
 use crate::detect::Alert;
 
-/// Per appliance, at most this many sessions and back-end connections are kept (the earliest ones).
+/// Per appliance, at most this many distinct sessions (user, session id, client) and back-end
+/// connections (address, port, user) are kept (the first seen), and as many alert sources.
 pub(super) const MAX_ACTIVITY: usize = 100_000;
 
 /// Per appliance, at most this many post-exploitation and anomaly findings are kept (the first to
@@ -36,6 +37,12 @@ pub(super) type Seen = (DateTime<Utc>, String, Option<String>, Option<String>);
 /// A connection to a back-end: (time, back-end address, port, user).
 pub(super) type Connection = (DateTime<Utc>, String, Option<u64>, Option<String>);
 
+/// Sessions by (user, session id, client address): first and last seen.
+type Sessions = HashMap<(String, Option<String>, Option<String>), (DateTime<Utc>, DateTime<Utc>)>;
+
+/// Back-end connections by (address, port, user): first and last seen, and how many.
+type Backends = HashMap<(String, Option<u64>, Option<String>), (DateTime<Utc>, DateTime<Utc>, u64)>;
+
 #[derive(Default)]
 pub(super) struct Activity {
     probe: Option<(DateTime<Utc>, Finding)>,
@@ -46,8 +53,11 @@ pub(super) struct Activity {
     anomalies: Vec<(DateTime<Utc>, Finding)>,
     others: BTreeMap<&'static str, u64>,
     sources: BTreeMap<String, (DateTime<Utc>, DateTime<Utc>, Source)>,
-    sessions: Vec<Seen>,
-    backends: Vec<Connection>,
+    /// Per (user, session id, client address): first and last seen. One entry per session, not per
+    /// record, so a replay's memory does not grow with the records of known sessions.
+    sessions: Sessions,
+    /// Per (back-end address, port, user): first and last seen, and how many connections.
+    backends: Backends,
     last_seen: Option<DateTime<Utc>>,
     timeline: Timeline,
 }
@@ -138,14 +148,20 @@ impl Hunt {
         let a = self.appliances.entry(host).or_default();
         a.last_seen = Some(a.last_seen.map_or(at, |l| l.max(at)));
         a.timeline.saw(at);
-        if let Some(session) = session {
-            if a.sessions.len() < MAX_ACTIVITY {
-                a.sessions.push(session);
+        if let Some((at, user, session, client)) = session {
+            let (full, key) = (a.sessions.len() >= MAX_ACTIVITY, (user, session, client));
+            match a.sessions.get_mut(&key) {
+                Some(span) => *span = (span.0.min(at), span.1.max(at)),
+                None if !full => drop(a.sessions.insert(key, (at, at))),
+                None => {}
             }
         }
-        if let Some(backend) = backend {
-            if a.backends.len() < MAX_ACTIVITY {
-                a.backends.push(backend);
+        if let Some((at, ip, port, user)) = backend {
+            let (full, key) = (a.backends.len() >= MAX_ACTIVITY, (ip, port, user));
+            match a.backends.get_mut(&key) {
+                Some(seen) => *seen = (seen.0.min(at), seen.1.max(at), seen.2 + 1),
+                None if !full => drop(a.backends.insert(key, (at, at, 1))),
+                None => {}
             }
         }
     }
@@ -278,8 +294,9 @@ pub(super) fn appliance_report(
     let (verdict, reasons) = verdict(&a, mitigated, publication);
     let window = window(&a, verdict, mitigated, publication, range_end);
     let in_window = |t: DateTime<Utc>| window.as_ref().is_some_and(|(s, e, _)| t >= *s && t <= *e);
-    let sessions = sessions_in(&a.sessions, &in_window);
-    let backends = backends_in(&a.backends, &in_window);
+    let bounds = window.as_ref().map(|(s, e, _)| (*s, *e));
+    let sessions = sessions_in(&a.sessions, bounds);
+    let backends = backends_in(&a.backends, bounds);
     let mut sources: Vec<Source> = a
         .sources
         .into_values()
@@ -400,44 +417,56 @@ fn window(
     Some((start, end, format!("{basis} → {end_basis}")))
 }
 
-/// The accounts active in the window, per user.
-fn sessions_in(seen: &[Seen], in_window: &impl Fn(DateTime<Utc>) -> bool) -> Vec<Session> {
+/// The part of a span `[first, last]` inside the window, if they meet: a session seen before and after
+/// the window was active across it.
+fn clip(first: DateTime<Utc>, last: DateTime<Utc>, window: Option<Bounds>) -> Option<(String, String)> {
+    let (start, end) = window?;
+    (first <= end && last >= start)
+        .then(|| (crate::timefmt::seconds(first.max(start)), crate::timefmt::seconds(last.min(end))))
+}
+
+/// A window's start and end.
+type Bounds = (DateTime<Utc>, DateTime<Utc>);
+
+/// The accounts active in the window, per user: first and last seen within it.
+fn sessions_in(seen: &Sessions, window: Option<Bounds>) -> Vec<Session> {
     let mut sessions: BTreeMap<String, Session> = BTreeMap::new();
-    for (t, user, session, client) in seen.iter().filter(|s| in_window(s.0)) {
-        let at = crate::timefmt::seconds(*t);
+    for ((user, session, client), (first, last)) in seen {
+        let Some((first, last)) = clip(*first, *last, window) else { continue };
         let s = sessions.entry(user.clone()).or_insert_with(|| Session {
             user: user.clone(),
-            first: at.clone(),
-            last: at.clone(),
+            first: first.clone(),
+            last: last.clone(),
             sessions: BTreeSet::new(),
             client_ips: BTreeSet::new(),
         });
-        s.first = s.first.clone().min(at.clone());
-        s.last = s.last.clone().max(at);
+        s.first = s.first.clone().min(first);
+        s.last = s.last.clone().max(last);
         s.sessions.extend(session.clone());
         s.client_ips.extend(client.clone());
     }
     sessions.into_values().collect()
 }
 
-/// The back-ends connected to in the window, per address.
-fn backends_in(connections: &[Connection], in_window: &impl Fn(DateTime<Utc>) -> bool) -> Vec<Backend> {
+/// The back-ends connected to in the window, per address: the connections of every (port, user) seen
+/// within it, and first and last seen within it.
+fn backends_in(connections: &Backends, window: Option<Bounds>) -> Vec<Backend> {
     let mut backends: BTreeMap<String, Backend> = BTreeMap::new();
-    for (t, ip, port, user) in connections.iter().filter(|b| in_window(b.0)) {
-        let at = crate::timefmt::seconds(*t);
+    for ((ip, port, user), (first, last, count)) in connections {
+        let Some((first, last)) = clip(*first, *last, window) else { continue };
         let b = backends.entry(ip.clone()).or_insert_with(|| Backend {
             ip: ip.clone(),
             ports: BTreeSet::new(),
-            first: at.clone(),
-            last: at.clone(),
+            first: first.clone(),
+            last: last.clone(),
             users: BTreeSet::new(),
             connections: 0,
         });
-        b.first = b.first.clone().min(at.clone());
-        b.last = b.last.clone().max(at);
+        b.first = b.first.clone().min(first);
+        b.last = b.last.clone().max(last);
         b.ports.extend(*port);
         b.users.extend(user.clone());
-        b.connections += 1;
+        b.connections += count;
     }
     backends.into_values().collect()
 }
@@ -487,4 +516,45 @@ pub(super) fn behaviour_of(evidence: &str) -> String {
         },
     };
     what.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().expect("a time")
+    }
+
+    #[test]
+    fn a_session_seen_in_many_records_is_kept_once_and_reported_within_the_window() {
+        let mut hunt = Hunt::default();
+        let start = at("2020-01-10T00:00:00Z");
+        for minute in 0..1_000 {
+            let t = start + chrono::Duration::minutes(minute);
+            let session = Some((t, "alice".to_owned(), Some("s1".to_owned()), Some("198.51.100.7".to_owned())));
+            let backend = Some((t, "10.0.0.5".to_owned(), Some(445), Some("alice".to_owned())));
+            hunt.event(Sighting { host: "adc".into(), at: t, session, backend });
+        }
+        let a = &hunt.appliances["adc"];
+        // One entry per session and per back-end connection kind, however many records name them.
+        assert_eq!((a.sessions.len(), a.backends.len()), (1, 1));
+        let window = Some((at("2020-01-10T05:00:00Z"), at("2020-01-10T06:00:00Z")));
+        let sessions = sessions_in(&a.sessions, window);
+        assert_eq!(sessions.len(), 1);
+        // Seen before and after the window: active across it.
+        assert_eq!(
+            (sessions[0].first.as_str(), sessions[0].last.as_str()),
+            ("2020-01-10T05:00:00Z", "2020-01-10T06:00:00Z")
+        );
+        let backends = backends_in(&a.backends, window);
+        assert_eq!(
+            (backends[0].connections, backends[0].ports.iter().copied().collect::<Vec<_>>()),
+            (1_000, vec![445])
+        );
+        // A window the session never met lists nothing.
+        let later = Some((at("2020-01-12T00:00:00Z"), at("2020-01-13T00:00:00Z")));
+        assert!(sessions_in(&a.sessions, later).is_empty() && backends_in(&a.backends, later).is_empty());
+        assert!(sessions_in(&a.sessions, None).is_empty());
+    }
 }

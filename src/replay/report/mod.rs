@@ -122,6 +122,8 @@ pub struct Backend {
     pub first: String,
     pub last: String,
     pub users: BTreeSet<String>,
+    /// Connections of each (port, user) of this back-end seen within the window, counted over the whole
+    /// time that (port, user) was seen.
     pub connections: u64,
 }
 
