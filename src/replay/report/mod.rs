@@ -270,6 +270,21 @@ mod tests {
         }
     }
 
+    /// A report's header, for a hunt to fill.
+    fn header() -> Report {
+        Report {
+            version: 1,
+            run_id: "r".into(),
+            from: "2020-01-01T00:00:00Z".into(),
+            to: None,
+            exploit_publication: "2020-01-10T00:00:00Z".into(),
+            records: 0,
+            unparsed: 0,
+            alerts: BTreeMap::new(),
+            appliances: Vec::new(),
+        }
+    }
+
     #[test]
     fn repeated_behaviour_is_listed_once_with_its_count_and_first_and_last_time() {
         let cron = |t: &str, pid: u32| {
@@ -287,17 +302,7 @@ mod tests {
             "Jan 19 02:30:00 <local7.notice> ns bash[7]: root on /dev/pts/0 shell_command=\"id\"",
             1,
         ));
-        let header = Report {
-            version: 1,
-            run_id: "r".into(),
-            from: "2020-01-01T00:00:00Z".into(),
-            to: None,
-            exploit_publication: "2020-01-10T00:00:00Z".into(),
-            records: 0,
-            unparsed: 0,
-            alerts: BTreeMap::new(),
-            appliances: Vec::new(),
-        };
+        let header = header();
         let publication = "2020-01-10T00:00:00Z".parse().unwrap();
         let report = hunt.report(header, &BTreeMap::new(), publication, None);
         let a = &report.appliances[0];
@@ -335,17 +340,7 @@ mod tests {
         let mut summary = post("p0", "2020-01-11T02:00:00Z", "cmd 0", 7);
         summary.update = true;
         hunt.alert(&summary);
-        let header = Report {
-            version: 1,
-            run_id: "r".into(),
-            from: "2020-01-01T00:00:00Z".into(),
-            to: None,
-            exploit_publication: "2020-01-10T00:00:00Z".into(),
-            records: 0,
-            unparsed: 0,
-            alerts: BTreeMap::new(),
-            appliances: Vec::new(),
-        };
+        let header = header();
         let report = hunt.report(header, &BTreeMap::new(), "2020-01-10T00:00:00Z".parse().unwrap(), None);
         let a = &report.appliances[0];
         assert_eq!(a.post_exploitation.len(), hunt::MAX_FINDINGS);
