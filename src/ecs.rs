@@ -57,43 +57,54 @@ struct Ecs {
 /// parsers add the most specific value first.
 pub fn insert(root: &mut Map<String, Json>, path: &str, value: Json) {
     let mut node = root;
-    let mut parts = path.split('.').peekable();
-    while let Some(part) = parts.next() {
-        if parts.peek().is_none() {
-            node.entry(part.to_owned()).or_insert(value);
-            return;
+    let mut rest = path;
+    // Keys are copied only when they are new: most steps of a path (`citrix_adc`, `log`) exist already.
+    while let Some((part, tail)) = rest.split_once('.') {
+        if !node.contains_key(part) {
+            node.insert(part.to_owned(), Json::Object(Map::new()));
         }
-        let child = node.entry(part.to_owned()).or_insert_with(|| Json::Object(Map::new()));
-        match child {
-            Json::Object(map) => node = map,
+        match node.get_mut(part) {
+            Some(Json::Object(map)) => node = map,
             _ => return,
         }
+        rest = tail;
+    }
+    if !node.contains_key(rest) {
+        node.insert(rest.to_owned(), value);
     }
 }
 
-/// `Client_security_expression` → `client_security_expression`, `ICAPServer` → `icap_server`,
-/// `Content-Type` → `content_type`.
-fn snake_case(key: &str) -> String {
-    let chars: Vec<char> = key.chars().collect();
-    let mut out = String::with_capacity(key.len() + 4);
-    for (i, &c) in chars.iter().enumerate() {
-        if c.is_ascii_uppercase() && i > 0 {
-            let prev = chars[i - 1];
-            let next_lower = chars.get(i + 1).is_some_and(|n| n.is_ascii_lowercase());
-            if prev.is_ascii_lowercase() || prev.is_ascii_digit() || (prev.is_ascii_uppercase() && next_lower) {
-                out.push('_');
+/// Appends `key` in snake case to `out`: `Client_security_expression` → `client_security_expression`,
+/// `ICAPServer` → `icap_server`, `Content-Type` → `content_type`.
+fn push_snake_case(out: &mut String, key: &str) {
+    let start = out.len();
+    let mut chars = key.chars().peekable();
+    let mut prev: Option<char> = None;
+    while let Some(c) = chars.next() {
+        if c.is_ascii_uppercase() {
+            if let Some(prev) = prev {
+                let next_lower = chars.peek().is_some_and(char::is_ascii_lowercase);
+                if prev.is_ascii_lowercase() || prev.is_ascii_digit() || (prev.is_ascii_uppercase() && next_lower) {
+                    out.push('_');
+                }
             }
         }
         match c {
             ' ' | '-' | '.' => out.push('_'),
             c => out.push(c.to_ascii_lowercase()),
         }
+        prev = Some(c);
     }
-    out.replace("__", "_")
+    if out[start..].contains("__") {
+        let collapsed = out[start..].replace("__", "_");
+        out.truncate(start);
+        out.push_str(&collapsed);
+    }
 }
 
-/// Elastic's nesting of some families of keys: `app_process_id` → `app.process_id`.
-fn nested(name: &str) -> String {
+/// Elastic's nesting of some families of keys, on the name `out` ends with from `start`:
+/// `app_process_id` → `app.process_id`.
+fn nest(out: &mut String, start: usize) {
     const PREFIXES: [&str; 7] = [
         "channel_update_",
         "nsica_session_",
@@ -103,12 +114,10 @@ fn nested(name: &str) -> String {
         "serverside_",
         "app_",
     ];
-    for prefix in PREFIXES {
-        if let Some(rest) = name.strip_prefix(prefix) {
-            return format!("{}.{rest}", &prefix[..prefix.len() - 1]);
-        }
+    if let Some(prefix) = PREFIXES.iter().find(|p| out[start..].starts_with(*p)) {
+        let at = start + prefix.len() - 1;
+        out.replace_range(at..=at, ".");
     }
-    name.to_owned()
 }
 
 fn lookup_path<'j>(root: &'j Map<String, Json>, path: &str) -> Option<&'j Json> {
@@ -124,11 +133,10 @@ fn lookup_path<'j>(root: &'j Map<String, Json>, path: &str) -> Option<&'j Json> 
 fn root_object<'j>(root: &'j mut Map<String, Json>, path: &str) -> &'j mut Map<String, Json> {
     let mut node = root;
     for part in path.split('.') {
-        let child = node.entry(part.to_owned()).or_insert_with(|| Json::Object(Map::new()));
-        if !child.is_object() {
-            *child = Json::Object(Map::new());
+        if !node.get(part).is_some_and(Json::is_object) {
+            node.insert(part.to_owned(), Json::Object(Map::new()));
         }
-        node = child.as_object_mut().expect("made an object above");
+        node = node.get_mut(part).and_then(Json::as_object_mut).expect("made an object above");
     }
     node
 }
@@ -373,8 +381,13 @@ fn body_fields(root: &mut Map<String, Json>, event: &AdcEvent<'_>) {
             _ => insert(root, field.name, field_json(&field.value)),
         }
     }
+    let mut path = String::with_capacity(64);
     for (key, value) in unnamed.into_iter().flatten() {
-        let path = format!("citrix_adc.log.{}", nested(&snake_case(key)));
+        path.clear();
+        path.push_str("citrix_adc.log.");
+        let name = path.len();
+        push_snake_case(&mut path, key);
+        nest(&mut path, name);
         if lookup_path(root, &path).is_none() {
             insert(root, &path, Json::from(*value));
         } else {
@@ -471,6 +484,82 @@ mod tests {
 
     fn received() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2024, 8, 10, 12, 0, 0).unwrap()
+    }
+
+    /// The key naming as first written (a `Vec<char>` and three strings per key): the in-place version
+    /// must name every key the same.
+    fn reference_name(key: &str) -> String {
+        let chars: Vec<char> = key.chars().collect();
+        let mut out = String::new();
+        for (i, &c) in chars.iter().enumerate() {
+            if c.is_ascii_uppercase() && i > 0 {
+                let prev = chars[i - 1];
+                let next_lower = chars.get(i + 1).is_some_and(|n| n.is_ascii_lowercase());
+                if prev.is_ascii_lowercase() || prev.is_ascii_digit() || (prev.is_ascii_uppercase() && next_lower) {
+                    out.push('_');
+                }
+            }
+            match c {
+                ' ' | '-' | '.' => out.push('_'),
+                c => out.push(c.to_ascii_lowercase()),
+            }
+        }
+        let name = out.replace("__", "_");
+        for prefix in [
+            "channel_update_",
+            "nsica_session_",
+            "l7_latency_",
+            "l7_threshold_breach_",
+            "clientside_",
+            "serverside_",
+            "app_",
+        ] {
+            if let Some(rest) = name.strip_prefix(prefix) {
+                return format!("{}.{rest}", &prefix[..prefix.len() - 1]);
+            }
+        }
+        name
+    }
+
+    #[test]
+    fn body_keys_are_named_in_place_as_before() {
+        for key in [
+            "Client_security_expression",
+            "ICAPServer",
+            "Content-Type",
+            "X-Forwarded-For",
+            "app_process_id",
+            "App Process ID",
+            "nsica_session_reconnect_count",
+            "l7_latency_thresholdFactor",
+            "HTTPSServer2Name",
+            "a__b",
+            "A___B",
+            "a - b",
+            "ÄBcDé",
+            "x.y.Z",
+            "_",
+            "",
+        ] {
+            let mut out = String::from("citrix_adc.log.");
+            push_snake_case(&mut out, key);
+            nest(&mut out, "citrix_adc.log.".len());
+            assert_eq!(out, format!("citrix_adc.log.{}", reference_name(key)), "{key:?}");
+        }
+    }
+
+    #[test]
+    fn insert_keeps_the_first_value_and_never_replaces_a_scalar_with_an_object() {
+        let mut root = Map::new();
+        insert(&mut root, "citrix_adc.log.name", Json::from("LOGIN"));
+        insert(&mut root, "citrix_adc.log.name", Json::from("LOGOUT"));
+        insert(&mut root, "citrix_adc.log.feature", Json::from("SSLVPN"));
+        insert(&mut root, "citrix_adc.log.name.deeper", Json::from(1));
+        insert(&mut root, "message", Json::from("m"));
+        assert_eq!(
+            Json::Object(root),
+            serde_json::json!({"citrix_adc": {"log": {"name": "LOGIN", "feature": "SSLVPN"}}, "message": "m"})
+        );
     }
 
     #[test]

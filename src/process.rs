@@ -83,14 +83,13 @@ impl Processor<'_> {
             }
         }
         let indicator_hits = self.enricher.map_or(0, |e| e.enrich(&event, &mut doc, clocks.indicators));
-        let origin = serde_json::to_value(input.origin).expect("coordinates and file names serialize");
         let at = event.timestamp;
         let created = match clocks.created {
             Created::At(t) => t,
             Created::EventTime => at,
         };
         let alerts = match worker {
-            Some(worker) => worker.evaluate(self.rules, self.detect, &doc, origin, at, created),
+            Some(worker) => worker.evaluate(self.rules, self.detect, &doc, input.origin, at, created),
             None => Vec::new(),
         };
         Ok(Processed { event, doc, alerts, indicator_hits })

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
-use serde_json::{json, Map, Value as Json};
+use serde_json::{Map, Value as Json};
 
 use super::{sigma, DetectOptions, RuleSet, Worker};
 use crate::ecs::Origin;
@@ -118,7 +118,7 @@ fn fire(
                 let doc = doc?;
                 let at = event_time(&doc, reference);
                 let alerts =
-                    worker.evaluate(set, options, &doc, json!({"file": "example", "line": i + 1}), at, reference);
+                    worker.evaluate(set, options, &doc, Origin::File { file: "example", line: i + 1 }, at, reference);
                 (doc, alerts)
             }
             None => {

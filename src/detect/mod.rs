@@ -21,6 +21,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value as Json};
 
+use crate::ecs::Origin;
 pub use alert::alert_id;
 use alert::{alert_doc, suppression_key, text};
 use behaviour::Behaviour;
@@ -289,14 +290,14 @@ impl Worker {
         Worker { publish, ..Worker::default() }
     }
 
-    /// Evaluates one enriched document. `origin` names the record (Kafka coordinates or file/line),
-    /// `at` is its event time, `now` the wall clock for `event.created`.
+    /// Evaluates one enriched document. `origin` names the record (Kafka coordinates or file/line; made
+    /// JSON only for evidence), `at` is its event time, `now` the wall clock for `event.created`.
     pub fn evaluate(
         &mut self,
         set: &RuleSet,
         options: &DetectOptions,
         doc: &Map<String, Json>,
-        origin: Json,
+        origin: Origin<'_>,
         at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Vec<Alert> {
@@ -310,13 +311,14 @@ impl Worker {
             evidence_of_this
                 .get_or_insert_with(|| Evidence {
                     at,
-                    origin: origin.clone(),
+                    origin: serde_json::to_value(origin).expect("coordinates and file names serialize"),
                     original: text(doc, "event.original").unwrap_or_default(),
                 })
                 .clone()
         };
+        let facts = sigma::DocFacts::of(doc);
         for (ri, rule) in set.rules.iter().enumerate() {
-            if !rule.matches(doc) {
+            if !rule.matches_given(&facts, doc) {
                 continue;
             }
             // The WAF and the access log may both record one request: the rule sees it once.

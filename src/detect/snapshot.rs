@@ -173,6 +173,7 @@ fn shorten_originals(doc: &mut Json, limit: usize) {
 mod tests {
     use super::*;
     use crate::detect::{DetectOptions, RuleSet};
+    use crate::ecs::{Origin, SourceRef};
     use serde_json::json;
 
     fn rules() -> (RuleSet, DetectOptions) {
@@ -184,7 +185,7 @@ mod tests {
     }
 
     /// A login failure of `user` from 198.51.100.50, `i` ten-second steps into the hour.
-    fn failure(user: &str, i: i64) -> (serde_json::Map<String, Json>, Json, DateTime<Utc>) {
+    fn failure(user: &str, i: i64) -> (serde_json::Map<String, Json>, Origin<'static>, DateTime<Utc>) {
         let at = DateTime::<Utc>::from_timestamp(1_578_736_800 + i * 10, 0).unwrap();
         let doc = json!({
             "@timestamp": at.to_rfc3339(),
@@ -194,7 +195,8 @@ mod tests {
             "user": {"name": user},
             "source": {"ip": "198.51.100.50"},
         });
-        (doc.as_object().unwrap().clone(), json!({"topic": "adc.raw", "partition": 0, "offset": i}), at)
+        let origin = Origin::Kafka(SourceRef { topic: "adc.raw", partition: 0, offset: i });
+        (doc.as_object().unwrap().clone(), origin, at)
     }
 
     fn feed(

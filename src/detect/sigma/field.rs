@@ -9,6 +9,7 @@ use aho_corasick::AhoCorasick;
 use ipnet::IpNet;
 use regex::{Regex, RegexSet};
 use serde_json::{Map, Value as Json};
+use smallvec::SmallVec;
 
 use super::CompileError;
 
@@ -272,33 +273,36 @@ pub(super) fn compile_selection(
     }
 }
 
+/// The values at a path: a few at most in practice, kept inline (no allocation per look-up).
+pub type Found<'d> = SmallVec<[&'d Json; 4]>;
+
 /// Every value at a dotted path (arrays flattened; `threat.enrichments.indicator.ip` reaches into the
 /// array's objects).
-pub fn lookup<'d>(doc: &'d Map<String, Json>, path: &str) -> Vec<&'d Json> {
+pub fn lookup<'d>(doc: &'d Map<String, Json>, path: &str) -> Found<'d> {
     // Objects all the way down (the common case): one walk, no intermediate lists.
     let mut parts = path.split('.');
-    let Some(mut value) = parts.next().and_then(|first| doc.get(first)) else { return Vec::new() };
+    let Some(mut value) = parts.next().and_then(|first| doc.get(first)) else { return Found::new() };
     for part in parts {
         match value {
             Json::Object(o) => match o.get(part) {
                 Some(next) => value = next,
-                None => return Vec::new(),
+                None => return Found::new(),
             },
             Json::Array(_) => return lookup_through_arrays(doc, path),
-            _ => return Vec::new(),
+            _ => return Found::new(),
         }
     }
     match value {
         Json::Array(items) => items.iter().collect(),
-        other => vec![other],
+        other => smallvec::smallvec![other],
     }
 }
 
 /// [`lookup`] where a step of the path is a list: each element's field.
-fn lookup_through_arrays<'d>(doc: &'d Map<String, Json>, path: &str) -> Vec<&'d Json> {
+fn lookup_through_arrays<'d>(doc: &'d Map<String, Json>, path: &str) -> Found<'d> {
     let mut current: Vec<&Json> = Vec::new();
     let mut parts = path.split('.');
-    let Some(first) = parts.next() else { return current };
+    let Some(first) = parts.next() else { return Found::new() };
     // Keys may themselves contain dots (`citrix_adc.log.fields` pairs); objects are tried first.
     if let Some(v) = doc.get(first) {
         current.push(v);
@@ -314,7 +318,7 @@ fn lookup_through_arrays<'d>(doc: &'d Map<String, Json>, path: &str) -> Vec<&'d 
         }
         current = next;
     }
-    let mut flat = Vec::with_capacity(current.len());
+    let mut flat = Found::new();
     for v in current {
         match v {
             Json::Array(items) => flat.extend(items.iter()),

@@ -25,7 +25,7 @@ mod field;
 pub use condition::ConditionProblem;
 use condition::{parse_condition, Cond};
 use field::{compile_selection, selection_matches, to_string, Selection};
-pub use field::{lookup, map_field, FieldProblem};
+pub use field::{lookup, map_field, FieldProblem, Found};
 
 /// What went wrong loading a rule: the file, the line when known, and why.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -243,6 +243,25 @@ fn default_stage(tags: &[String]) -> Stage {
     }
 }
 
+/// What decides whether a rule's log source covers a document, looked up once per document.
+pub struct DocFacts<'d> {
+    /// An HTTP record: a request method, a requested URL (native AppFW records name the URL but not
+    /// the method), or `event.category: web` (the appliance's access and error logs).
+    web: bool,
+    /// `event.dataset`.
+    dataset: Found<'d>,
+}
+
+impl<'d> DocFacts<'d> {
+    pub fn of(doc: &'d Map<String, Json>) -> DocFacts<'d> {
+        let web = !lookup(doc, "http.request.method").is_empty()
+            || !lookup(doc, "url.original").is_empty()
+            || lookup(doc, "event.category").iter().any(|c| c.as_str() == Some("web"));
+        let dataset = lookup(doc, "event.dataset");
+        DocFacts { web, dataset }
+    }
+}
+
 /// A compiled detection rule.
 #[derive(Debug)]
 pub struct Rule {
@@ -286,20 +305,14 @@ impl Rule {
         Ok(Rule { meta, logsource: raw.logsource.clone().unwrap_or_default(), selections, condition })
     }
 
-    /// Does the rule's log source cover this document?
-    fn applies(&self, doc: &Map<String, Json>) -> bool {
-        // HTTP records: a request method, a requested URL (native AppFW records name the URL but not
-        // the method), or `event.category: web` (the appliance's access and error logs).
-        let web = matches!(self.logsource.category.as_deref(), Some("webserver" | "proxy"));
-        if web
-            && lookup(doc, "http.request.method").is_empty()
-            && lookup(doc, "url.original").is_empty()
-            && !lookup(doc, "event.category").iter().any(|c| c.as_str() == Some("web"))
-        {
+    /// Does the rule's log source cover a document with these facts?
+    fn applies(&self, facts: &DocFacts<'_>) -> bool {
+        if matches!(self.logsource.category.as_deref(), Some("webserver" | "proxy")) && !facts.web {
             return false;
         }
         match self.logsource.service.as_deref() {
-            Some(service) => lookup(doc, "event.dataset")
+            Some(service) => facts
+                .dataset
                 .iter()
                 .any(|d| d.as_str().is_some_and(|d| d == service || d.rsplit('.').next() == Some(service))),
             None => true,
@@ -307,7 +320,12 @@ impl Rule {
     }
 
     pub fn matches(&self, doc: &Map<String, Json>) -> bool {
-        self.applies(doc) && self.eval(&self.condition, doc)
+        self.matches_given(&DocFacts::of(doc), doc)
+    }
+
+    /// [`Rule::matches`] with the document's facts worked out once for every rule.
+    pub fn matches_given(&self, facts: &DocFacts<'_>, doc: &Map<String, Json>) -> bool {
+        self.applies(facts) && self.eval(&self.condition, doc)
     }
 
     /// The names of the selections that hold for `doc`, in the rule's order (what an alert of this

@@ -1,0 +1,153 @@
+//! The whole in-process path, stage by stage, on a realistic generated corpus: mostly benign traffic
+//! with attacks a trickle (see `corpus_gen.rs`), GeoLite2 City + ASN from `.tools/geoip/` (installed by
+//! `scripts/setup.sh`), 100,000 indicators of which 1% of the corpus's client addresses, and the shipped
+//! rule pack. Each benchmark runs every record of the corpus through one more stage than the one before
+//! (cumulative), so a stage's cost is the difference between two lines; `full_job` is what `gatewatch
+//! replay --enriched-out` does per record: every enriched event and every alert written as JSON.
+//! `cargo bench --bench process`
+
+#![allow(clippy::unwrap_used)] // a test, benchmark or example: failing loudly is the point
+
+#[path = "corpus_gen.rs"]
+mod corpus_gen;
+#[path = "ioc_gen.rs"]
+mod ioc_gen;
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, TimeZone, Utc};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use gatewatch::config::{FeedSettings, Settings};
+use gatewatch::detect::{Publish, RuleSet, Worker};
+use gatewatch::ecs::{event_map, Origin, SourceRef};
+use gatewatch::enrich::feeds::Format;
+use gatewatch::enrich::Enricher;
+use gatewatch::parse::{parse, Dataset, ParseContext};
+use gatewatch::process::{Clocks, Created, Input, Processor};
+
+// The allocator the service ships with (`src/main.rs`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Records per iteration; the address pool is larger than the GeoIP cache, as a fleet's is.
+const RECORDS: usize = 50_000;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn enricher(dir: &Path, indicators: &[String]) -> Enricher {
+    let geoip = root().join(".tools/geoip");
+    let (city, asn) = (geoip.join("GeoLite2-City.mmdb"), geoip.join("GeoLite2-ASN.mmdb"));
+    assert!(
+        city.is_file() && asn.is_file(),
+        "GeoLite2 databases missing under {}: run scripts/setup.sh",
+        geoip.display()
+    );
+    let feed = dir.join("indicators.csv");
+    let mut text = ioc_gen::csv_feed(100_000 - indicators.len());
+    for ip in indicators {
+        text.push_str(&format!("ipv4,{ip},bench,high\n"));
+    }
+    std::fs::write(&feed, text).unwrap();
+    let mut settings = Settings::default();
+    settings.enrich.geoip.city_db = Some(city);
+    settings.enrich.geoip.asn_db = Some(asn);
+    settings.enrich.ioc.feeds = vec![FeedSettings { name: "bench".into(), path: feed, format: Format::Csv }];
+    let (enricher, _) = Enricher::load(&settings, true).unwrap();
+    enricher
+}
+
+fn bench(c: &mut Criterion) {
+    let options = Settings::default().detect.options();
+    let (rules, errors) = RuleSet::load(&[root().join("rules")], &options);
+    assert!(errors.is_empty(), "{errors:?}");
+    let ctx = ParseContext::default();
+    let received: DateTime<Utc> = Utc.with_ymd_and_hms(2020, 1, 20, 0, 0, 0).unwrap();
+    let clocks = Clocks { received, indicators: received, created: Created::EventTime };
+    let corpus = corpus_gen::Corpus::generate(RECORDS, &rules, &options);
+    let dir = tempfile::tempdir().unwrap();
+    let enricher = enricher(dir.path(), &corpus.indicators);
+    let processor = Processor { ctx: &ctx, enricher: Some(&enricher), rules: &rules, detect: &options };
+    let source = SourceRef { topic: "adc.raw", partition: 0, offset: 0 };
+    fn input<'r>((hint, payload): &'r (Option<Dataset>, Vec<u8>), source: SourceRef<'r>) -> Input<'r> {
+        Input { payload, hint: *hint, origin: Origin::Kafka(source), appliance: None }
+    }
+
+    // What the corpus is, checked once: every record parses, attacks alert, indicators hit.
+    let mut worker = Worker::new(Publish::Immediately);
+    let (mut alerts, mut hits) = (0, 0);
+    for record in &corpus.records {
+        let out = processor.process(Some(&mut worker), input(record, source), clocks).unwrap();
+        alerts += out.alerts.len();
+        hits += out.indicator_hits;
+    }
+    eprintln!(
+        "process bench: {} records ({} attack lines), {} distinct client addresses, {alerts} alerts, {hits} indicator hits",
+        corpus.records.len(),
+        corpus.attacks,
+        corpus.addresses
+    );
+    assert!(alerts >= corpus.attacks && hits > 0, "the corpus alerts and hits indicators");
+
+    let mut group = c.benchmark_group("process");
+    group.throughput(Throughput::Elements(corpus.records.len() as u64));
+    group.sample_size(10);
+    group.bench_function("parse", |b| {
+        b.iter(|| corpus.records.iter().filter(|(hint, r)| parse(r, received, &ctx, *hint).is_ok()).count())
+    });
+    group.bench_function("parse_ecs", |b| {
+        b.iter(|| {
+            corpus
+                .records
+                .iter()
+                .map(|(hint, r)| event_map(&parse(r, received, &ctx, *hint).unwrap(), source).len())
+                .sum::<usize>()
+        })
+    });
+    group.bench_function("parse_ecs_enrich", |b| {
+        b.iter(|| {
+            let mut hits = 0;
+            for (hint, r) in &corpus.records {
+                let event = parse(r, received, &ctx, *hint).unwrap();
+                let mut doc = event_map(&event, source);
+                hits += enricher.enrich(&event, &mut doc, received);
+            }
+            hits
+        })
+    });
+    let mut worker = Worker::new(Publish::Immediately);
+    group.bench_function("parse_ecs_enrich_rules", |b| {
+        b.iter(|| {
+            corpus
+                .records
+                .iter()
+                .map(|r| processor.process(Some(&mut worker), input(r, source), clocks).unwrap().alerts.len())
+                .sum::<usize>()
+        })
+    });
+    let mut worker = Worker::new(Publish::Immediately);
+    let mut out = Vec::with_capacity(1 << 20);
+    group.bench_function("full_job", |b| {
+        b.iter(|| {
+            out.clear();
+            for record in &corpus.records {
+                let processed = processor.process(Some(&mut worker), input(record, source), clocks).unwrap();
+                serde_json::to_writer(&mut out, &processed.doc).unwrap();
+                out.push(b'\n');
+                for alert in &processed.alerts {
+                    serde_json::to_writer(&mut out, &alert.doc).unwrap();
+                    out.push(b'\n');
+                }
+                if out.len() > 1 << 20 {
+                    out.clear();
+                }
+            }
+            out.len()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
