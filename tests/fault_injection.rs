@@ -115,7 +115,10 @@ fn outputs_a_broker_refuses_as_too_large_are_dead_lettered_and_the_stream_goes_o
 
     let broker = Broker::external(&bootstrap);
     let small_batches = "[kafka.producer_options]\n\"batch.num.messages\" = \"20\"\n\"linger.ms\" = \"0\"\n";
-    let mut gw = Gatewatch::spawn_with_config(&broker, &topics, &[], Some(small_batches));
+    // One worker: a second one joining the group would revoke the partition from the first, whose
+    // detection-state write could then be the produce request the broker refuses, not the outputs.
+    let mut gw =
+        Gatewatch::spawn_with_config(&broker, &topics, &[("GATEWATCH__PIPELINE__WORKERS", "1")], Some(small_batches));
     // Every input ends as an enriched record or as the dead letter of its refused output.
     let outputs = broker.read_all(&[&topics.enriched, &topics.dlq], 300, Duration::from_secs(60));
     assert!(gw.wait_timeout(Duration::from_millis(1)).is_none(), "the service stays up; log:\n{}", gw.log_text());
