@@ -13,7 +13,9 @@ mod corpus_gen;
 #[path = "ioc_gen.rs"]
 mod ioc_gen;
 
+use std::alloc::{GlobalAlloc, Layout};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use chrono::{DateTime, TimeZone, Utc};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -25,9 +27,49 @@ use gatewatch::enrich::Enricher;
 use gatewatch::parse::{parse, Dataset, ParseContext};
 use gatewatch::process::{Clocks, Created, Input, Processor};
 
-// The allocator the service ships with (`src/main.rs`).
+/// The allocator the service ships with (`src/main.rs`), counting allocations while `COUNTING` is set
+/// (the timed runs leave it off).
+struct Counted;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: every call is passed on unchanged to mimalloc's implementation of the same method.
+unsafe impl GlobalAlloc for Counted {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        unsafe { mimalloc::MiMalloc.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        unsafe { mimalloc::MiMalloc.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        unsafe { mimalloc::MiMalloc.realloc(ptr, layout, new_size) }
+    }
+}
+
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: Counted = Counted;
+
+/// Heap allocations (and reallocations) per record of `run` over `records` records.
+fn allocations_per_record(records: usize, run: impl FnOnce()) -> f64 {
+    ALLOCATIONS.store(0, Ordering::Relaxed);
+    COUNTING.store(true, Ordering::Relaxed);
+    run();
+    COUNTING.store(false, Ordering::Relaxed);
+    ALLOCATIONS.load(Ordering::Relaxed) as f64 / records as f64
+}
 
 /// Records per iteration; the address pool is larger than the GeoIP cache, as a fleet's is.
 const RECORDS: usize = 50_000;
@@ -89,6 +131,46 @@ fn bench(c: &mut Criterion) {
         corpus.addresses
     );
     assert!(alerts >= corpus.attacks && hits > 0, "the corpus alerts and hits indicators");
+
+    // Allocations per record, stage by stage (cumulative, as the timed runs below), in steady state:
+    // the worker and the GeoIP cache have seen the corpus once already.
+    let n = corpus.records.len();
+    let parse_only = allocations_per_record(n, || {
+        for (hint, r) in &corpus.records {
+            drop(parse(r, received, &ctx, *hint));
+        }
+    });
+    let with_ecs = allocations_per_record(n, || {
+        for (hint, r) in &corpus.records {
+            drop(event_map(&parse(r, received, &ctx, *hint).unwrap(), source));
+        }
+    });
+    let with_enrich = allocations_per_record(n, || {
+        for (hint, r) in &corpus.records {
+            let event = parse(r, received, &ctx, *hint).unwrap();
+            let mut doc = event_map(&event, source);
+            enricher.enrich(&event, &mut doc, received);
+        }
+    });
+    let with_rules = allocations_per_record(n, || {
+        for record in &corpus.records {
+            drop(processor.process(Some(&mut worker), input(record, source), clocks).unwrap());
+        }
+    });
+    let mut out = Vec::with_capacity(1 << 20);
+    let full = allocations_per_record(n, || {
+        for record in &corpus.records {
+            let processed = processor.process(Some(&mut worker), input(record, source), clocks).unwrap();
+            out.clear();
+            serde_json::to_writer(&mut out, &processed.doc).unwrap();
+            for alert in &processed.alerts {
+                serde_json::to_writer(&mut out, &alert.doc).unwrap();
+            }
+        }
+    });
+    eprintln!(
+        "process bench: allocations per record: parse {parse_only:.1}, +ECS {with_ecs:.1}, +enrich {with_enrich:.1}, +rules {with_rules:.1}, full job {full:.1}"
+    );
 
     let mut group = c.benchmark_group("process");
     group.throughput(Throughput::Elements(corpus.records.len() as u64));
