@@ -6,6 +6,7 @@ use std::sync::OnceLock;
 
 use chrono::{TimeZone, Utc};
 use gatewatch::detect::{DetectOptions, Publish, RuleSet, Worker};
+use gatewatch::ecs::{Origin, SourceRef};
 use libfuzzer_sys::fuzz_target;
 
 fn rules() -> &'static (RuleSet, DetectOptions) {
@@ -43,7 +44,14 @@ fuzz_target!(|input: &[u8]| {
             "source": {"ip": "198.51.100.50"},
         });
         let doc = doc.as_object().unwrap();
-        let _ = worker.evaluate(set, options, doc, serde_json::json!({"offset": i}), at, at);
+        let _ = worker.evaluate(
+            set,
+            options,
+            doc,
+            Origin::Kafka(SourceRef { topic: "adc.raw", partition: 0, offset: i }),
+            at,
+            at,
+        );
     }
     let _ = worker.open_summaries();
     let changes = worker.take_changes(1 << 16);

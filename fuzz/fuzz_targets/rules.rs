@@ -3,6 +3,7 @@
 #![no_main]
 
 use gatewatch::detect::{Publish, RuleSet, Worker};
+use gatewatch::ecs::{Origin, SourceRef};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|input: &[u8]| {
@@ -28,7 +29,14 @@ fuzz_target!(|input: &[u8]| {
     let at = chrono::DateTime::parse_from_rfc3339("2020-01-11T10:00:00Z").unwrap().with_timezone(&chrono::Utc);
     for i in 0..3i64 {
         let at = at + chrono::Duration::seconds(i);
-        let _ = worker.evaluate(&set, &options, doc, serde_json::json!({"offset": i}), at, at);
+        let _ = worker.evaluate(
+            &set,
+            &options,
+            doc,
+            Origin::Kafka(SourceRef { topic: "adc.raw", partition: 0, offset: i }),
+            at,
+            at,
+        );
     }
     let _ = worker.flush_all();
 });
