@@ -9,29 +9,18 @@
 #![allow(clippy::unwrap_used)] // a test, benchmark or example: failing loudly is the point
 
 use std::collections::HashSet;
-use std::path::Path;
 
 use chrono::{TimeZone, Utc};
 use gatewatch::detect::{DetectOptions, Publish, RuleSet, Worker};
 use gatewatch::ecs::Origin;
-use gatewatch::parse::{reader, Dataset, ParseContext};
+use gatewatch::parse::{Dataset, ParseContext};
 use gatewatch::process::{Clocks, Created, Input, Processor};
 use regex::Regex;
 
+use super::samples::{records, Rng};
+
 const ATTACK_EVERY: usize = 1_000;
 const POOL: usize = 100_000;
-
-/// xorshift: every run measures the same corpus.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
 
 pub struct Corpus {
     /// (dataset hint, record)
@@ -41,34 +30,6 @@ pub struct Corpus {
     pub addresses: usize,
     /// The pool's addresses that are indicators (1%).
     pub indicators: Vec<String>,
-}
-
-/// Every record of the sample files with its file's dataset hint, as `gatewatch parse` reads them.
-fn templates() -> Vec<(Option<Dataset>, String)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/public-samples");
-    let mut paths: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
-    paths.sort();
-    let mut records = Vec::new();
-    for path in paths.iter().filter(|p| p.extension().is_some_and(|e| e == "log")) {
-        if path.to_string_lossy().contains("generated") {
-            continue;
-        }
-        let text = std::fs::read_to_string(path).unwrap();
-        let (mut hint, mut block) = (None, String::new());
-        for line in text.lines().chain(std::iter::once("#")) {
-            if line.starts_with('#') {
-                records.extend(reader::records(&block).iter().map(|r| (hint, r.text.to_owned())));
-                block.clear();
-                if let Some(p) = line.strip_prefix("# --- ") {
-                    hint = p.split_whitespace().next().and_then(Dataset::from_path);
-                }
-            } else {
-                block.push_str(line);
-                block.push('\n');
-            }
-        }
-    }
-    records
 }
 
 /// A public-looking IPv4 address (no private, loopback, link-local, CGNAT or documentation /8s).
@@ -90,7 +51,7 @@ impl Corpus {
         let clocks = Clocks { received, indicators: received, created: Created::EventTime };
         let processor = Processor { ctx: &ctx, enricher: None, rules, detect: options };
         let (mut benign, mut attacks) = (Vec::new(), Vec::new());
-        for (hint, text) in templates() {
+        for (hint, text) in records() {
             let input =
                 Input { payload: text.as_bytes(), hint, origin: Origin::File { file: "t", line: 1 }, appliance: None };
             let mut worker = Worker::new(Publish::Immediately);

@@ -6,6 +6,8 @@
 
 #[path = "ioc_gen.rs"]
 mod ioc_gen;
+#[path = "samples.rs"]
+mod samples;
 
 use std::path::Path;
 

@@ -6,17 +6,7 @@
 
 use std::fmt::Write;
 
-/// A small deterministic generator (xorshift), so every run measures the same feed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
+use super::samples::Rng;
 
 /// A CSV feed of `n` indicators (plus the fixed user-agent and regex rows).
 pub fn csv_feed(n: usize) -> String {

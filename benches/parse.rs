@@ -5,41 +5,16 @@
 
 #![allow(clippy::unwrap_used)] // a test, benchmark or example: failing loudly is the point
 
-use std::path::Path;
+#[path = "samples.rs"]
+mod samples;
 
 use chrono::{TimeZone, Utc};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use gatewatch::ecs::{event_json, SourceRef};
-use gatewatch::parse::{parse, reader, Dataset, ParseContext};
+use gatewatch::parse::{parse, Dataset, ParseContext};
 
 fn corpus() -> Vec<(Option<Dataset>, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/public-samples");
-    let mut records = Vec::new();
-    let mut paths: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
-    paths.sort();
-    for path in paths.iter().filter(|p| p.extension().is_some_and(|e| e == "log")) {
-        if path.to_string_lossy().contains("generated") {
-            continue;
-        }
-        let text = std::fs::read_to_string(path).unwrap();
-        let mut hint = None;
-        let mut block = String::new();
-        for line in text.lines().chain(std::iter::once("#")) {
-            if line.starts_with('#') {
-                for r in reader::records(&block) {
-                    records.push((hint, r.text.as_bytes().to_vec()));
-                }
-                block.clear();
-                if let Some(p) = line.strip_prefix("# --- ") {
-                    hint = p.split_whitespace().next().and_then(Dataset::from_path);
-                }
-            } else {
-                block.push_str(line);
-                block.push('\n');
-            }
-        }
-    }
-    records
+    samples::records().into_iter().map(|(hint, text)| (hint, text.into_bytes())).collect()
 }
 
 fn bench(c: &mut Criterion) {

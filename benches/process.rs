@@ -12,6 +12,8 @@
 mod corpus_gen;
 #[path = "ioc_gen.rs"]
 mod ioc_gen;
+#[path = "samples.rs"]
+mod samples;
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::path::{Path, PathBuf};

@@ -6,6 +6,8 @@
 
 #[path = "../benches/ioc_gen.rs"]
 mod ioc_gen;
+#[path = "../benches/samples.rs"]
+mod samples;
 
 use std::time::Instant;
 

@@ -102,19 +102,13 @@ fn push_snake_case(out: &mut String, key: &str) {
     }
 }
 
-/// Elastic's nesting of some families of keys, on the name `out` ends with from `start`:
-/// `app_process_id` → `app.process_id`.
+/// The families of keys Elastic nests: `app_process_id` → `app.process_id`.
+const NESTED_PREFIXES: [&str; 7] =
+    ["channel_update_", "nsica_session_", "l7_latency_", "l7_threshold_breach_", "clientside_", "serverside_", "app_"];
+
+/// Elastic's nesting ([`NESTED_PREFIXES`]) of the name `out` ends with from `start`.
 fn nest(out: &mut String, start: usize) {
-    const PREFIXES: [&str; 7] = [
-        "channel_update_",
-        "nsica_session_",
-        "l7_latency_",
-        "l7_threshold_breach_",
-        "clientside_",
-        "serverside_",
-        "app_",
-    ];
-    if let Some(prefix) = PREFIXES.iter().find(|p| out[start..].starts_with(*p)) {
+    if let Some(prefix) = NESTED_PREFIXES.iter().find(|p| out[start..].starts_with(*p)) {
         let at = start + prefix.len() - 1;
         out.replace_range(at..=at, ".");
     }
@@ -505,15 +499,7 @@ mod tests {
             }
         }
         let name = out.replace("__", "_");
-        for prefix in [
-            "channel_update_",
-            "nsica_session_",
-            "l7_latency_",
-            "l7_threshold_breach_",
-            "clientside_",
-            "serverside_",
-            "app_",
-        ] {
+        for prefix in NESTED_PREFIXES {
             if let Some(rest) = name.strip_prefix(prefix) {
                 return format!("{}.{rest}", &prefix[..prefix.len() - 1]);
             }
