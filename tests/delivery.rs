@@ -212,7 +212,7 @@ fn kill_9_mid_stream_then_restart_leaves_no_gaps() {
     landed.extend(broker.produce(&topics.input, &lines_to_records(&batch[..1000], 3)));
     let gw2 = Gatewatch::spawn(&broker, &topics, &[]);
 
-    let all = topics.outputs(&broker, landed.len(), Duration::from_secs(90));
+    let all = topics.outputs_covering(&broker, &landed, Duration::from_secs(90));
     let seen = coverage(&all, &topics.input);
     assert_all_covered(&seen, &landed);
     assert!(all.len() >= landed.len(), "log:\n{}", gw2.log_text());
@@ -277,7 +277,7 @@ fn a_second_instance_joining_mid_stream_loses_nothing_across_the_rebalance() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(a.metric("gatewatch_assigned_partitions") + b.metric("gatewatch_assigned_partitions"), 4.0);
-    let all = topics.outputs(&broker, landed.len(), Duration::from_secs(90));
+    let all = topics.outputs_covering(&broker, &landed, Duration::from_secs(90));
     let seen = coverage(&all, &topics.input);
     assert_all_covered(&seen, &landed);
     let b_in: f64 = b.metric(&format!("gatewatch_records_in_total{{topic=\"{}\"}}", topics.input));
@@ -294,7 +294,7 @@ fn two_workers_of_one_instance_split_the_partitions_and_lose_nothing() {
     let landed = broker.produce(&topics.input, &lines_to_records(&batch, 4));
     let settings = [("GATEWATCH__BASELINE__METRICS_TOPIC", ""), ("GATEWATCH__PIPELINE__WORKERS", "2")];
     let gw = Gatewatch::spawn(&broker, &topics, &settings);
-    let all = topics.outputs(&broker, landed.len(), Duration::from_secs(90));
+    let all = topics.outputs_covering(&broker, &landed, Duration::from_secs(90));
     let seen = coverage(&all, &topics.input);
     assert_all_covered(&seen, &landed);
     // Each worker's consumer holds partitions of its own; together, all of them.

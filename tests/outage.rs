@@ -113,7 +113,7 @@ fn a_broker_outage_of_a_minute_pauses_the_stream_and_nothing_is_lost() {
     assert!(saw_unready, "/readyz stayed ready through the outage; log:\n{}", gw.log_text());
 
     signal(&tansu, "-CONT");
-    let outputs = topics.outputs(&broker, landed.len(), Duration::from_secs(180));
+    let outputs = topics.outputs_covering(&broker, &landed, Duration::from_secs(180));
     let seen = coverage(&outputs, &topics.input);
     if seen.values().map(|m| m.len()).sum::<usize>() < landed.len() {
         let log = gw.log_text();

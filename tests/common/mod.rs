@@ -6,7 +6,7 @@
 pub mod committed;
 pub mod secure;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -178,6 +178,21 @@ impl Broker {
 
     /// [`Broker::read`] over several topics at once; `expected` counts records across all of them.
     pub fn read_all(&self, topics: &[&str], expected: usize, timeout: Duration) -> Vec<Record> {
+        let mut count = 0;
+        self.read_until(topics, timeout, |_| {
+            count += 1;
+            count >= expected
+        })
+    }
+
+    /// Reads `topics` from the beginning until `enough` (told of every record as it arrives) has said
+    /// yes and nothing more arrived for 1.5 s, or until `timeout`.
+    pub fn read_until(
+        &self,
+        topics: &[&str],
+        timeout: Duration,
+        mut enough: impl FnMut(&Record) -> bool,
+    ) -> Vec<Record> {
         let consumer: BaseConsumer = self
             .client_config()
             .set("group.id", format!("reader-{}", free_port()))
@@ -196,20 +211,23 @@ impl Broker {
         let deadline = Instant::now() + timeout;
         let mut out = Vec::new();
         let mut quiet_since = Instant::now();
+        let mut done = false;
         while Instant::now() < deadline {
             match consumer.poll(Duration::from_millis(100)) {
                 Some(Ok(m)) => {
-                    out.push(Record {
+                    let record = Record {
                         partition: m.partition(),
                         offset: m.offset(),
                         key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
                         value: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-                    });
+                    };
+                    done |= enough(&record);
+                    out.push(record);
                     quiet_since = Instant::now();
                 }
                 Some(Err(e)) => panic!("reading {topics:?}: {e}"),
                 None => {
-                    if out.len() >= expected && quiet_since.elapsed() > Duration::from_millis(1500) {
+                    if done && quiet_since.elapsed() > Duration::from_millis(1500) {
                         break;
                     }
                 }
@@ -304,6 +322,17 @@ impl Topics {
     /// Every enriched and dead-letter record, read until `expected` arrived (or `timeout`).
     pub fn outputs(&self, broker: &Broker, expected: usize, timeout: Duration) -> Vec<Record> {
         broker.read_all(&[&self.enriched, &self.dlq], expected, timeout)
+    }
+
+    /// The enriched and dead-letter records, read until every input record in `landed` is named by one
+    /// (replays after a rebalance or a restart repeat records, so a count would stop short).
+    pub fn outputs_covering(&self, broker: &Broker, landed: &[(i32, i64)], timeout: Duration) -> Vec<Record> {
+        let mut missing: HashSet<(i32, i64)> = landed.iter().copied().collect();
+        broker.read_until(&[&self.enriched, &self.dlq], timeout, |r| {
+            let (_, partition, offset) = r.source();
+            missing.remove(&(partition, offset));
+            missing.is_empty()
+        })
     }
 
     pub fn create(&self, broker: &Broker, input_partitions: i32) {
