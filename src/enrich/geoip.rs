@@ -88,46 +88,80 @@ impl GeoDb {
         self.reader.load().metadata().database_type.clone()
     }
 
-    /// City-level fields for `ip`, as an ECS `geo` object, or `None` without data.
-    pub fn city(&self, ip: IpAddr) -> Option<Map<String, Json>> {
+    /// City-level fields for `ip` (an ECS `geo` object), or `None` without data.
+    pub fn city(&self, ip: IpAddr) -> Option<CityAnswer> {
         let reader = self.reader.load();
         let city: geoip2::City = reader.lookup(ip).ok()?.decode().ok()??;
-        let mut geo = Map::new();
-        let mut put = |k: &str, v: Option<Json>| {
+        let mut fields: Vec<(&'static str, Box<str>)> = Vec::with_capacity(9);
+        let mut put = |k: &'static str, v: Option<&str>| {
             if let Some(v) = v {
-                geo.insert(k.to_owned(), v);
+                fields.push((k, v.into()));
             }
         };
-        put("continent_code", city.continent.code.map(Json::from));
-        put("continent_name", city.continent.names.english.map(Json::from));
-        put("country_iso_code", city.country.iso_code.map(Json::from));
-        put("country_name", city.country.names.english.map(Json::from));
+        put("continent_code", city.continent.code);
+        put("continent_name", city.continent.names.english);
+        put("country_iso_code", city.country.iso_code);
+        put("country_name", city.country.names.english);
         if let Some(region) = city.subdivisions.first() {
-            put(
-                "region_iso_code",
-                region.iso_code.map(|r| Json::from(format!("{}-{r}", city.country.iso_code.unwrap_or("")))),
-            );
-            put("region_name", region.names.english.map(Json::from));
+            let code = region.iso_code.map(|r| format!("{}-{r}", city.country.iso_code.unwrap_or("")));
+            put("region_iso_code", code.as_deref());
+            put("region_name", region.names.english);
         }
-        put("city_name", city.city.names.english.map(Json::from));
-        put("postal_code", city.postal.code.map(Json::from));
-        put("timezone", city.location.time_zone.map(Json::from));
-        if let (Some(lat), Some(lon)) = (city.location.latitude, city.location.longitude) {
-            put("location", Some(json!({"lat": lat, "lon": lon})));
-        }
-        (!geo.is_empty()).then_some(geo)
+        put("city_name", city.city.names.english);
+        put("postal_code", city.postal.code);
+        put("timezone", city.location.time_zone);
+        let location = city.location.latitude.zip(city.location.longitude);
+        (!fields.is_empty() || location.is_some()).then(|| CityAnswer { fields: fields.into_boxed_slice(), location })
     }
 
-    /// ECS `as` object for `ip`.
-    pub fn asn(&self, ip: IpAddr) -> Option<Json> {
+    /// ECS `as` fields for `ip`.
+    pub fn asn(&self, ip: IpAddr) -> Option<AsnAnswer> {
         let reader = self.reader.load();
         let asn: geoip2::Asn = reader.lookup(ip).ok()?.decode().ok()??;
         let number = asn.autonomous_system_number?;
-        let mut out = json!({"number": number});
-        if let Some(org) = asn.autonomous_system_organization {
-            out["organization"] = json!({"name": org});
+        Some(AsnAnswer { number, organization: asn.autonomous_system_organization.map(Into::into) })
+    }
+}
+
+/// A City answer as the GeoIP cache keeps it: its strings and coordinates, about 250 bytes. (Kept as the
+/// JSON object it becomes, an address's answer took ~1.5 KB of map nodes and key strings.)
+#[derive(Debug, Clone, PartialEq)]
+pub struct CityAnswer {
+    /// ECS `geo` field names and their values, in output order.
+    fields: Box<[(&'static str, Box<str>)]>,
+    /// Latitude and longitude.
+    location: Option<(f64, f64)>,
+}
+
+impl CityAnswer {
+    /// The ECS `geo` object.
+    pub fn to_json(&self) -> Map<String, Json> {
+        let mut geo = Map::new();
+        for (key, value) in &*self.fields {
+            geo.insert((*key).to_owned(), Json::from(&**value));
         }
-        Some(out)
+        if let Some((lat, lon)) = self.location {
+            geo.insert("location".to_owned(), json!({"lat": lat, "lon": lon}));
+        }
+        geo
+    }
+}
+
+/// An ASN answer as the GeoIP cache keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AsnAnswer {
+    number: u32,
+    organization: Option<Box<str>>,
+}
+
+impl AsnAnswer {
+    /// The ECS `as` object.
+    pub fn to_json(&self) -> Json {
+        let mut out = json!({"number": self.number});
+        if let Some(org) = &self.organization {
+            out["organization"] = json!({"name": &**org});
+        }
+        out
     }
 }
 

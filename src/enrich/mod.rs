@@ -84,7 +84,7 @@ pub enum ReloadError {
 }
 
 /// GeoIP answers for recently seen addresses (VPN clients and back-ends repeat): `geo`, `as`.
-type GeoAnswer = Arc<(Option<Map<String, Json>>, Option<Json>)>;
+type GeoAnswer = Arc<(Option<geoip::CityAnswer>, Option<geoip::AsnAnswer>)>;
 
 /// Most addresses the GeoIP cache holds (a concurrent cache that keeps the frequently seen ones); it is
 /// emptied whenever a database is reloaded.
@@ -273,10 +273,10 @@ impl Enricher {
             }
         };
         if let Some(city) = &answer.0 {
-            object.insert("geo".into(), Json::Object(city.clone()));
+            object.insert("geo".into(), Json::Object(city.to_json()));
         }
         if let Some(asn) = &answer.1 {
-            object.insert("as".into(), asn.clone());
+            object.insert("as".into(), asn.to_json());
         }
     }
 
