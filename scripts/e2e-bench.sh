@@ -12,7 +12,9 @@
 # first record consumed to the N-th delivered: the steady rate, without start-up (group join; for
 # gatewatch also loading GeoIP, indicators and rules). Prints the medians and gatewatch's rate
 # as a fraction of the copy's, both ways (issue #14's target: >= 0.8).
-# E2E_INDICATORS names another indicator feed (csv: type,value,source) instead of the peer's 100,000.
+# E2E_INDICATORS names another indicator feed (csv: type,value,source) instead of the peer's 100,000;
+# E2E_INDICATORS=1m makes (once, in the cache) and uses the peer's 100,000 plus 900,000 distinct
+# pseudo-random IPv4 addresses (fixed seed).
 # GATEWATCH_ENV adds settings as NAME=VALUE words (e.g. GATEWATCH_ENV="GATEWATCH__DETECT__STATE_TOPIC=");
 # GATEWATCH_BIN runs another gatewatch binary (an older build, to compare); GATEWATCH_WRAP prefixes the gatewatch command (e.g. GATEWATCH_WRAP="perf record -g -o /tmp/live.data --").
 set -euo pipefail
@@ -32,6 +34,26 @@ fi
 if [ ! -s "$indicators.typed.csv" ]; then
   [ -s "$indicators" ] || { python3 "$peer/make_corpus.py" --indicators "$indicators.tmp" && mv "$indicators.tmp" "$indicators"; }
   { echo "type,value,source"; cut -d, -f1,3 "$indicators" | sort -u -t, -k1,1 | sed 's/^/ipv4,/'; } >"$indicators.typed.csv"
+fi
+if [ "${E2E_INDICATORS:-}" = 1m ]; then
+  E2E_INDICATORS=$cache/indicators-1m.typed.csv
+  [ -s "$E2E_INDICATORS" ] || python3 - "$indicators.typed.csv" "$E2E_INDICATORS" <<'PY'
+import random, sys
+rows = open(sys.argv[1]).read().splitlines()
+seen = {row.split(",")[1] for row in rows[1:]}
+rng = random.Random(7)
+with open(sys.argv[2] + ".tmp", "w") as out:
+    out.write("\n".join(rows) + "\n")
+    added = 0
+    while added < 900_000:
+        a = f"{rng.randint(1, 223)}.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}"
+        if a not in seen:
+            seen.add(a)
+            out.write(f"ipv4,{a},random\n")
+            added += 1
+import os
+os.replace(sys.argv[2] + ".tmp", sys.argv[2])
+PY
 fi
 cargo build --release --locked --quiet --bin gatewatch --example kafka_copy
 target=${CARGO_TARGET_DIR:-$root/target}/release

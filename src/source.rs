@@ -206,13 +206,6 @@ pub fn commit_stored(consumer: &InputConsumer) {
 
 /// `queued.max.messages.kbytes`: records fetched ahead per worker, in KiB.
 const PREFETCH_KIB: u32 = 16_384;
-/// `queued.min.messages`: librdkafka keeps fetching until this many records wait per partition (its
-/// default, 100,000, held ~50 MiB of records and their envelopes per worker ahead of a ~20k
-/// records/s worker, whatever the byte bound said).
-const PREFETCH_RECORDS: u32 = 10_000;
-/// `fetch.queue.backoff.ms`: how long fetching pauses once a bound above is reached. librdkafka's
-/// default (1 s) is longer than a worker takes to work through 10,000 records: it starved the worker.
-const PREFETCH_BACKOFF_MS: u32 = 50;
 
 /// librdkafka consumer settings; everything in [`crate::config::PROTECTED_LIBRDKAFKA_OPTIONS`] is set here.
 pub fn consumer_config(settings: &Settings) -> ClientConfig {
@@ -220,13 +213,12 @@ pub fn consumer_config(settings: &Settings) -> ClientConfig {
     let mut config = ClientConfig::new();
     let heartbeat = (k.session_timeout.as_millis() / 3).clamp(1, 3000);
     config.set("auto.commit.interval.ms", "1000").set("heartbeat.interval.ms", heartbeat.to_string());
-    // Records fetched ahead, per worker (each has a consumer): librdkafka's defaults (64 MiB, 100,000
-    // records per partition) only add memory here (a worker consumes ~20k records/s);
-    // `kafka.consumer_options` may set them back.
-    config
-        .set("queued.max.messages.kbytes", PREFETCH_KIB.to_string())
-        .set("queued.min.messages", PREFETCH_RECORDS.to_string())
-        .set("fetch.queue.backoff.ms", PREFETCH_BACKOFF_MS.to_string());
+    // Records fetched ahead, per worker (each has a consumer): librdkafka's default is 64 MiB per
+    // consumer, which only adds memory here (a worker consumes ~20k records/s); `kafka.consumer_options`
+    // may set it back.
+    // (Bounding `queued.min.messages` as well — 10,000 records per partition, 50 ms fetch back-off —
+    // saved ~35 MiB per worker but cost a third of the throughput on tansu: BENCHMARKS.md.)
+    config.set("queued.max.messages.kbytes", PREFETCH_KIB.to_string());
     for (key, value) in &k.consumer_options {
         config.set(key, value);
     }
@@ -262,14 +254,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn each_consumer_fetches_a_bounded_number_of_records_ahead_unless_told_otherwise() {
+    fn each_consumer_fetches_a_bounded_amount_ahead_unless_told_otherwise() {
         let mut settings = Settings::default();
-        let config = consumer_config(&settings);
-        assert_eq!(config.get("queued.min.messages"), Some("10000"));
-        assert_eq!(config.get("queued.max.messages.kbytes"), Some("16384"));
-        assert_eq!(config.get("fetch.queue.backoff.ms"), Some("50"));
-        settings.kafka.consumer_options.insert("queued.min.messages".into(), "50000".into());
-        assert_eq!(consumer_config(&settings).get("queued.min.messages"), Some("50000"));
+        assert_eq!(consumer_config(&settings).get("queued.max.messages.kbytes"), Some("16384"));
+        settings.kafka.consumer_options.insert("queued.max.messages.kbytes".into(), "65536".into());
+        assert_eq!(consumer_config(&settings).get("queued.max.messages.kbytes"), Some("65536"));
     }
 
     #[test]
