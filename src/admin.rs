@@ -1,6 +1,7 @@
 //! Admin: the HTTP listener for probes and scrapes — `/livez`, `/readyz`, `/metrics`.
 //!
-//! `/readyz` is ready only when the consumer holds an assignment, the producer reaches a broker and no
+//! `/readyz` is ready only when every worker's consumer has its assignment from the group (an empty one
+//! too: a standby instance is ready), the producer reaches a broker and no
 //! partition's outputs are waiting out an outage (`stalled_partitions`); its
 //! body also names the components whose last reload failed (`failed_reloads=feed:watch`), which keep
 //! serving their previous version;
@@ -47,12 +48,13 @@ async fn livez(State(state): State<AdminState>) -> impl IntoResponse {
 }
 
 async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
-    let assigned = state.health.assigned() > 0;
+    let assigned = state.health.joined();
+    let partitions = state.health.assigned();
     let reachable = state.health.producer_reachable.load(std::sync::atomic::Ordering::Relaxed);
     let failing = state.health.failing_reloads();
     let stalled = state.health.stalled_deliveries.load(std::sync::atomic::Ordering::Relaxed);
     let body = format!(
-        "assigned={assigned} producer_reachable={reachable} stalled_partitions={stalled} failed_reloads={failing}\n"
+        "assigned={assigned} partitions={partitions} producer_reachable={reachable} stalled_partitions={stalled} failed_reloads={failing}\n"
     );
     let status = if state.health.ready() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, body)

@@ -166,7 +166,7 @@ impl Metrics {
             detect_state_written: registered(&mut registry, "detect_state_written", "Detection state entries (correlation groups, suppression windows, deletions) written to the state topic"),
             detect_state_restored: registered(&mut registry, "detect_state_restored", "Detection state entries read back from the state topic on assignment"),
             admin_connections_closed: registered(&mut registry, "admin_connections_closed", "Admin connections closed early because admin.max_connections were open"),
-            ready: registered(&mut registry, "ready", "1 while the instance is ready as /readyz says: it holds partitions and its producer reaches a broker"),
+            ready: registered(&mut registry, "ready", "1 while the instance is ready as /readyz says: its workers have their assignments and its producer reaches a broker"),
             registry: Arc::new(registry),
         }
     }

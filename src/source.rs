@@ -22,7 +22,7 @@ use crate::offsets::Ledger;
 #[derive(Default)]
 pub struct Health {
     /// Input partitions held, per worker (each worker's consumer has its own assignment); `None` until
-    /// the worker's first assignment.
+    /// the worker's first assignment and from a revocation until the group assigns again.
     assigned: Mutex<Vec<Option<usize>>>,
     /// The producer reaches the brokers: set by the readiness probe, cleared at once by librdkafka's
     /// "all brokers down" (the probe itself can wait behind a backlog).
@@ -40,10 +40,12 @@ pub struct Health {
 }
 
 impl Health {
-    /// Every worker has joined the group and the instance holds a partition; the producer reaches
-    /// the brokers and no delivery waits out an outage.
+    /// Every worker has its assignment from the group — an empty one too: an instance the group leaves
+    /// without partitions (more consumers than partitions) is a standby, ready to take some over, and
+    /// a Deployment's rollout must not wait for it — the producer reaches the brokers and no delivery
+    /// waits out an outage.
     pub fn ready(&self) -> bool {
-        self.assigned() > 0
+        self.joined()
             && self.producer_reachable.load(Ordering::Relaxed)
             && self.stalled_deliveries.load(Ordering::Relaxed) == 0
     }
@@ -65,14 +67,21 @@ impl Health {
         *self.assigned.lock().unwrap_or_else(PoisonError::into_inner) = vec![None; workers];
     }
 
-    /// Records how many input partitions `worker` holds; returns how many all workers hold.
-    pub fn set_assigned(&self, worker: usize, partitions: usize) -> usize {
+    /// Records how many input partitions `worker` holds (`None`: its partitions were revoked and the
+    /// group has not assigned again); returns how many all workers hold.
+    pub fn set_assigned(&self, worker: usize, partitions: Option<usize>) -> usize {
         let mut assigned = self.assigned.lock().unwrap_or_else(PoisonError::into_inner);
         if assigned.len() <= worker {
             assigned.resize(worker + 1, None);
         }
-        assigned[worker] = Some(partitions);
+        assigned[worker] = partitions;
         assigned.iter().flatten().sum()
+    }
+
+    /// Every worker holds its assignment from the group (possibly empty).
+    pub fn joined(&self) -> bool {
+        let assigned = self.assigned.lock().unwrap_or_else(PoisonError::into_inner);
+        !assigned.is_empty() && assigned.iter().all(Option::is_some)
     }
 
     /// Input partitions held by all workers, once every worker has had its first assignment (0 before).
@@ -168,9 +177,12 @@ impl ConsumerContext for SourceContext {
         }
     }
 
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, _rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let assigned = consumer.assignment().map(|tpl| tpl.count()).unwrap_or(0);
-        let total = self.health.set_assigned(self.worker, assigned);
+        // Revoked: out of the group's assignment until it assigns again (at once in a rebalance; not
+        // while the consumer is out of the group).
+        let held = (!matches!(rebalance, Rebalance::Revoke(_))).then_some(assigned);
+        let total = self.health.set_assigned(self.worker, held);
         self.metrics.assigned_partitions.set(total as i64);
         let worker = WorkerLabels { worker: self.worker as u32 };
         self.metrics.worker_partitions.get_or_create(&worker).set(assigned as i64);
@@ -266,18 +278,35 @@ mod tests {
         let health = Health::default();
         health.producer_reachable.store(true, Ordering::Relaxed);
         health.expect_workers(2);
-        assert_eq!(health.set_assigned(0, 3), 3);
+        assert_eq!(health.set_assigned(0, Some(3)), 3);
         // The second worker has not joined: its first assignment may still take partitions away.
         assert_eq!(health.assigned(), 0);
         assert!(!health.ready());
-        assert_eq!(health.set_assigned(1, 0), 3);
+        assert_eq!(health.set_assigned(1, Some(0)), 3);
         assert_eq!(health.assigned(), 3);
         assert!(health.ready());
-        health.set_assigned(1, 2);
-        health.set_assigned(0, 1);
+        health.set_assigned(1, Some(2));
+        health.set_assigned(0, Some(1));
         assert_eq!(health.assigned(), 3);
-        health.set_assigned(0, 0);
-        health.set_assigned(1, 0);
+        // A rebalance: revoked, not ready until the group assigns again.
+        health.set_assigned(0, None);
+        assert!(!health.ready());
+        health.set_assigned(0, Some(1));
+        assert!(health.ready());
+    }
+
+    #[test]
+    fn an_instance_the_group_leaves_without_partitions_is_a_ready_standby() {
+        let health = Health::default();
+        health.producer_reachable.store(true, Ordering::Relaxed);
+        health.expect_workers(2);
+        assert!(!health.ready(), "not ready before the workers have their assignments");
+        health.set_assigned(0, Some(0));
+        assert!(!health.ready());
+        health.set_assigned(1, Some(0));
+        assert_eq!(health.assigned(), 0);
+        assert!(health.ready(), "every worker has its (empty) assignment");
+        health.producer_reachable.store(false, Ordering::Relaxed);
         assert!(!health.ready());
     }
 

@@ -42,6 +42,40 @@ fn readyz_is_not_ready_before_assignment_and_ready_after() {
 }
 
 #[test]
+fn an_instance_left_without_partitions_is_a_ready_standby_and_takes_over_when_the_other_leaves() {
+    let broker = Broker::start();
+    let topics = Topics::new("standby");
+    topics.create(&broker, 1);
+    // One input partition and no metrics topic: of two one-worker instances, one holds nothing.
+    let settings = [("GATEWATCH__BASELINE__METRICS_TOPIC", ""), ("GATEWATCH__PIPELINE__WORKERS", "1")];
+    let a = Gatewatch::spawn(&broker, &topics, &settings);
+    a.wait_ready(Duration::from_secs(60));
+    let b = Gatewatch::spawn(&broker, &topics, &settings);
+    // The group may give the partition to either; both are ready, one of them holding nothing.
+    let held = |gw: &Gatewatch| gw.metric("gatewatch_assigned_partitions");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let ready = |gw: &Gatewatch| gw.get("/readyz").is_some_and(|(s, _)| s == 200);
+    while !(ready(&a) && ready(&b) && held(&a) + held(&b) == 1.0) {
+        assert!(Instant::now() < deadline, "not both ready; logs:\n{}\n{}", a.log_text(), b.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (mut holder, standby) = if held(&a) == 1.0 { (a, b) } else { (b, a) };
+    let (status, body) = standby.get("/readyz").unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("assigned=true") && body.contains("partitions=0"), "{body}");
+
+    // The holder leaves; the standby takes the partition and processes what arrives.
+    holder.signal("TERM");
+    assert!(holder.wait_timeout(Duration::from_secs(30)).is_some_and(|s| s.success()), "log:\n{}", holder.log_text());
+    let records: Vec<_> = sample_lines()[..20].iter().map(|l| (Some(0), None, l.clone())).collect();
+    let landed = broker.produce(&topics.input, &records);
+    let outputs = topics.outputs_covering(&broker, &landed, Duration::from_secs(60));
+    assert_all_covered(&coverage(&outputs, &topics.input), &landed);
+    assert_eq!(held(&standby), 1.0, "log:\n{}", standby.log_text());
+    assert_eq!(standby.get("/readyz").map(|(s, _)| s), Some(200));
+}
+
+#[test]
 fn metrics_count_what_the_test_sent() {
     let broker = Broker::start();
     let topics = Topics::new("metrics");
