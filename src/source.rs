@@ -84,13 +84,10 @@ impl Health {
         !assigned.is_empty() && assigned.iter().all(Option::is_some)
     }
 
-    /// Input partitions held by all workers, once every worker has had its first assignment (0 before).
+    /// Input partitions held by all workers while every worker has its assignment (0 while one has none).
     pub fn assigned(&self) -> usize {
         let assigned = self.assigned.lock().unwrap_or_else(PoisonError::into_inner);
-        match assigned.iter().copied().collect::<Option<Vec<usize>>>() {
-            Some(each) => each.iter().sum(),
-            None => 0,
-        }
+        assigned.iter().copied().sum::<Option<usize>>().unwrap_or(0)
     }
 
     /// Records the outcome of a (re)load of `component`.
