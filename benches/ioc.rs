@@ -14,7 +14,7 @@ use std::path::Path;
 use chrono::{TimeZone, Utc};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use gatewatch::config::{FeedSettings, GeoRole, Settings};
-use gatewatch::ecs::{event_map, SourceRef};
+use gatewatch::ecs::{event_doc, SourceRef};
 use gatewatch::enrich::feeds::Format;
 use gatewatch::enrich::Enricher;
 use gatewatch::parse::{parse, reader, ParseContext};
@@ -43,7 +43,7 @@ fn bench(c: &mut Criterion) {
     let ctx = ParseContext::default();
     let events: Vec<_> = records.iter().filter_map(|r| parse(r, received, &ctx, None).ok()).collect();
     let source = SourceRef { topic: "adc.raw", partition: 0, offset: 0 };
-    let docs: Vec<_> = events.iter().map(|e| event_map(e, source)).collect();
+    let docs: Vec<_> = events.iter().map(|e| event_doc(e, source.into())).collect();
     let mut group = c.benchmark_group("ioc_lookup_per_event");
     group.throughput(Throughput::Elements(events.len() as u64));
     for n in [1_000usize, 100_000, 1_000_000] {

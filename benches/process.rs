@@ -23,7 +23,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use gatewatch::config::{FeedSettings, Settings};
 use gatewatch::detect::{Publish, RuleSet, Worker};
-use gatewatch::ecs::{event_map, Origin, SourceRef};
+use gatewatch::ecs::{event_doc, Origin, SourceRef};
 use gatewatch::enrich::feeds::Format;
 use gatewatch::enrich::Enricher;
 use gatewatch::parse::{parse, Dataset, ParseContext};
@@ -144,13 +144,13 @@ fn bench(c: &mut Criterion) {
     });
     let with_ecs = allocations_per_record(n, || {
         for (hint, r) in &corpus.records {
-            drop(event_map(&parse(r, received, &ctx, *hint).unwrap(), source));
+            drop(event_doc(&parse(r, received, &ctx, *hint).unwrap(), source.into()));
         }
     });
     let with_enrich = allocations_per_record(n, || {
         for (hint, r) in &corpus.records {
             let event = parse(r, received, &ctx, *hint).unwrap();
-            let mut doc = event_map(&event, source);
+            let mut doc = event_doc(&event, source.into());
             enricher.enrich(&event, &mut doc, received);
         }
     });
@@ -164,7 +164,7 @@ fn bench(c: &mut Criterion) {
         for record in &corpus.records {
             let processed = processor.process(Some(&mut worker), input(record, source), clocks).unwrap();
             out.clear();
-            serde_json::to_writer(&mut out, &processed.doc).unwrap();
+            processed.doc.write_json(&mut out);
             for alert in &processed.alerts {
                 serde_json::to_writer(&mut out, &alert.doc).unwrap();
             }
@@ -185,7 +185,7 @@ fn bench(c: &mut Criterion) {
             corpus
                 .records
                 .iter()
-                .map(|(hint, r)| event_map(&parse(r, received, &ctx, *hint).unwrap(), source).len())
+                .map(|(hint, r)| event_doc(&parse(r, received, &ctx, *hint).unwrap(), source.into()).len())
                 .sum::<usize>()
         })
     });
@@ -194,7 +194,7 @@ fn bench(c: &mut Criterion) {
             let mut hits = 0;
             for (hint, r) in &corpus.records {
                 let event = parse(r, received, &ctx, *hint).unwrap();
-                let mut doc = event_map(&event, source);
+                let mut doc = event_doc(&event, source.into());
                 hits += enricher.enrich(&event, &mut doc, received);
             }
             hits
@@ -217,7 +217,7 @@ fn bench(c: &mut Criterion) {
             out.clear();
             for record in &corpus.records {
                 let processed = processor.process(Some(&mut worker), input(record, source), clocks).unwrap();
-                serde_json::to_writer(&mut out, &processed.doc).unwrap();
+                processed.doc.write_json(&mut out);
                 out.push(b'\n');
                 for alert in &processed.alerts {
                     serde_json::to_writer(&mut out, &alert.doc).unwrap();

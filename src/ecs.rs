@@ -9,8 +9,9 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use serde_json::{json, Map, Value as Json};
+use serde_json::{Map, Value as Json};
 
+use crate::doc::{Doc, Val};
 use crate::parse::{syslog, AdcEvent, Coverage, Dataset, ParseError, PayloadFormat, TimestampSource, Value};
 
 pub const ECS_VERSION: &str = "8.11.0";
@@ -114,41 +115,21 @@ fn nest(out: &mut String, start: usize) {
     }
 }
 
-fn lookup_path<'j>(root: &'j Map<String, Json>, path: &str) -> Option<&'j Json> {
-    let (first, rest) = path.split_once('.').unwrap_or((path, ""));
-    let value = root.get(first)?;
-    match (rest, value) {
-        ("", v) => Some(v),
-        (rest, Json::Object(map)) => lookup_path(map, rest),
-        _ => Some(value),
-    }
-}
-
-fn root_object<'j>(root: &'j mut Map<String, Json>, path: &str) -> &'j mut Map<String, Json> {
-    let mut node = root;
-    for part in path.split('.') {
-        if !node.get(part).is_some_and(Json::is_object) {
-            node.insert(part.to_owned(), Json::Object(Map::new()));
-        }
-        node = node.get_mut(part).and_then(Json::as_object_mut).expect("made an object above");
-    }
-    node
-}
-
-fn field_json(value: &Value<'_>) -> Json {
+fn field_val<'r>(value: &Value<'r>) -> Val<'r> {
     match value {
-        Value::Str(s) | Value::Keyword(s) => Json::from(*s),
-        Value::Owned(s) => Json::from(s.as_str()),
-        Value::Int(n) => Json::from(*n),
-        Value::Float(f) => Json::from(*f),
-        Value::Time(t) => Json::from(crate::timefmt::millis(*t)),
-        Value::List(items) => Json::from(items.clone()),
+        Value::Str(s) => Val::text(s),
+        Value::Keyword(s) => Val::from(*s),
+        Value::Owned(s) => Val::from(s.clone()),
+        Value::Int(n) => Val::Int(*n),
+        Value::Float(f) => Val::from(*f),
+        Value::Time(t) => Val::Time(*t),
+        Value::List(items) => Val::List(items.clone()),
         Value::Pairs(pairs) => {
             let mut map = Map::new();
             for (k, v) in pairs {
                 map.entry((*k).to_owned()).or_insert_with(|| Json::from(*v));
             }
-            Json::Object(map)
+            Val::Json(Json::Object(map))
         }
     }
 }
@@ -156,12 +137,14 @@ fn field_json(value: &Value<'_>) -> Json {
 /// ECS `event.category` / `event.type` / `event.outcome`, as Elastic's `citrix_adc` integration sets
 /// them (by the record's feature, and its event name for connection ends and commands), so dashboards
 /// and rules written for it work on these events.
-fn classify(event: &AdcEvent<'_>) -> Option<(&'static str, &'static [&'static str], Option<&'static str>)> {
+type Class = (&'static [&'static str], &'static [&'static str], Option<&'static str>);
+
+fn classify(event: &AdcEvent<'_>) -> Option<Class> {
     match event.dataset {
         Dataset::HttpAccess if event.fields.get_str("http.request.method").is_some() => {
-            return Some(("web", &["access"], None))
+            return Some((&["web"], &["access"], None))
         }
-        Dataset::HttpError => return Some(("web", &["error"], None)),
+        Dataset::HttpError => return Some((&["web"], &["error"], None)),
         Dataset::AdcLog => {}
         _ => return None,
     }
@@ -174,121 +157,127 @@ fn classify(event: &AdcEvent<'_>) -> Option<(&'static str, &'static [&'static st
     });
     Some(match (feature, name) {
         (_, "CONN_TERMINATE" | "CONN_DELINK" | "OTHERCONN_DELINK" | "NAT_CONN_DELINK" | "NAT_OTHERCONN_DELINK") => {
-            ("network", &["end", "connection"], None)
+            (&["network"], &["end", "connection"], None)
         }
-        (_, "CMD_EXECUTED" | "ZEBOS_CMD_EXECUTED") => ("process", &["start"], None),
-        (_, "LOGIN_FAILED") => ("authentication", &["info"], Some("failure")),
+        (_, "CMD_EXECUTED" | "ZEBOS_CMD_EXECUTED") => (&["process"], &["start"], None),
+        (_, "LOGIN_FAILED") => (&["authentication"], &["info"], Some("failure")),
         // A gateway login or logout is a successful authentication event (Elastic leaves the outcome
         // unset; brute-force rules pair it with the failures).
-        (Some("SSLVPN" | "AAA"), "LOGIN" | "LOGOUT") => ("authentication", &["info"], Some("success")),
+        (Some("SSLVPN" | "AAA"), "LOGIN" | "LOGOUT") => (&["authentication"], &["info"], Some("success")),
         // Gateway sessions and their logins; AAATM (traffic management) records are network ones.
-        (Some("SSLVPN" | "AAA"), _) => ("authentication", &["info"], None),
-        _ => ("network", &["info"], None),
+        (Some("SSLVPN" | "AAA"), _) => (&["authentication"], &["info"], None),
+        _ => (&["network"], &["info"], None),
     })
 }
 
-/// The enriched-topic document for one event.
+/// The enriched-topic document for one event, as JSON.
 pub fn event_json<'s>(event: &AdcEvent<'_>, source: impl Into<Origin<'s>>) -> Vec<u8> {
-    serde_json::to_vec(&event_value(event, source)).expect("a JSON value always serializes")
+    event_doc(event, source.into()).to_vec()
 }
 
-/// [`event_json`] as a value.
-pub fn event_value<'s>(event: &AdcEvent<'_>, source: impl Into<Origin<'s>>) -> Json {
-    Json::Object(event_map(event, source))
-}
-
-/// The document as a map, for stages that add to it (enrichment).
-pub fn event_map<'s>(event: &AdcEvent<'_>, source: impl Into<Origin<'s>>) -> Map<String, Json> {
-    let mut root = Map::new();
-    root.insert("@timestamp".into(), Json::from(crate::timefmt::millis(event.timestamp)));
-    insert(&mut root, "ecs.version", Json::from(ECS_VERSION));
-    root.insert("message".into(), Json::from(event.message));
+/// The document of one event, for the stages that add to it (enrichment) and read it (rules).
+pub fn event_doc<'r>(event: &AdcEvent<'r>, source: Origin<'r>) -> Doc<'r> {
+    let mut doc = Doc::new();
+    doc.insert("@timestamp", Val::Time(event.timestamp));
+    doc.insert("ecs.version", Val::from(ECS_VERSION));
     let module = match event.dataset {
         Dataset::Honeypot => "citrix_honeypot",
         _ => "citrix_adc",
     };
-    insert(&mut root, "event.kind", Json::from("event"));
-    insert(&mut root, "event.module", Json::from(module));
-    insert(&mut root, "event.dataset", Json::from(event.dataset.as_str()));
+    doc.insert("event.kind", Val::from("event"));
+    doc.insert("event.module", Val::from(module));
+    doc.insert("event.dataset", Val::from(event.dataset.as_str()));
     // The action the appliance took (`act=blocked`, an ACL's `ALLOW`), else the event name.
     if let Some(Value::Str(action)) = event.fields.get("citrix_adc.log.action") {
-        insert(&mut root, "event.action", Json::from(action.to_ascii_lowercase()));
+        doc.insert("event.action", Val::from(action.to_ascii_lowercase()));
     } else if let Some(action) = event.action {
-        insert(&mut root, "event.action", Json::from(action.to_ascii_lowercase().replace(' ', "_")));
+        doc.insert("event.action", Val::from(action.to_ascii_lowercase().replace(' ', "_")));
     }
-    insert(&mut root, "event.original", Json::from(event.original));
+    doc.insert("event.original", Val::text(event.original));
     if let Some((category, kinds, outcome)) = classify(event) {
-        insert(&mut root, "event.category", json!([category]));
-        insert(&mut root, "event.type", json!(kinds));
+        doc.insert("event.category", Val::Keywords(category));
+        doc.insert("event.type", Val::Keywords(kinds));
         if let Some(outcome) = outcome {
-            insert(&mut root, "event.outcome", Json::from(outcome));
+            doc.insert("event.outcome", Val::from(outcome));
         }
     }
     if let Some(host) = event.appliance() {
-        insert(&mut root, "observer.hostname", Json::from(host));
+        doc.insert("observer.hostname", Val::text(host));
     }
-    insert(&mut root, "observer.vendor", Json::from("Citrix"));
-    insert(&mut root, "observer.product", Json::from("Netscaler"));
-    insert(&mut root, "observer.type", Json::from("firewall"));
+    doc.insert("observer.vendor", Val::from("Citrix"));
+    doc.insert("observer.product", Val::from("Netscaler"));
+    doc.insert("observer.type", Val::from("firewall"));
 
-    envelope_fields(&mut root, &event.envelope);
+    envelope_fields(&mut doc, &event.envelope);
+    // `message`: the record's text, a CEF record's `msg` or an ALG record's own text (set below).
+    let mut message = Val::text(event.message);
     if let Some(h) = &event.header {
-        header_fields(&mut root, event, h);
+        if let Some(msg) = header_fields(&mut doc, event, h) {
+            message = msg;
+        }
     }
-    body_fields(&mut root, event);
+    body_fields(&mut doc, event);
     // The record's text and, behind an RFC 5424 relay, its time, whatever the record is.
     if event.dataset == Dataset::AdcLog || event.envelope.format == syslog::EnvelopeFormat::Rfc5424 {
-        if lookup_path(&root, "citrix_adc.log.message").is_none() {
-            insert(&mut root, "citrix_adc.log.message", Json::from(event.message.trim_start()));
-        }
+        doc.insert("citrix_adc.log.message", Val::text(event.message.trim_start()));
         if let (syslog::EnvelopeFormat::Rfc5424, Some(at)) = (event.envelope.format, event.envelope.timestamp) {
-            insert(&mut root, "citrix_adc.log.timestamp", Json::from(crate::timefmt::millis(at)));
+            doc.insert("citrix_adc.log.timestamp", Val::Time(at));
         }
     }
     // Elastic's lower-case copies of the protocol names, and an ALG record's own text as `message`.
     for (ours, ecs) in
         [("citrix_adc.log.protocol", "network.protocol"), ("citrix_adc.log.transport", "network.transport")]
     {
-        if let Some(Json::String(name)) = lookup_path(&root, ours) {
+        if let Some(name) = doc.get_str(ours) {
             let lower = name.to_ascii_lowercase();
-            insert(&mut root, ecs, Json::from(lower));
+            doc.insert(ecs, Val::from(lower));
         }
     }
-    if let Some(Json::String(text)) = lookup_path(&root, "citrix_adc.log.infomsg") {
-        let text = text.clone();
-        root.insert("message".into(), Json::from(text));
+    if let Some(text) = doc.get_str("citrix_adc.log.infomsg") {
+        message = Val::from(text.to_owned());
     }
+    doc.set("message", message);
     let timestamp_source = match event.timestamp_source {
         TimestampSource::Header => "header",
         TimestampSource::Envelope => "envelope",
         TimestampSource::Record => "record",
     };
-    insert(&mut root, "gatewatch.timestamp_source", Json::from(timestamp_source));
+    doc.insert("gatewatch.timestamp_source", Val::from(timestamp_source));
     if event.local_time {
-        insert(&mut root, "gatewatch.local_time", Json::from(true));
+        doc.insert("gatewatch.local_time", Val::Bool(true));
     }
     if event.coverage == Coverage::Unknown {
-        insert(&mut root, "gatewatch.coverage", Json::from("unknown"));
+        doc.insert("gatewatch.coverage", Val::from("unknown"));
     }
-    insert(&mut root, "gatewatch.source", serde_json::to_value(source.into()).expect("plain struct"));
-    root
+    match source {
+        Origin::Kafka(SourceRef { topic, partition, offset }) => {
+            doc.insert("gatewatch.source.topic", Val::text(topic));
+            doc.insert("gatewatch.source.partition", Val::Int(partition.into()));
+            doc.insert("gatewatch.source.offset", Val::Int(offset));
+        }
+        Origin::File { file, line } => {
+            doc.insert("gatewatch.source.file", Val::text(file));
+            doc.insert("gatewatch.source.line", Val::UInt(line as u64));
+        }
+    }
+    doc
 }
 
 /// The syslog envelope: `log.syslog.*`.
-fn envelope_fields(root: &mut Map<String, Json>, env: &syslog::Envelope<'_>) {
+fn envelope_fields<'r>(doc: &mut Doc<'r>, env: &syslog::Envelope<'r>) {
     if let Some(p) = env.priority {
-        insert(root, "log.syslog.priority", Json::from(p));
+        doc.insert("log.syslog.priority", Val::Int(p.into()));
     }
     if let Some(code) = env.facility {
-        insert(root, "log.syslog.facility.code", Json::from(code));
+        doc.insert("log.syslog.facility.code", Val::Int(code.into()));
         if let Some(name) = syslog::facility_name(code) {
-            insert(root, "log.syslog.facility.name", Json::from(name));
+            doc.insert("log.syslog.facility.name", Val::from(name));
         }
     }
     if let Some(code) = env.severity {
-        insert(root, "log.syslog.severity.code", Json::from(code));
+        doc.insert("log.syslog.severity.code", Val::Int(code.into()));
         if let Some(name) = syslog::severity_name(code) {
-            insert(root, "log.syslog.severity.name", Json::from(name));
+            doc.insert("log.syslog.severity.name", Val::from(name));
         }
     }
     for (path, value) in [
@@ -296,25 +285,31 @@ fn envelope_fields(root: &mut Map<String, Json>, env: &syslog::Envelope<'_>) {
         ("log.syslog.appname", env.appname),
         ("log.syslog.procid", env.procid),
         ("log.syslog.msgid", env.msgid),
-        ("log.syslog.format", env.format.as_str()),
     ] {
         if let Some(v) = value {
-            insert(root, path, Json::from(v));
+            doc.insert(path, Val::text(v));
         }
+    }
+    if let Some(format) = env.format.as_str() {
+        doc.insert("log.syslog.format", Val::from(format));
     }
 }
 
 /// The NetScaler header (`event.sequence`, `citrix_adc.log.feature`, `.name`, ...) and the body as
-/// `citrix_adc.log.message` (a CEF record's `msg` as `message`).
-fn header_fields(root: &mut Map<String, Json>, event: &AdcEvent<'_>, h: &crate::parse::netscaler::Payload<'_>) {
+/// `citrix_adc.log.message`. Returns a CEF record's `msg`, its `message`.
+fn header_fields<'r>(
+    doc: &mut Doc<'r>,
+    event: &AdcEvent<'r>,
+    h: &crate::parse::netscaler::Payload<'r>,
+) -> Option<Val<'r>> {
     if let Some(seq) = h.sequence {
-        insert(root, "event.sequence", Json::from(seq));
-        insert(root, "citrix_adc.log.sequence", Json::from(seq));
+        doc.insert("event.sequence", Val::UInt(seq));
+        doc.insert("citrix_adc.log.sequence", Val::UInt(seq));
     }
     if let Some(feature) = h.feature {
-        insert(root, "citrix_adc.log.feature", Json::from(feature));
+        doc.insert("citrix_adc.log.feature", Val::text(feature));
     }
-    insert(root, "citrix_adc.log.name", Json::from(h.name));
+    doc.insert("citrix_adc.log.name", Val::text(h.name));
     for (path, value) in [
         ("citrix_adc.log.ppe", h.ppe),
         ("citrix_adc.log.partition", h.partition),
@@ -322,14 +317,14 @@ fn header_fields(root: &mut Map<String, Json>, event: &AdcEvent<'_>, h: &crate::
         ("citrix_adc.log.cef_severity", h.cef_severity),
     ] {
         if let Some(v) = value {
-            insert(root, path, Json::from(v));
+            doc.insert(path, Val::text(v));
         }
     }
     let format = match h.format {
         PayloadFormat::Native => "native",
         PayloadFormat::Cef => "cef",
     };
-    insert(root, "citrix_adc.log.format", Json::from(format));
+    doc.insert("citrix_adc.log.format", Val::from(format));
     match h.format {
         // Elastic keeps the body as `citrix_adc.log.message` too.
         PayloadFormat::Native => {
@@ -344,21 +339,19 @@ fn header_fields(root: &mut Map<String, Json>, event: &AdcEvent<'_>, h: &crate::
                 Some(inner) if !inner.contains('"') => inner,
                 _ => body,
             };
-            insert(root, "citrix_adc.log.message", Json::from(body));
+            doc.insert("citrix_adc.log.message", Val::text(body));
+            None
         }
         // A CEF record's text is its `msg`.
         PayloadFormat::Cef => {
             // Elastic keeps the CEF record itself as citrix_adc.log.message, its msg as `message`.
             if let Some(at) = event.original.find("CEF:") {
-                insert(root, "citrix_adc.log.message", Json::from(&event.original[at..]));
+                doc.insert("citrix_adc.log.message", Val::text(&event.original[at..]));
             }
-            let msg = match event.fields.get("citrix_adc.log.msg") {
-                Some(Value::Str(msg)) => Some(*msg),
-                Some(Value::Owned(msg)) => Some(msg.as_str()),
+            match event.fields.get("citrix_adc.log.msg") {
+                Some(Value::Str(msg)) => Some(Val::text(msg)),
+                Some(Value::Owned(msg)) => Some(Val::from(msg.clone())),
                 _ => None,
-            };
-            if let Some(msg) = msg {
-                root.insert("message".into(), Json::from(msg));
             }
         }
     }
@@ -367,27 +360,29 @@ fn header_fields(root: &mut Map<String, Json>, event: &AdcEvent<'_>, h: &crate::
 /// The body's fields; keys with no mapping of their own under `citrix_adc.log` by their snake_case
 /// name (what Elastic's integration calls them), or under `citrix_adc.log.fields` when that name is
 /// taken.
-fn body_fields(root: &mut Map<String, Json>, event: &AdcEvent<'_>) {
+fn body_fields<'r>(doc: &mut Doc<'r>, event: &AdcEvent<'r>) {
     let mut unnamed = None;
     for field in &event.fields.0 {
         match (field.name, &field.value) {
             ("citrix_adc.log.fields", Value::Pairs(pairs)) => unnamed = Some(pairs),
-            _ => insert(root, field.name, field_json(&field.value)),
+            _ => {
+                doc.insert(field.name, field_val(&field.value));
+            }
         }
     }
-    let mut path = String::with_capacity(64);
+    let mut taken = Map::new();
     for (key, value) in unnamed.into_iter().flatten() {
-        path.clear();
+        let mut path = String::with_capacity(64);
         path.push_str("citrix_adc.log.");
         let name = path.len();
         push_snake_case(&mut path, key);
         nest(&mut path, name);
-        if lookup_path(root, &path).is_none() {
-            insert(root, &path, Json::from(*value));
-        } else {
-            let fields = root_object(root, "citrix_adc.log.fields");
-            fields.entry((*key).to_owned()).or_insert_with(|| Json::from(*value));
+        if !doc.insert(path, Val::text(value)) {
+            taken.entry((*key).to_owned()).or_insert_with(|| Json::from(*value));
         }
+    }
+    if !taken.is_empty() {
+        doc.set("citrix_adc.log.fields", Val::Json(Json::Object(taken)));
     }
 }
 

@@ -11,6 +11,7 @@ pub mod changelog;
 pub mod config;
 pub mod detect;
 pub mod detect_state;
+pub mod doc;
 pub mod ecs;
 pub mod enrich;
 pub mod failure;

@@ -391,7 +391,7 @@ impl Pipeline {
                 let dataset = Dataset::ALL.iter().position(|d| *d == event.dataset).unwrap_or(0);
                 run.parse_results[dataset][usize::from(event.coverage == Coverage::Unknown)].inc();
                 self.metrics.ioc_hits.inc_by(processed.indicator_hits as u64);
-                let json = serde_json::to_vec(&processed.doc).expect("a JSON map always serializes");
+                let json = processed.doc.to_vec();
                 let key = event.appliance().map(str::as_bytes);
                 let published =
                     publish_bounded(&self.sink, run.bounds, OutputKind::Enriched, key, &json, source, received);

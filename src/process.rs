@@ -7,9 +7,9 @@
 //! of the partition's [`Worker`]. A record that does not parse is the caller's to dead-letter.
 
 use chrono::{DateTime, Utc};
-use serde_json::{json, Map, Value as Json};
 
 use crate::detect::{Alert, DetectOptions, RuleSet, Worker};
+use crate::doc::{Doc, Val};
 use crate::ecs::{self, Origin};
 use crate::enrich::Enricher;
 use crate::parse::{self, AdcEvent, Dataset, ParseContext, ParseError};
@@ -60,7 +60,7 @@ pub struct Input<'r> {
 pub struct Processed<'r> {
     pub event: AdcEvent<'r>,
     /// The enriched-topic document.
-    pub doc: Map<String, Json>,
+    pub doc: Doc<'r>,
     pub alerts: Vec<Alert>,
     /// Indicator matches of the enrichment.
     pub indicator_hits: usize,
@@ -76,10 +76,10 @@ impl Processor<'_> {
         clocks: Clocks,
     ) -> Result<Processed<'r>, ParseError> {
         let event = parse::parse(input.payload, clocks.received, self.ctx, input.hint)?;
-        let mut doc = ecs::event_map(&event, input.origin);
+        let mut doc = ecs::event_doc(&event, input.origin);
         if event.appliance().is_none() {
             if let Some(host) = input.appliance {
-                ecs::insert(&mut doc, "observer.hostname", json!(host));
+                doc.insert("observer.hostname", Val::text(host));
             }
         }
         let indicator_hits = self.enricher.map_or(0, |e| e.enrich(&event, &mut doc, clocks.indicators));
@@ -100,6 +100,7 @@ impl Processor<'_> {
 mod tests {
     use super::*;
     use crate::detect::Publish;
+    use serde_json::{json, Value as Json};
 
     #[test]
     fn a_record_becomes_an_event_a_document_and_its_alerts() {
@@ -120,8 +121,9 @@ mod tests {
         };
         let mut worker = Worker::new(Publish::Immediately);
         let out = processor.process(Some(&mut worker), input, clocks).unwrap();
-        assert_eq!(out.doc["observer"]["hostname"], "gw-lon-01", "the location names the appliance");
-        assert_eq!(out.doc["gatewatch"]["source"], json!({"file": "gw-lon-01/httpaccess.log", "line": 7}));
+        let doc = Json::Object(out.doc.to_json());
+        assert_eq!(doc["observer"]["hostname"], "gw-lon-01", "the location names the appliance");
+        assert_eq!(doc["gatewatch"]["source"], json!({"file": "gw-lon-01/httpaccess.log", "line": 7}));
         assert_eq!(out.alerts.len(), 1);
         assert_eq!(out.alerts[0].doc["event"]["created"], "2020-01-11T10:00:00.000Z");
         assert_eq!(out.alerts[0].doc["gatewatch"]["evidence"][0]["source"]["line"], 7);

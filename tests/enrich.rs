@@ -9,7 +9,7 @@ use std::process::Command;
 
 use chrono::{DateTime, Utc};
 use gatewatch::config::{FeedSettings, Settings};
-use gatewatch::ecs::{event_map, Origin};
+use gatewatch::ecs::{event_doc, Origin};
 use gatewatch::enrich::feeds::Format;
 use gatewatch::enrich::Enricher;
 use gatewatch::parse::{parse, Dataset, ParseContext};
@@ -28,9 +28,9 @@ fn now() -> DateTime<Utc> {
 /// Parses `line` and returns its enriched document.
 fn enriched(enricher: &Enricher, line: &str, hint: Option<Dataset>) -> Map<String, Value> {
     let event = parse(line.as_bytes(), now(), &ParseContext::default(), hint).unwrap();
-    let mut doc = event_map(&event, Origin::File { file: "test", line: 1 });
+    let mut doc = event_doc(&event, Origin::File { file: "test", line: 1 });
     enricher.enrich(&event, &mut doc, now());
-    doc
+    doc.to_json()
 }
 
 fn login_from(ip: &str) -> String {

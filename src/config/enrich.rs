@@ -98,6 +98,28 @@ impl GeoRole {
         }
     }
 
+    /// The role's ECS `geo` object (`source.geo`).
+    pub fn geo_field(self) -> &'static str {
+        match self {
+            GeoRole::Source => "source.geo",
+            GeoRole::Client => "client.geo",
+            GeoRole::Destination => "destination.geo",
+            GeoRole::Server => "server.geo",
+            GeoRole::Host => "host.geo",
+        }
+    }
+
+    /// The role's ECS `as` object (`source.as`).
+    pub fn as_field(self) -> &'static str {
+        match self {
+            GeoRole::Source => "source.as",
+            GeoRole::Client => "client.as",
+            GeoRole::Destination => "destination.as",
+            GeoRole::Server => "server.as",
+            GeoRole::Host => "host.as",
+        }
+    }
+
     /// The ECS field holding the role's address.
     pub fn ip_field(self) -> &'static str {
         match self {

@@ -7,7 +7,8 @@ use sha2::{Digest, Sha256};
 
 use super::behaviour::{self, Behaviour};
 use super::correlate::Evidence;
-use super::sigma::{lookup, RuleMeta};
+use super::sigma::RuleMeta;
+use crate::doc::Doc;
 use super::Alert;
 
 /// ECS `event.severity` for a Sigma level.
@@ -22,12 +23,8 @@ pub(super) fn severity(level: &str) -> u8 {
     }
 }
 
-pub(super) fn text(doc: &Map<String, Json>, path: &str) -> Option<String> {
-    lookup(doc, path).first().and_then(|v| match v {
-        Json::String(s) => Some(s.clone()),
-        Json::Number(n) => Some(n.to_string()),
-        _ => None,
-    })
+pub(super) fn text(doc: &Doc<'_>, path: &str) -> Option<String> {
+    doc.get(path).and_then(|v| v.key_text())
 }
 
 /// Deterministic alert id: the rule, its version and where its evidence came from.
@@ -47,14 +44,14 @@ pub fn alert_id(meta: &RuleMeta, evidence: &[Evidence]) -> String {
 /// The alert document (see the README's alert schema).
 pub(super) fn alert_doc(
     meta: &RuleMeta,
-    trigger: &Map<String, Json>,
+    trigger: &Doc<'_>,
     evidence: &[Evidence],
     count: u64,
     behaviour: &Behaviour,
     now: DateTime<Utc>,
 ) -> Alert {
     let id = alert_id(meta, evidence);
-    let at = trigger.get("@timestamp").cloned().unwrap_or_else(|| Json::from(crate::timefmt::millis(now)));
+    let at = trigger.top("@timestamp").unwrap_or_else(|| Json::from(crate::timefmt::millis(now)));
     let mut doc = json!({
         "@timestamp": at,
         "ecs": {"version": crate::ecs::ECS_VERSION},
@@ -91,8 +88,8 @@ pub(super) fn alert_doc(
     });
     let out = doc.as_object_mut().expect("built as an object");
     for path in ["observer", "source", "user", "client", "destination", "url", "threat"] {
-        if let Some(v) = trigger.get(path) {
-            out.insert(path.to_owned(), v.clone());
+        if let Some(v) = trigger.top(path) {
+            out.insert(path.to_owned(), v);
         }
     }
     tag_fields(&meta.tags, out);
@@ -100,7 +97,7 @@ pub(super) fn alert_doc(
 }
 
 /// The suppression key of an alert (see [`Worker::suppress`]).
-pub(super) fn suppression_key(meta: &RuleMeta, doc: &Map<String, Json>, behaviour: &Behaviour) -> String {
+pub(super) fn suppression_key(meta: &RuleMeta, doc: &Doc<'_>, behaviour: &Behaviour) -> String {
     let configured = meta.suppress.as_ref().map(|s| s.by.as_slice()).filter(|b| !b.is_empty());
     let default: Vec<String>;
     let by: &[String] = match configured {

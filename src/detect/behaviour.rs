@@ -4,9 +4,8 @@
 //! command, a new indicator or a new stage always raises its own.
 
 use serde::Serialize;
-use serde_json::{Map, Value as Json};
 
-use super::sigma::lookup;
+use crate::doc::{Doc, Leaf};
 
 /// `suppress.by` token for the whole behaviour (selections and subject).
 pub const BEHAVIOUR: &str = "behaviour";
@@ -37,13 +36,14 @@ pub struct Behaviour {
 
 impl Behaviour {
     /// A detection rule's match: the selections that held and the record's subject.
-    pub fn of_match(selections: Vec<String>, doc: &Map<String, Json>) -> Behaviour {
+    pub fn of_match(selections: Vec<String>, doc: &Doc<'_>) -> Behaviour {
         let subject = SUBJECT_FIELDS.iter().find_map(|path| {
-            let mut values: Vec<String> = lookup(doc, path)
+            let mut values: Vec<String> = doc
+                .lookup(path)
                 .into_iter()
                 .filter_map(|v| match v {
-                    Json::String(s) => Some(normalise(s)),
-                    Json::Number(n) => Some(n.to_string()),
+                    Leaf::Str(s) => Some(normalise(s)),
+                    Leaf::Int(_) | Leaf::UInt(_) | Leaf::Float(_) => v.key_text(),
                     _ => None,
                 })
                 .filter(|s| !s.is_empty())
@@ -88,10 +88,10 @@ pub fn normalise(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value as Json};
 
-    fn doc(v: Json) -> Map<String, Json> {
-        v.as_object().unwrap().clone()
+    fn doc(v: Json) -> Doc<'static> {
+        Doc::from_json(v.as_object().unwrap().clone())
     }
 
     #[test]

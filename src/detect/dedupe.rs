@@ -6,9 +6,8 @@
 use std::collections::{HashMap, VecDeque};
 
 use chrono::{DateTime, Duration, Utc};
-use serde_json::{Map, Value as Json};
 
-use super::sigma::lookup;
+use crate::doc::Doc;
 
 /// How far apart the two logs' timestamps of one request may be.
 const TOLERANCE: Duration = Duration::seconds(5);
@@ -23,13 +22,13 @@ pub struct Request {
     dataset: String,
 }
 
-fn first_text<'d>(doc: &'d Map<String, Json>, path: &str) -> Option<&'d str> {
-    lookup(doc, path).into_iter().find_map(Json::as_str)
+fn first_text<'d>(doc: &'d Doc<'_>, path: &str) -> Option<&'d str> {
+    doc.lookup(path).into_iter().find_map(|v| v.as_str())
 }
 
 impl Request {
     /// The request a web record describes; `None` for records that are not web requests.
-    pub fn of(doc: &Map<String, Json>) -> Option<Request> {
+    pub fn of(doc: &Doc<'_>) -> Option<Request> {
         let path = first_text(doc, "gatewatch.url.normalized_path")?;
         let source = first_text(doc, "source.ip")?;
         let dataset = first_text(doc, "event.dataset").unwrap_or("");
@@ -92,7 +91,7 @@ mod tests {
             "source": {"ip": "203.0.113.9"},
             "gatewatch": {"url": {"normalized_path": "/vpns/cfg/smb.conf"}},
         });
-        Request::of(doc.as_object().unwrap()).unwrap()
+        Request::of(&Doc::from_json(doc.as_object().unwrap().clone())).unwrap()
     }
 
     #[test]

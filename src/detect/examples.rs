@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value as Json};
 
 use super::{sigma, DetectOptions, RuleSet, Worker};
+use crate::doc::Doc;
 use crate::ecs::Origin;
 use crate::enrich::Enricher;
 use crate::parse::{Dataset, ParseContext};
@@ -62,9 +63,9 @@ fn split_hint(line: &str) -> Result<(Option<Dataset>, &str), ExampleError> {
 }
 
 /// An ECS document written as JSON (for rules that depend on enrichment).
-fn json_document(line: &str) -> Option<Result<Map<String, Json>, ExampleError>> {
+fn json_document(line: &str) -> Option<Result<Doc<'static>, ExampleError>> {
     line.trim_start().starts_with('{').then(|| match serde_json::from_str(line) {
-        Ok(Json::Object(doc)) => Ok(doc),
+        Ok(Json::Object(doc)) => Ok(Doc::from_json(doc)),
         _ => Err(ExampleError::NotAnObject),
     })
 }
@@ -78,19 +79,18 @@ pub fn document(
     reference: DateTime<Utc>,
 ) -> Result<Map<String, Json>, ExampleError> {
     if let Some(doc) = json_document(line) {
-        return doc;
+        return doc.map(|doc| doc.to_json());
     }
     let (hint, line) = split_hint(line)?;
     let (rules, detect) = (RuleSet::default(), DetectOptions::default());
     let processor = Processor { ctx, enricher, rules: &rules, detect: &detect };
     let input =
         Input { payload: line.as_bytes(), hint, origin: Origin::File { file: "example", line: 0 }, appliance: None };
-    Ok(processor.process(Some(&mut Worker::default()), input, clocks(reference))?.doc)
+    Ok(processor.process(Some(&mut Worker::default()), input, clocks(reference))?.doc.to_json())
 }
 
-fn event_time(doc: &Map<String, Json>, fallback: DateTime<Utc>) -> DateTime<Utc> {
-    doc.get("@timestamp")
-        .and_then(Json::as_str)
+fn event_time(doc: &Doc<'_>, fallback: DateTime<Utc>) -> DateTime<Utc> {
+    doc.get_str("@timestamp")
         .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
         .map(|t| t.with_timezone(&Utc))
         .unwrap_or(fallback)

@@ -21,6 +21,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value as Json};
 
+use crate::doc::Doc;
 use crate::ecs::Origin;
 pub use alert::alert_id;
 use alert::{alert_doc, suppression_key, text};
@@ -296,7 +297,7 @@ impl Worker {
         &mut self,
         set: &RuleSet,
         options: &DetectOptions,
-        doc: &Map<String, Json>,
+        doc: &Doc<'_>,
         origin: Origin<'_>,
         at: DateTime<Utc>,
         now: DateTime<Utc>,
@@ -365,7 +366,7 @@ impl Worker {
         &mut self,
         meta: &RuleMeta,
         options: &DetectOptions,
-        doc: &Map<String, Json>,
+        doc: &Doc<'_>,
         behaviour: &Behaviour,
         alert: Alert,
         at: DateTime<Utc>,

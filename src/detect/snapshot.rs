@@ -185,7 +185,7 @@ mod tests {
     }
 
     /// A login failure of `user` from 198.51.100.50, `i` ten-second steps into the hour.
-    fn failure(user: &str, i: i64) -> (serde_json::Map<String, Json>, Origin<'static>, DateTime<Utc>) {
+    fn failure(user: &str, i: i64) -> (crate::doc::Doc<'static>, Origin<'static>, DateTime<Utc>) {
         let at = DateTime::<Utc>::from_timestamp(1_578_736_800 + i * 10, 0).unwrap();
         let doc = json!({
             "@timestamp": at.to_rfc3339(),
@@ -196,7 +196,7 @@ mod tests {
             "source": {"ip": "198.51.100.50"},
         });
         let origin = Origin::Kafka(SourceRef { topic: "adc.raw", partition: 0, offset: i });
-        (doc.as_object().unwrap().clone(), origin, at)
+        (crate::doc::Doc::from_json(doc.as_object().unwrap().clone()), origin, at)
     }
 
     fn feed(

@@ -9,6 +9,7 @@ use maxminddb::{geoip2, Mmap, Reader};
 use serde_json::{json, Map, Value as Json};
 
 use super::FileStamp;
+use crate::doc::{Found, Fragment, Leaf};
 
 /// Which database a file must be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,7 +112,7 @@ impl GeoDb {
         put("postal_code", city.postal.code);
         put("timezone", city.location.time_zone);
         let location = city.location.latitude.zip(city.location.longitude);
-        (!fields.is_empty() || location.is_some()).then(|| CityAnswer { fields: fields.into_boxed_slice(), location })
+        (!fields.is_empty() || location.is_some()).then(|| CityAnswer::new(fields, location))
     }
 
     /// ECS `as` fields for `ip`.
@@ -119,49 +120,82 @@ impl GeoDb {
         let reader = self.reader.load();
         let asn: geoip2::Asn = reader.lookup(ip).ok()?.decode().ok()??;
         let number = asn.autonomous_system_number?;
-        Some(AsnAnswer { number, organization: asn.autonomous_system_organization.map(Into::into) })
+        Some(AsnAnswer::new(number, asn.autonomous_system_organization.map(Into::into)))
     }
 }
 
-/// A City answer as the GeoIP cache keeps it: its strings and coordinates, about 250 bytes. (Kept as the
-/// JSON object it becomes, an address's answer took ~1.5 KB of map nodes and key strings.)
+/// A City answer as the GeoIP cache keeps it: its strings and coordinates for look-ups, and the ECS
+/// `geo` object already serialised for documents — about 500 bytes. (Kept as the JSON object it
+/// becomes, an address's answer took ~1.5 KB of map nodes and key strings, and was copied per record.)
 #[derive(Debug, Clone, PartialEq)]
 pub struct CityAnswer {
     /// ECS `geo` field names and their values, in output order.
     fields: Box<[(&'static str, Box<str>)]>,
     /// Latitude and longitude.
     location: Option<(f64, f64)>,
+    json: Box<str>,
 }
 
 impl CityAnswer {
-    /// The ECS `geo` object.
-    pub fn to_json(&self) -> Map<String, Json> {
+    fn new(fields: Vec<(&'static str, Box<str>)>, location: Option<(f64, f64)>) -> CityAnswer {
         let mut geo = Map::new();
-        for (key, value) in &*self.fields {
+        for (key, value) in &fields {
             geo.insert((*key).to_owned(), Json::from(&**value));
         }
-        if let Some((lat, lon)) = self.location {
+        if let Some((lat, lon)) = location {
             geo.insert("location".to_owned(), json!({"lat": lat, "lon": lon}));
         }
-        geo
+        let json = Json::Object(geo).to_string().into_boxed_str();
+        CityAnswer { fields: fields.into_boxed_slice(), location, json }
     }
 }
 
-/// An ASN answer as the GeoIP cache keeps it.
+impl Fragment for CityAnswer {
+    fn json(&self) -> &str {
+        &self.json
+    }
+
+    fn lookup<'d>(&'d self, path: &str, out: &mut Found<'d>) {
+        match (path, self.location) {
+            ("location", Some(_)) => out.push(Leaf::Object),
+            ("location.lat", Some((lat, _))) => out.push(Leaf::Float(lat)),
+            ("location.lon", Some((_, lon))) => out.push(Leaf::Float(lon)),
+            _ => out.extend(self.fields.iter().find(|(key, _)| *key == path).map(|(_, value)| Leaf::Str(value))),
+        }
+    }
+}
+
+/// An ASN answer as the GeoIP cache keeps it: the number, the organization, the ECS `as` object
+/// serialised.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AsnAnswer {
     number: u32,
     organization: Option<Box<str>>,
+    json: Box<str>,
 }
 
 impl AsnAnswer {
-    /// The ECS `as` object.
-    pub fn to_json(&self) -> Json {
-        let mut out = json!({"number": self.number});
-        if let Some(org) = &self.organization {
+    fn new(number: u32, organization: Option<Box<str>>) -> AsnAnswer {
+        let mut out = json!({"number": number});
+        if let Some(org) = &organization {
             out["organization"] = json!({"name": &**org});
         }
-        out
+        AsnAnswer { number, organization, json: out.to_string().into_boxed_str() }
+    }
+}
+
+impl Fragment for AsnAnswer {
+    fn json(&self) -> &str {
+        &self.json
+    }
+
+    fn lookup<'d>(&'d self, path: &str, out: &mut Found<'d>) {
+        match (path, &self.organization) {
+            ("number", _) => out.push(Leaf::UInt(self.number.into())),
+            ("organization", Some(_)) => out.push(Leaf::Object),
+            ("organization.name", Some(org)) => out.push(Leaf::Str(org)),
+            _ => {}
+        }
     }
 }
 

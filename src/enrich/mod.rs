@@ -17,9 +17,10 @@ use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
-use serde_json::{json, Map, Value as Json};
+use serde_json::{json, Value as Json};
 
-use crate::config::Settings;
+use crate::config::{GeoRole, Settings};
+use crate::doc::{Doc, Val};
 use crate::parse::AdcEvent;
 use feeds::Format;
 use geoip::{DbKind, GeoDb};
@@ -84,7 +85,7 @@ pub enum ReloadError {
 }
 
 /// GeoIP answers for recently seen addresses (VPN clients and back-ends repeat): `geo`, `as`.
-type GeoAnswer = Arc<(Option<geoip::CityAnswer>, Option<geoip::AsnAnswer>)>;
+type GeoAnswer = (Option<Arc<geoip::CityAnswer>>, Option<Arc<geoip::AsnAnswer>>);
 
 /// Most addresses the GeoIP cache holds (a concurrent cache that keeps the frequently seen ones); it is
 /// emptied whenever a database is reloaded.
@@ -94,7 +95,7 @@ pub struct Enricher {
     city: Option<GeoDb>,
     asn: Option<GeoDb>,
     geo_cache: quick_cache::sync::Cache<IpAddr, GeoAnswer>,
-    roles: Vec<(&'static str, &'static str)>,
+    roles: Vec<GeoRole>,
     feeds: Mutex<Vec<Feed>>,
     /// `enrich.ioc.max_feed_bytes`.
     max_feed_bytes: u64,
@@ -111,7 +112,7 @@ impl Enricher {
         };
         let city = db(DbKind::City, &e.geoip.city_db)?;
         let asn = db(DbKind::Asn, &e.geoip.asn_db)?;
-        let roles = e.geoip.roles.iter().map(|role| (role.group(), role.ip_field())).collect();
+        let roles = e.geoip.roles.clone();
         let mut events = Vec::new();
         let mut loaded_feeds = Vec::new();
         let max_feed_bytes = e.ioc.max_feed_bytes.as_u64();
@@ -231,10 +232,11 @@ impl Enricher {
 
     /// Adds GeoIP and indicator matches to `doc` (the event's ECS document). Returns the number of
     /// indicator hits.
-    pub fn enrich(&self, event: &AdcEvent<'_>, doc: &mut Map<String, Json>, now: DateTime<Utc>) -> usize {
+    pub fn enrich(&self, event: &AdcEvent<'_>, doc: &mut Doc<'_>, now: DateTime<Utc>) -> usize {
         let index = self.index.load();
         let mut hits: Vec<Hit<'_>> = Vec::new();
-        for (role, field) in &self.roles {
+        for &role in &self.roles {
+            let field = role.ip_field();
             let Some(ip) = event.fields.get_str(field).and_then(|s| s.parse::<IpAddr>().ok()) else { continue };
             self.geo(role, ip, doc);
             if !index.is_empty() {
@@ -246,16 +248,15 @@ impl Enricher {
         }
         if !hits.is_empty() {
             let enrichments: Vec<Json> = hits.iter().map(enrichment).collect();
-            crate::ecs::insert(doc, "threat.enrichments", Json::Array(enrichments));
+            doc.insert("threat.enrichments", Val::Json(Json::Array(enrichments)));
         }
         hits.len()
     }
 
-    fn geo(&self, role: &str, ip: IpAddr, doc: &mut Map<String, Json>) {
-        let object = doc.entry(role.to_owned()).or_insert_with(|| Json::Object(Map::new()));
-        let Json::Object(object) = object else { return };
+    /// `<role>.geo` and `<role>.as`: the cached answers for `ip`, shared (not copied) into the document.
+    fn geo(&self, role: GeoRole, ip: IpAddr, doc: &mut Doc<'_>) {
         if let Some(special) = geoip::special_range(ip) {
-            object.insert("geo".into(), json!({ "name": special }));
+            doc.set(role.geo_field(), Val::Json(json!({ "name": special })));
             return;
         }
         if self.city.is_none() && self.asn.is_none() {
@@ -264,19 +265,19 @@ impl Enricher {
         let answer = match self.geo_cache.get(&ip) {
             Some(answer) => answer,
             None => {
-                let answer: GeoAnswer = Arc::new((
-                    self.city.as_ref().and_then(|db| db.city(ip)),
-                    self.asn.as_ref().and_then(|db| db.asn(ip)),
-                ));
+                let answer: GeoAnswer = (
+                    self.city.as_ref().and_then(|db| db.city(ip)).map(Arc::new),
+                    self.asn.as_ref().and_then(|db| db.asn(ip)).map(Arc::new),
+                );
                 self.geo_cache.insert(ip, answer.clone());
                 answer
             }
         };
-        if let Some(city) = &answer.0 {
-            object.insert("geo".into(), Json::Object(city.to_json()));
+        if let Some(city) = answer.0 {
+            doc.set(role.geo_field(), Val::Fragment(city));
         }
-        if let Some(asn) = &answer.1 {
-            object.insert("as".into(), asn.to_json());
+        if let Some(asn) = answer.1 {
+            doc.set(role.as_field(), Val::Fragment(asn));
         }
     }
 

@@ -225,18 +225,18 @@ pub struct AdcEvent<'a> {
     pub coverage: Coverage,
 }
 
-impl AdcEvent<'_> {
+impl<'a> AdcEvent<'a> {
     /// The appliance this event came from: the payload's host name, else the relay-reported host.
-    pub fn appliance(&self) -> Option<&str> {
+    pub fn appliance(&self) -> Option<&'a str> {
         self.host.or(self.envelope.hostname)
     }
 
     /// The NetScaler event name (`LOGIN`, `CMD_EXECUTED`, ...), when this is a packet-engine record.
-    pub fn name(&self) -> Option<&str> {
+    pub fn name(&self) -> Option<&'a str> {
         self.header.as_ref().map(|h| h.name)
     }
 
-    pub fn feature(&self) -> Option<&str> {
+    pub fn feature(&self) -> Option<&'a str> {
         self.header.as_ref().and_then(|h| h.feature)
     }
 }

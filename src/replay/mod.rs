@@ -208,7 +208,7 @@ impl Analyser<'_> {
         let clocks = Clocks { received, indicators: self.as_of.unwrap_or_else(Utc::now), created: Created::EventTime };
         let processed = processor.process(Some(worker), Input { payload, hint, origin, appliance }, clocks).ok()?;
         let host = processed.event.appliance().or(appliance).unwrap_or("-").to_owned();
-        let json = self.serialize.then(|| serde_json::to_vec(&processed.doc).expect("documents serialize"));
+        let json = self.serialize.then(|| processed.doc.to_vec());
         let at = processed.event.timestamp;
         let sighting = Sighting::of(&processed.doc, at);
         Some(Analysed { host, at, sighting, json, alerts: processed.alerts })

@@ -8,8 +8,8 @@ use std::net::IpAddr;
 use aho_corasick::AhoCorasick;
 use ipnet::IpNet;
 use regex::{Regex, RegexSet};
-use serde_json::{Map, Value as Json};
-use smallvec::SmallVec;
+
+use crate::doc::{Doc, Leaf};
 
 use super::CompileError;
 
@@ -273,71 +273,6 @@ pub(super) fn compile_selection(
     }
 }
 
-/// The values at a path: a few at most in practice, kept inline (no allocation per look-up).
-pub type Found<'d> = SmallVec<[&'d Json; 4]>;
-
-/// Every value at a dotted path (arrays flattened; `threat.enrichments.indicator.ip` reaches into the
-/// array's objects).
-pub fn lookup<'d>(doc: &'d Map<String, Json>, path: &str) -> Found<'d> {
-    // Objects all the way down (the common case): one walk, no intermediate lists.
-    let mut parts = path.split('.');
-    let Some(mut value) = parts.next().and_then(|first| doc.get(first)) else { return Found::new() };
-    for part in parts {
-        match value {
-            Json::Object(o) => match o.get(part) {
-                Some(next) => value = next,
-                None => return Found::new(),
-            },
-            Json::Array(_) => return lookup_through_arrays(doc, path),
-            _ => return Found::new(),
-        }
-    }
-    match value {
-        Json::Array(items) => items.iter().collect(),
-        other => smallvec::smallvec![other],
-    }
-}
-
-/// [`lookup`] where a step of the path is a list: each element's field.
-fn lookup_through_arrays<'d>(doc: &'d Map<String, Json>, path: &str) -> Found<'d> {
-    let mut current: Vec<&Json> = Vec::new();
-    let mut parts = path.split('.');
-    let Some(first) = parts.next() else { return Found::new() };
-    // Keys may themselves contain dots (`citrix_adc.log.fields` pairs); objects are tried first.
-    if let Some(v) = doc.get(first) {
-        current.push(v);
-    }
-    for part in parts {
-        let mut next = Vec::new();
-        for v in current {
-            match v {
-                Json::Object(o) => next.extend(o.get(part)),
-                Json::Array(items) => next.extend(items.iter().filter_map(|i| i.get(part))),
-                _ => {}
-            }
-        }
-        current = next;
-    }
-    let mut flat = Found::new();
-    for v in current {
-        match v {
-            Json::Array(items) => flat.extend(items.iter()),
-            other => flat.push(other),
-        }
-    }
-    flat
-}
-
-/// A value as text for matching: strings as they are (borrowed), numbers and booleans written out.
-pub(super) fn value_text(v: &Json) -> Option<Cow<'_, str>> {
-    match v {
-        Json::String(s) => Some(Cow::Borrowed(s)),
-        Json::Number(n) => Some(Cow::Owned(n.to_string())),
-        Json::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
-        _ => None,
-    }
-}
-
 /// `text` in lower case, copied only when a letter in it is not lower case already (upper- and
 /// title-case letters are alphabetic; lower-case letters and non-letters lower-case to themselves).
 fn lowercase(text: &str) -> Cow<'_, str> {
@@ -348,12 +283,12 @@ fn lowercase(text: &str) -> Cow<'_, str> {
     }
 }
 
-pub(super) fn pred_matches(pred: &Pred, value: &Json) -> bool {
+pub(super) fn pred_matches(pred: &Pred, value: &Leaf<'_>) -> bool {
     if let Pred::Exists(_) = pred {
         return true;
     }
     let number = || value.as_f64().or_else(|| value.as_str().and_then(|s| s.trim().parse().ok()));
-    let Some(text) = value_text(value) else { return false };
+    let Some(text) = value.text() else { return false };
     match pred {
         Pred::Eq(want) => lowercase(&text) == want.as_str(),
         Pred::Contains(want) => lowercase(&text).contains(want.as_str()),
@@ -369,8 +304,8 @@ pub(super) fn pred_matches(pred: &Pred, value: &Json) -> bool {
     }
 }
 
-pub(super) fn field_matches(test: &FieldTest, doc: &Map<String, Json>) -> bool {
-    let values = lookup(doc, &test.path);
+pub(super) fn field_matches(test: &FieldTest, doc: &Doc<'_>) -> bool {
+    let values = doc.lookup(&test.path);
     match &test.values {
         Values::Absent => values.is_empty() || values.iter().all(|v| v.is_null()),
         Values::Any(preds) => {
@@ -380,12 +315,12 @@ pub(super) fn field_matches(test: &FieldTest, doc: &Map<String, Json>) -> bool {
             preds.iter().any(|p| values.iter().any(|v| pred_matches(p, v)))
         }
         Values::All(preds) => preds.iter().all(|p| values.iter().any(|v| pred_matches(p, v))),
-        Values::Literals(automaton) => values.iter().filter_map(|v| value_text(v)).any(|t| automaton.is_match(&*t)),
-        Values::Regexes(set) => values.iter().filter_map(|v| value_text(v)).any(|t| set.is_match(&t)),
+        Values::Literals(automaton) => values.iter().filter_map(Leaf::text).any(|t| automaton.is_match(&*t)),
+        Values::Regexes(set) => values.iter().filter_map(Leaf::text).any(|t| set.is_match(&t)),
     }
 }
 
-pub(super) fn selection_matches(selection: &Selection, doc: &Map<String, Json>) -> bool {
+pub(super) fn selection_matches(selection: &Selection, doc: &Doc<'_>) -> bool {
     match selection {
         Selection::All(tests) => tests.iter().all(|t| field_matches(t, doc)),
         Selection::Any(options) => options.iter().any(|o| selection_matches(o, doc)),
@@ -398,38 +333,12 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn the_direct_walk_finds_what_the_walk_through_lists_finds() {
-        let doc = json!({
-            "url": {"original": "/vpn/../vpns/cfg/smb.conf", "path": ["/a", "/b"]},
-            "threat": {"enrichments": [{"matched": {"field": "source.ip"}}, {"matched": {"field": "url.path"}}]},
-            "event": {"category": ["web"], "code": 403, "ok": true},
-            "citrix_adc.log.fields": "dotted key",
-        });
-        let doc = doc.as_object().unwrap();
-        for path in [
-            "url.original",
-            "url.path",
-            "threat.enrichments.matched.field",
-            "event.category",
-            "event.code",
-            "event.code.deeper",
-            "event.missing",
-            "missing",
-            "citrix_adc.log.fields",
-            "",
-        ] {
-            assert_eq!(lookup(doc, path), lookup_through_arrays(doc, path), "{path}");
-        }
-        assert_eq!(lookup(doc, "threat.enrichments.matched.field").len(), 2);
-    }
-
-    #[test]
     fn text_is_lowered_as_str_to_lowercase_does_and_copied_only_when_needed() {
         for text in ["/vpns/portal", "POST /VPN", "Straße", "ǅemal", "ⒶⅠ", "日本", "ΣΑΣ", "mixedCase 42"] {
             assert_eq!(lowercase(text), text.to_lowercase(), "{text}");
         }
         assert!(matches!(lowercase("/vpns/portal/scripts/newbm.pl"), Cow::Borrowed(_)));
-        assert_eq!(value_text(&json!(true)).as_deref(), Some("true"));
-        assert_eq!(value_text(&json!(7)).as_deref(), Some("7"));
+        assert_eq!(Leaf::of(&json!(true)).text().as_deref(), Some("true"));
+        assert_eq!(Leaf::of(&json!(7)).text().as_deref(), Some("7"));
     }
 }

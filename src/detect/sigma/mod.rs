@@ -17,7 +17,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
-use serde_json::{Map, Value as Json};
+
+use crate::doc::{Doc, Found};
 
 mod condition;
 mod field;
@@ -25,7 +26,7 @@ mod field;
 pub use condition::ConditionProblem;
 use condition::{parse_condition, Cond};
 use field::{compile_selection, selection_matches, to_string, Selection};
-pub use field::{lookup, map_field, FieldProblem, Found};
+pub use field::{map_field, FieldProblem};
 
 /// What went wrong loading a rule: the file, the line when known, and why.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -253,11 +254,11 @@ pub struct DocFacts<'d> {
 }
 
 impl<'d> DocFacts<'d> {
-    pub fn of(doc: &'d Map<String, Json>) -> DocFacts<'d> {
-        let web = !lookup(doc, "http.request.method").is_empty()
-            || !lookup(doc, "url.original").is_empty()
-            || lookup(doc, "event.category").iter().any(|c| c.as_str() == Some("web"));
-        let dataset = lookup(doc, "event.dataset");
+    pub fn of(doc: &'d Doc<'_>) -> DocFacts<'d> {
+        let web = !doc.lookup("http.request.method").is_empty()
+            || !doc.lookup("url.original").is_empty()
+            || doc.lookup("event.category").iter().any(|c| c.as_str() == Some("web"));
+        let dataset = doc.lookup("event.dataset");
         DocFacts { web, dataset }
     }
 }
@@ -319,22 +320,22 @@ impl Rule {
         }
     }
 
-    pub fn matches(&self, doc: &Map<String, Json>) -> bool {
+    pub fn matches(&self, doc: &Doc<'_>) -> bool {
         self.matches_given(&DocFacts::of(doc), doc)
     }
 
     /// [`Rule::matches`] with the document's facts worked out once for every rule.
-    pub fn matches_given(&self, facts: &DocFacts<'_>, doc: &Map<String, Json>) -> bool {
+    pub fn matches_given(&self, facts: &DocFacts<'_>, doc: &Doc<'_>) -> bool {
         self.applies(facts) && self.eval(&self.condition, doc)
     }
 
     /// The names of the selections that hold for `doc`, in the rule's order (what an alert of this
     /// rule is about: `gatewatch.behaviour.selections`).
-    pub fn matched_selections(&self, doc: &Map<String, Json>) -> Vec<String> {
+    pub fn matched_selections(&self, doc: &Doc<'_>) -> Vec<String> {
         self.selections.iter().filter(|(_, s)| selection_matches(s, doc)).map(|(name, _)| name.clone()).collect()
     }
 
-    fn eval(&self, cond: &Cond, doc: &Map<String, Json>) -> bool {
+    fn eval(&self, cond: &Cond, doc: &Doc<'_>) -> bool {
         match cond {
             Cond::Sel(i) => selection_matches(&self.selections[*i].1, doc),
             Cond::Not(inner) => !self.eval(inner, doc),
@@ -373,7 +374,7 @@ pub fn parse_documents(text: &str, file: &str) -> Result<Vec<RawRule>, RuleError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value as Json};
 
     fn rule(yaml: &str) -> Rule {
         let raw: RawRule = serde_yaml_ng::from_str(yaml).unwrap();
@@ -382,9 +383,9 @@ mod tests {
         Rule::compile(&raw, "test.yml", &placeholders).unwrap()
     }
 
-    fn doc(v: Json) -> Map<String, Json> {
+    fn doc(v: Json) -> Doc<'static> {
         match v {
-            Json::Object(m) => m,
+            Json::Object(m) => Doc::from_json(m),
             _ => unreachable!(),
         }
     }

@@ -2,6 +2,7 @@
 //! likely success, post-exploitation findings, sources, sessions, back-end connections and the timeline;
 //! and the verdict and window computed from them at the end.
 
+use crate::doc::{Doc, Leaf};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
@@ -82,10 +83,11 @@ pub(super) fn field<'d>(doc: &'d Map<String, Json>, dotted: &str) -> Option<&'d 
     }
 }
 
-pub(super) fn field_text(doc: &Map<String, Json>, dotted: &str) -> Option<String> {
-    match field(doc, dotted)? {
-        Json::String(s) => Some(s.clone()),
-        Json::Number(n) => Some(n.to_string()),
+/// A string or number of an event's document as text.
+fn field_text(doc: &Doc<'_>, dotted: &str) -> Option<String> {
+    match doc.get(dotted)? {
+        Leaf::Str(s) => Some(s.to_owned()),
+        number @ (Leaf::Int(_) | Leaf::UInt(_) | Leaf::Float(_)) => number.key_text(),
         _ => None,
     }
 }
@@ -115,7 +117,7 @@ pub struct Sighting {
 
 impl Sighting {
     /// `None` for an event of no appliance.
-    pub fn of(doc: &Map<String, Json>, at: DateTime<Utc>) -> Option<Sighting> {
+    pub fn of(doc: &Doc<'_>, at: DateTime<Utc>) -> Option<Sighting> {
         let host = field_text(doc, "observer.hostname")?;
         // Accounts of people and administrators (gateway sessions, AAA, CLI/GUI/API); the local users of
         // the appliance's own shell and cron records (nobody, root) are not accounts to reset.
@@ -131,7 +133,11 @@ impl Sighting {
         let feature = field_text(doc, "citrix_adc.log.feature").unwrap_or_default();
         let backend = if matches!(feature.as_str(), "SSLVPN" | "TCP" | "ICA") {
             field_text(doc, "destination.ip").map(|ip| {
-                let port = field(doc, "destination.port").and_then(Json::as_u64);
+                let port = match doc.get("destination.port") {
+                    Some(Leaf::Int(n)) => u64::try_from(n).ok(),
+                    Some(Leaf::UInt(n)) => Some(n),
+                    _ => None,
+                };
                 (at, ip, port, user)
             })
         } else {
