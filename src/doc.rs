@@ -268,6 +268,21 @@ pub fn cmp_path(a: &str, b: &str) -> Ordering {
     }
 }
 
+/// A path's first eight bytes as a number that orders as [`cmp_path`] does where two numbers differ:
+/// `.` → 0, the bytes below it one up, the rest as they are (so the mapping keeps bytes apart), a
+/// short path padded with zeros. Equal numbers say nothing; the paths are then compared in full.
+fn word(path: &str) -> u64 {
+    let mut bytes = [0u8; 8];
+    for (slot, &b) in bytes.iter_mut().zip(path.as_bytes()) {
+        *slot = match b {
+            b'.' => 0,
+            b if b < b'.' => b + 1,
+            b => b,
+        };
+    }
+    u64::from_be_bytes(bytes)
+}
+
 /// The first position where `a` and `b` differ, eight bytes at a time (paths share long prefixes:
 /// `citrix_adc.log.`).
 fn mismatch(a: &[u8], b: &[u8]) -> Option<usize> {
@@ -305,8 +320,9 @@ enum Place {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Doc<'r> {
     fields: Vec<(Cow<'static, str>, Val<'r>)>,
-    /// `fields` positions in path order.
-    order: Vec<u16>,
+    /// `fields` positions in path order, each with its path's first bytes as a number ([`word`]) so
+    /// most comparisons of a search are one integer comparison.
+    order: Vec<(u64, u16)>,
 }
 
 impl<'r> Doc<'r> {
@@ -323,11 +339,19 @@ impl<'r> Doc<'r> {
     }
 
     fn key(&self, position: usize) -> &str {
-        &self.fields[usize::from(self.order[position])].0
+        &self.fields[usize::from(self.order[position].1)].0
+    }
+
+    fn value(&self, position: usize) -> &Val<'r> {
+        &self.fields[usize::from(self.order[position].1)].1
     }
 
     fn place(&self, path: &str) -> Place {
-        let at = match self.order.binary_search_by(|&i| cmp_path(&self.fields[usize::from(i)].0, path)) {
+        let w = word(path);
+        let found = self
+            .order
+            .binary_search_by(|&(k, i)| k.cmp(&w).then_with(|| cmp_path(&self.fields[usize::from(i)].0, path)));
+        let at = match found {
             Ok(at) => return Place::Set(at),
             Err(at) => at,
         };
@@ -343,8 +367,8 @@ impl<'r> Doc<'r> {
 
     fn put(&mut self, at: usize, path: Cow<'static, str>, value: Val<'r>) {
         let index = u16::try_from(self.fields.len()).expect("a document has fewer than 65 536 fields");
+        self.order.insert(at, (word(&path), index));
         self.fields.push((path, value));
-        self.order.insert(at, index);
     }
 
     /// Sets `path` unless it is set already or cannot be (the first value wins). Returns whether it
@@ -366,7 +390,7 @@ impl<'r> Doc<'r> {
         let path = path.into();
         match self.place(&path) {
             Place::Set(at) => {
-                let index = usize::from(self.order[at]);
+                let index = usize::from(self.order[at].1);
                 self.fields[index].1 = value;
             }
             Place::Object(at) => {
@@ -390,12 +414,12 @@ impl<'r> Doc<'r> {
     pub fn lookup(&self, path: &str) -> Found<'_> {
         let mut out = Found::new();
         match self.place(path) {
-            Place::Set(at) => self.fields[usize::from(self.order[at])].1.leaves(None, &mut out),
+            Place::Set(at) => self.value(at).leaves(None, &mut out),
             Place::Object(_) => out.push(Leaf::Object),
             Place::Below(at) => {
                 let key = self.key(at);
                 let rest = &path[key.len() + 1..];
-                self.fields[usize::from(self.order[at])].1.leaves(Some(rest), &mut out);
+                self.value(at).leaves(Some(rest), &mut out);
             }
             Place::Free(_) => {}
         }
@@ -414,32 +438,37 @@ impl<'r> Doc<'r> {
 
     /// The fields in path order.
     fn iter(&self) -> impl Iterator<Item = &(Cow<'static, str>, Val<'r>)> {
-        self.order.iter().map(|&i| &self.fields[usize::from(i)])
+        self.order.iter().map(|&(_, i)| &self.fields[usize::from(i)])
     }
 
     /// Appends the document as JSON (nested objects, keys in order) to `out`.
     pub fn write_json(&self, out: &mut Vec<u8>) {
         out.push(b'{');
-        let mut open: SmallVec<[&str; 8]> = SmallVec::new();
+        // The path of the object being written ("" for the root), and whether it has a member yet.
+        let mut open = "";
         let mut first = true;
         for (path, value) in self.iter() {
-            let mut steps: SmallVec<[&str; 8]> = path.split('.').collect();
-            let leaf = steps.pop().expect("split yields at least one step");
-            let common = open.iter().zip(&steps).take_while(|(a, b)| a == b).count();
-            while open.len() > common {
-                open.pop();
+            let (parent, leaf) = match path.rsplit_once('.') {
+                Some((parent, leaf)) => (parent, leaf),
+                None => ("", &**path),
+            };
+            let common = common_steps(open, parent);
+            // Close the objects the new field is not in.
+            for _ in open[common..].split('.').filter(|s| !s.is_empty()) {
                 out.push(b'}');
                 first = false;
             }
-            for step in &steps[common..] {
+            // Open the ones it is in that are not open yet.
+            let new = parent[common..].strip_prefix('.').unwrap_or(&parent[common..]);
+            for step in new.split('.').filter(|s| !s.is_empty()) {
                 if !first {
                     out.push(b',');
                 }
                 write_key(out, step);
                 out.push(b'{');
-                open.push(step);
                 first = true;
             }
+            open = parent;
             if !first {
                 out.push(b',');
             }
@@ -447,7 +476,7 @@ impl<'r> Doc<'r> {
             value.write(out);
             first = false;
         }
-        for _ in open {
+        for _ in open.split('.').filter(|s| !s.is_empty()) {
             out.push(b'}');
         }
         out.push(b'}');
@@ -473,11 +502,11 @@ impl<'r> Doc<'r> {
     pub fn top(&self, name: &str) -> Option<Json> {
         let mut root = Map::new();
         let start = match self.place(name) {
-            Place::Set(at) => return Some(self.fields[usize::from(self.order[at])].1.to_json()),
+            Place::Set(at) => return Some(self.value(at).to_json()),
             Place::Object(at) => at,
             Place::Below(_) | Place::Free(_) => return None,
         };
-        for &i in &self.order[start..] {
+        for &(_, i) in &self.order[start..] {
             let (path, value) = &self.fields[usize::from(i)];
             if !is_parent(name, path) {
                 break;
@@ -510,9 +539,27 @@ impl<'r> Doc<'r> {
     }
 }
 
+/// The byte length of the steps `a` and `b` start with in common (`a.b` of `a.b.c` and `a.b.d`).
+fn common_steps(a: &str, b: &str) -> usize {
+    let n = mismatch(a.as_bytes(), b.as_bytes()).unwrap_or(a.len().min(b.len()));
+    // Whole steps only: the common part ends where a step of both ends.
+    let ends = |s: &str, at: usize| at == s.len() || s.as_bytes()[at] == b'.';
+    if ends(a, n) && ends(b, n) {
+        return n;
+    }
+    a[..n].rfind('.').unwrap_or(0)
+}
+
 fn write_key(out: &mut Vec<u8>, key: &str) {
-    serde_json::Serializer::new(&mut *out).serialize_str(key).expect("writing JSON into memory cannot fail");
-    out.push(b':');
+    // Keys are names: written as they are unless JSON needs an escape in them.
+    if key.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(b"\":");
+    } else {
+        serde_json::Serializer::new(&mut *out).serialize_str(key).expect("writing JSON into memory cannot fail");
+        out.push(b':');
+    }
 }
 
 #[cfg(test)]
@@ -576,11 +623,17 @@ mod tests {
         doc.insert("url.original", Val::text("/vpn/../vpns/cfg/smb.conf"));
         doc.insert("event.category", Val::Keywords(&["web"]));
         doc.insert("event.code", Val::Int(403));
-        doc.insert("threat.enrichments", Val::Json(json!([{"matched": {"field": "source.ip"}}, {"matched": {"field": "url.path"}}])));
+        doc.insert(
+            "threat.enrichments",
+            Val::Json(json!([{"matched": {"field": "source.ip"}}, {"matched": {"field": "url.path"}}])),
+        );
         assert_eq!(doc.lookup("url.original").as_slice(), [Leaf::Str("/vpn/../vpns/cfg/smb.conf")]);
         assert_eq!(doc.lookup("event.category").as_slice(), [Leaf::Str("web")]);
         assert_eq!(doc.lookup("event").as_slice(), [Leaf::Object]);
-        assert_eq!(doc.lookup("threat.enrichments.matched.field").as_slice(), [Leaf::Str("source.ip"), Leaf::Str("url.path")]);
+        assert_eq!(
+            doc.lookup("threat.enrichments.matched.field").as_slice(),
+            [Leaf::Str("source.ip"), Leaf::Str("url.path")]
+        );
         assert!(doc.lookup("event.code.deeper").is_empty());
         assert!(doc.lookup("event.missing").is_empty());
         assert!(doc.lookup("").is_empty());
@@ -593,13 +646,56 @@ mod tests {
 
     #[test]
     fn the_word_at_a_time_mismatch_finds_the_first_difference() {
-        let words = ["", "a", "citrix_adc.log.", "citrix_adc.log.client_ip", "citrix_adc.log.client-ip", "citrix_adc.logs", "é.x"];
+        let words = [
+            "",
+            "a",
+            "citrix_adc.log.",
+            "citrix_adc.log.client_ip",
+            "citrix_adc.log.client-ip",
+            "citrix_adc.logs",
+            "é.x",
+        ];
         for a in words {
             for b in words {
                 let expected = a.bytes().zip(b.bytes()).position(|(x, y)| x != y);
                 assert_eq!(mismatch(a.as_bytes(), b.as_bytes()), expected, "{a:?} {b:?}");
             }
         }
+    }
+
+    #[test]
+    fn path_words_order_as_paths_do_where_they_differ() {
+        let paths = [
+            "",
+            "a",
+            "a.b",
+            "a-b",
+            "a\u{1}b",
+            "a\0b",
+            "ab",
+            "citrix_adc.log.x",
+            "citrix_adc-log",
+            "citrix_a",
+            "é.x",
+            "~",
+        ];
+        for a in paths {
+            for b in paths {
+                if word(a) != word(b) {
+                    assert_eq!(word(a).cmp(&word(b)), cmp_path(a, b), "{a:?} {b:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn keys_that_need_escapes_are_escaped() {
+        let mut doc = Doc::new();
+        doc.insert("a.\"quoted\"", Val::Int(1));
+        doc.insert("a.back\\slash", Val::Int(2));
+        doc.insert("a.tab\tkey", Val::Int(3));
+        let back: Json = serde_json::from_slice(&doc.to_vec()).unwrap();
+        assert_eq!(back, json!({"a": {"\"quoted\"": 1, "back\\slash": 2, "tab\tkey": 3}}));
     }
 
     #[test]

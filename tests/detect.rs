@@ -36,7 +36,14 @@ fn run(set: &RuleSet, options: &DetectOptions, lines: &[String]) -> Vec<gatewatc
     for (i, line) in lines.iter().enumerate() {
         let d = doc(line);
         let when = at(&d);
-        alerts.extend(worker.evaluate(set, options, &Doc::from_json(d.clone()), Origin::File { file: "t", line: i + 1 }, when, when));
+        alerts.extend(worker.evaluate(
+            set,
+            options,
+            &Doc::from_json(d.clone()),
+            Origin::File { file: "t", line: i + 1 },
+            when,
+            when,
+        ));
     }
     alerts.extend(worker.flush_all());
     alerts
@@ -111,7 +118,14 @@ fn alert_ids_are_deterministic_and_tied_to_the_records() {
     assert_eq!(first, again, "same input, same ids");
     let mut worker = Worker::default();
     let d = doc(&lines[0]);
-    let other = worker.evaluate(&set, &options, &Doc::from_json(d.clone()), Origin::File { file: "t", line: 99 }, at(&d), at(&d));
+    let other = worker.evaluate(
+        &set,
+        &options,
+        &Doc::from_json(d.clone()),
+        Origin::File { file: "t", line: 99 },
+        at(&d),
+        at(&d),
+    );
     assert_ne!(other[0].id, first[0], "another record, another id");
 }
 
@@ -211,7 +225,14 @@ fn a_cron_line_repeated_for_an_hour_is_one_alert_that_counts_them() {
     let mut replayed = Vec::new();
     for (i, line) in lines.iter().enumerate() {
         let d = doc(line);
-        replayed.extend(worker.evaluate(&set, &options, &Doc::from_json(d.clone()), Origin::File { file: "t", line: i + 1 }, at(&d), at(&d)));
+        replayed.extend(worker.evaluate(
+            &set,
+            &options,
+            &Doc::from_json(d.clone()),
+            Origin::File { file: "t", line: i + 1 },
+            at(&d),
+            at(&d),
+        ));
     }
     assert!(replayed.is_empty(), "nothing before the window closes");
     replayed.extend(worker.flush_all());
@@ -247,7 +268,14 @@ fn an_appfw_record_is_a_web_request_to_the_rules_and_one_request_in_two_logs_ale
         let mut d = doc(line);
         let observer = d.entry("observer").or_insert_with(|| json!({}));
         observer.as_object_mut().unwrap().entry("hostname").or_insert_with(|| json!("gw-lon-01"));
-        three.extend(worker.evaluate(&set, &options, &Doc::from_json(d.clone()), Origin::File { file: "t", line: i + 1 }, at(&d), at(&d)));
+        three.extend(worker.evaluate(
+            &set,
+            &options,
+            &Doc::from_json(d.clone()),
+            Origin::File { file: "t", line: i + 1 },
+            at(&d),
+            at(&d),
+        ));
     }
     three.extend(worker.flush_all());
     assert_eq!(three.len(), 2, "{three:#?}");
@@ -289,7 +317,9 @@ fn suppression_state_is_bounded() {
     for i in 0..100 {
         let d =
             doc(&access(&format!("198.51.100.{i}"), "11/Jan/2020:10:00:00", "GET", "/vpn/../vpns/cfg/smb.conf", 404));
-        alerts += worker.evaluate(&set, &options, &Doc::from_json(d.clone()), Origin::File { file: "t", line: i }, at(&d), at(&d)).len();
+        alerts += worker
+            .evaluate(&set, &options, &Doc::from_json(d.clone()), Origin::File { file: "t", line: i }, at(&d), at(&d))
+            .len();
     }
     // Distinct sources are distinct keys: every one alerts, and the state never holds more than 10.
     assert_eq!(alerts, 100);

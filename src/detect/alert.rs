@@ -8,8 +8,8 @@ use sha2::{Digest, Sha256};
 use super::behaviour::{self, Behaviour};
 use super::correlate::Evidence;
 use super::sigma::RuleMeta;
-use crate::doc::Doc;
 use super::Alert;
+use crate::doc::Doc;
 
 /// ECS `event.severity` for a Sigma level.
 pub(super) fn severity(level: &str) -> u8 {

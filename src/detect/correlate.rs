@@ -307,7 +307,11 @@ impl State {
             self.changed.insert(key.clone());
         }
         let capped = &mut self.capped;
-        let g = self.groups.entry(key.clone()).or_default();
+        // The key is copied only for a new group.
+        if !self.groups.contains_key(&key) {
+            self.groups.insert(key.clone(), Group::default());
+        }
+        let g = self.groups.get_mut(&key).expect("inserted above");
         g.last = Some(g.last.map_or(at, |l| l.max(at)));
         let horizon = at - span;
         let fired = match c.kind {

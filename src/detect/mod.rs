@@ -342,7 +342,11 @@ impl Worker {
                 if c.kind == correlate::Kind::ValueCount && value.is_none() {
                     continue;
                 }
-                let state = self.correlations.entry(c.meta.id.clone()).or_default();
+                // The id is copied only for the correlation's first group.
+                if !self.correlations.contains_key(&c.meta.id) {
+                    self.correlations.insert(c.meta.id.clone(), correlate::State::default());
+                }
+                let state = self.correlations.get_mut(&c.meta.id).expect("inserted above");
                 if let Some(Fired { evidence: ev, count, group }) =
                     state.observe(c, step, group, value, evidence(), options)
                 {

@@ -199,6 +199,33 @@ impl Fragment for AsnAnswer {
     }
 }
 
+/// The `geo` object of an address with no geography (`{"name":"private"}`), shared by every record.
+#[derive(Debug)]
+pub struct SpecialRange {
+    name: &'static str,
+    json: String,
+}
+
+impl Fragment for SpecialRange {
+    fn json(&self) -> &str {
+        &self.json
+    }
+
+    fn lookup<'d>(&'d self, path: &str, out: &mut Found<'d>) {
+        if path == "name" {
+            out.push(Leaf::Str(self.name));
+        }
+    }
+}
+
+/// The shared `geo` object of a [`special_range`] answer.
+pub fn special_geo(name: &'static str) -> Arc<SpecialRange> {
+    static NAMED: std::sync::OnceLock<Vec<Arc<SpecialRange>>> = std::sync::OnceLock::new();
+    let named = |name: &'static str| Arc::new(SpecialRange { name, json: json!({ "name": name }).to_string() });
+    let all = NAMED.get_or_init(|| ["link-local", "loopback", "private", "reserved"].into_iter().map(named).collect());
+    all.iter().find(|s| s.name == name).cloned().unwrap_or_else(|| named(name))
+}
+
 /// Addresses that have no geography: tagged as such instead of looked up.
 pub fn special_range(ip: IpAddr) -> Option<&'static str> {
     match ip {
@@ -251,6 +278,16 @@ fn special_v6(ip: Ipv6Addr) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_special_range_has_its_shared_geo_object() {
+        for ip in ["10.0.0.1", "127.0.0.1", "169.254.1.1", "240.0.0.1", "::1", "fe80::1", "fc00::1"] {
+            let name = special_range(ip.parse().unwrap()).unwrap();
+            let geo = special_geo(name);
+            assert_eq!(geo.json(), format!("{{\"name\":\"{name}\"}}"));
+            assert!(Arc::ptr_eq(&geo, &special_geo(name)), "{name} is shared, not built per record");
+        }
+    }
 
     #[test]
     fn special_ranges() {

@@ -256,7 +256,7 @@ impl Enricher {
     /// `<role>.geo` and `<role>.as`: the cached answers for `ip`, shared (not copied) into the document.
     fn geo(&self, role: GeoRole, ip: IpAddr, doc: &mut Doc<'_>) {
         if let Some(special) = geoip::special_range(ip) {
-            doc.set(role.geo_field(), Val::Json(json!({ "name": special })));
+            doc.set(role.geo_field(), Val::Fragment(geoip::special_geo(special)));
             return;
         }
         if self.city.is_none() && self.asn.is_none() {

@@ -5,6 +5,20 @@
 
 use chrono::{DateTime, Utc};
 
+/// `s` in ASCII lower case, handed to `f`: on the stack for names up to 64 bytes (body keys, looked
+/// up case-insensitively per record), on the heap beyond.
+pub fn with_ascii_lower<R>(s: &str, f: impl FnOnce(&str) -> R) -> R {
+    let mut buf = [0u8; 64];
+    match buf.get_mut(..s.len()) {
+        Some(lower) => {
+            lower.copy_from_slice(s.as_bytes());
+            lower.make_ascii_lowercase();
+            f(std::str::from_utf8(lower).expect("lower-casing ASCII letters keeps UTF-8 valid"))
+        }
+        None => f(&s.to_ascii_lowercase()),
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value<'a> {
     Str(&'a str),

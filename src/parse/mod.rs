@@ -281,7 +281,7 @@ pub fn parse<'a>(
         host: None,
         action: None,
         message: payload,
-        fields: Fields::default(),
+        fields: Fields(Vec::with_capacity(16)),
         coverage: Coverage::Known,
         envelope,
     };

@@ -2,12 +2,14 @@
 //! against an ECS document.
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::net::IpAddr;
 
 use aho_corasick::AhoCorasick;
 use ipnet::IpNet;
 use regex::{Regex, RegexSet};
+use smallvec::SmallVec;
 
 use crate::doc::{Doc, Leaf};
 
@@ -283,24 +285,54 @@ fn lowercase(text: &str) -> Cow<'_, str> {
     }
 }
 
-pub(super) fn pred_matches(pred: &Pred, value: &Leaf<'_>) -> bool {
-    if let Pred::Exists(_) = pred {
-        return true;
+/// One value under test, its text and lower-case text worked out once for all the predicates of the
+/// test (and only when a predicate needs them: a number is written out only for a text predicate).
+struct Subject<'v> {
+    leaf: Leaf<'v>,
+    text: OnceCell<Option<Cow<'v, str>>>,
+    /// The lower-case text when it differs from the text.
+    lower: OnceCell<Option<String>>,
+}
+
+impl<'v> Subject<'v> {
+    fn new(leaf: Leaf<'v>) -> Self {
+        Subject { leaf, text: OnceCell::new(), lower: OnceCell::new() }
     }
-    let number = || value.as_f64().or_else(|| value.as_str().and_then(|s| s.trim().parse().ok()));
-    let Some(text) = value.text() else { return false };
+
+    fn text(&self) -> Option<&str> {
+        self.text.get_or_init(|| self.leaf.text()).as_deref()
+    }
+
+    fn lower(&self) -> Option<&str> {
+        let text = self.text()?;
+        let lower = self.lower.get_or_init(|| match lowercase(text) {
+            Cow::Borrowed(_) => None,
+            Cow::Owned(lower) => Some(lower),
+        });
+        Some(lower.as_deref().unwrap_or(text))
+    }
+
+    fn number(&self) -> Option<f64> {
+        self.leaf.as_f64().or_else(|| self.leaf.as_str().and_then(|s| s.trim().parse().ok()))
+    }
+}
+
+fn pred_matches(pred: &Pred, value: &Subject<'_>) -> bool {
+    let lower = || value.lower();
     match pred {
-        Pred::Eq(want) => lowercase(&text) == want.as_str(),
-        Pred::Contains(want) => lowercase(&text).contains(want.as_str()),
-        Pred::StartsWith(want) => lowercase(&text).starts_with(want.as_str()),
-        Pred::EndsWith(want) => lowercase(&text).ends_with(want.as_str()),
-        Pred::Re(re) => re.is_match(&text),
-        Pred::Cidr(net) => text.parse::<IpAddr>().is_ok_and(|ip| net.contains(&ip)),
-        Pred::Lt(n) => number().is_some_and(|v| v < *n),
-        Pred::Lte(n) => number().is_some_and(|v| v <= *n),
-        Pred::Gt(n) => number().is_some_and(|v| v > *n),
-        Pred::Gte(n) => number().is_some_and(|v| v >= *n),
         Pred::Exists(_) => true,
+        Pred::Eq(want) => lower().is_some_and(|t| t == want.as_str()),
+        Pred::Contains(want) => lower().is_some_and(|t| t.contains(want.as_str())),
+        Pred::StartsWith(want) => lower().is_some_and(|t| t.starts_with(want.as_str())),
+        Pred::EndsWith(want) => lower().is_some_and(|t| t.ends_with(want.as_str())),
+        Pred::Re(re) => value.text().is_some_and(|t| re.is_match(t)),
+        Pred::Cidr(net) => value.text().and_then(|t| t.parse::<IpAddr>().ok()).is_some_and(|ip| net.contains(&ip)),
+        // Numbers compare as numbers; a value with no text (an object) matches none.
+        _ if matches!(value.leaf, Leaf::Null | Leaf::Object) => false,
+        Pred::Lt(n) => value.number().is_some_and(|v| v < *n),
+        Pred::Lte(n) => value.number().is_some_and(|v| v <= *n),
+        Pred::Gt(n) => value.number().is_some_and(|v| v > *n),
+        Pred::Gte(n) => value.number().is_some_and(|v| v >= *n),
     }
 }
 
@@ -312,9 +344,15 @@ pub(super) fn field_matches(test: &FieldTest, doc: &Doc<'_>) -> bool {
             if let [Pred::Exists(want)] = preds.as_slice() {
                 return values.is_empty() != *want;
             }
-            preds.iter().any(|p| values.iter().any(|v| pred_matches(p, v)))
+            values.iter().any(|&v| {
+                let subject = Subject::new(v);
+                preds.iter().any(|p| pred_matches(p, &subject))
+            })
         }
-        Values::All(preds) => preds.iter().all(|p| values.iter().any(|v| pred_matches(p, v))),
+        Values::All(preds) => {
+            let subjects: SmallVec<[Subject<'_>; 4]> = values.iter().map(|&v| Subject::new(v)).collect();
+            preds.iter().all(|p| subjects.iter().any(|s| pred_matches(p, s)))
+        }
         Values::Literals(automaton) => values.iter().filter_map(Leaf::text).any(|t| automaton.is_match(&*t)),
         Values::Regexes(set) => values.iter().filter_map(Leaf::text).any(|t| set.is_match(&t)),
     }

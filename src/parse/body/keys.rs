@@ -17,10 +17,9 @@ pub(super) fn apply<'a>(
 ) {
     let value = unquote(value.trim());
     let before = out.0.len();
-    let lower = key.to_ascii_lowercase();
-    let value = if lower == "handshaketime" { value.trim_end_matches("ms").trim_end() } else { value };
+    let value = if key.eq_ignore_ascii_case("handshaketime") { value.trim_end_matches("ms").trim_end() } else { value };
     fill(key_field(key), key, value, device, out, extra);
-    copies_and_zone(key, &lower, value, before, out);
+    fields::with_ascii_lower(key, |lower| copies_and_zone(key, lower, value, before, out));
 }
 
 /// The fields Elastic also fills from this key, and the zone name next to a GMT time.

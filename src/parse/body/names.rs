@@ -27,9 +27,13 @@ pub(super) enum Target {
 }
 
 pub(super) fn key_field(key: &str) -> Option<Target> {
+    crate::parse::fields::with_ascii_lower(key, lower_key_field)
+}
+
+/// [`key_field`] of a lower-case key.
+fn lower_key_field(key: &str) -> Option<Target> {
     use Target::*;
-    let key = key.to_ascii_lowercase();
-    Some(match key.as_str() {
+    Some(match key {
         "context" => Context,
         "sessionid" | "session_id" | "sessid" => Str("citrix_adc.log.session_id"),
         "user" | "user name" | "username" | "user_name" => Str("user.name"),
