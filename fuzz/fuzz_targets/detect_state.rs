@@ -43,7 +43,7 @@ fuzz_target!(|input: &[u8]| {
             "user": {"name": "bob"},
             "source": {"ip": "198.51.100.50"},
         });
-        let doc = doc.as_object().unwrap();
+        let doc = &gatewatch::doc::Doc::from_json(doc.as_object().unwrap().clone());
         let _ = worker.evaluate(
             set,
             options,

@@ -1,9 +1,10 @@
 //! Any bytes, any dataset hint: `parse` never panics, every borrowed field lies inside the record,
-//! parsing is deterministic, and both output documents are valid JSON naming the source coordinates.
+//! parsing is deterministic, and both output documents are valid JSON naming the source coordinates
+//! (the event's written by the flat document exactly as nested maps write it).
 #![no_main]
 
 use chrono::{TimeZone, Utc};
-use gatewatch::ecs::{dead_letter_json, event_json, SourceRef};
+use gatewatch::ecs::{dead_letter_json, event_doc, event_json, SourceRef};
 use gatewatch::parse::{parse, Dataset, ParseContext, ParseError, Value, INFERRED_NAMES};
 use libfuzzer_sys::fuzz_target;
 
@@ -41,6 +42,9 @@ fuzz_target!(|input: &[u8]| {
                 }
             }
             let doc: serde_json::Value = serde_json::from_slice(&event_json(&event, source)).expect("valid JSON");
+            // The flat document writes exactly what nested maps of its fields write.
+            let flat = event_doc(&event, source.into());
+            assert_eq!(flat.to_vec(), serde_json::to_vec(&flat.to_json()).unwrap(), "written as nested maps write it");
             assert_eq!(doc["gatewatch"]["source"]["offset"], 7);
             assert_eq!(doc["event"]["dataset"], event.dataset.as_str());
         }

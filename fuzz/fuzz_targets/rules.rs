@@ -24,7 +24,7 @@ fuzz_target!(|input: &[u8]| {
         "user": {"name": "bob"},
         "process": {"command_line": "sh -c id"},
     });
-    let doc = doc.as_object().unwrap();
+    let doc = &gatewatch::doc::Doc::from_json(doc.as_object().unwrap().clone());
     let mut worker = Worker::new(Publish::Immediately);
     let at = chrono::DateTime::parse_from_rfc3339("2020-01-11T10:00:00Z").unwrap().with_timezone(&chrono::Utc);
     for i in 0..3i64 {
