@@ -268,11 +268,12 @@ pub fn cmp_path(a: &str, b: &str) -> Ordering {
     }
 }
 
-/// A path's first eight bytes as a number that orders as [`cmp_path`] does where two numbers differ:
+/// A path's first sixteen bytes as a number that orders as [`cmp_path`] does where two numbers differ:
 /// `.` → 0, the bytes below it one up, the rest as they are (so the mapping keeps bytes apart), a
 /// short path padded with zeros. Equal numbers say nothing; the paths are then compared in full.
-fn word(path: &str) -> u64 {
-    let mut bytes = [0u8; 8];
+/// (Sixteen: `citrix_adc.log.` and `observer.` start many paths.)
+fn word(path: &str) -> u128 {
+    let mut bytes = [0u8; 16];
     for (slot, &b) in bytes.iter_mut().zip(path.as_bytes()) {
         *slot = match b {
             b'.' => 0,
@@ -280,7 +281,7 @@ fn word(path: &str) -> u64 {
             b => b,
         };
     }
-    u64::from_be_bytes(bytes)
+    u128::from_be_bytes(bytes)
 }
 
 /// The first position where `a` and `b` differ, eight bytes at a time (paths share long prefixes:
@@ -322,7 +323,7 @@ pub struct Doc<'r> {
     fields: Vec<(Cow<'static, str>, Val<'r>)>,
     /// `fields` positions in path order, each with its path's first bytes as a number ([`word`]) so
     /// most comparisons of a search are one integer comparison.
-    order: Vec<(u64, u16)>,
+    order: Vec<(u128, u16)>,
 }
 
 impl<'r> Doc<'r> {
