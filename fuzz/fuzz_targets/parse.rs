@@ -1,11 +1,12 @@
 //! Any bytes, any dataset hint: `parse` never panics, every borrowed field lies inside the record,
-//! parsing is deterministic, and both output documents are valid JSON naming the source coordinates
-//! (the event's written by the flat document exactly as nested maps write it).
+//! parsing is deterministic, `locate` finds the same time, appliance and dataset, and both output
+//! documents are valid JSON naming the source coordinates (the event's written by the flat document
+//! exactly as nested maps write it).
 #![no_main]
 
 use chrono::{TimeZone, Utc};
 use gatewatch::ecs::{dead_letter_json, event_doc, event_json, SourceRef};
-use gatewatch::parse::{parse, Dataset, ParseContext, ParseError, Value, INFERRED_NAMES};
+use gatewatch::parse::{locate, parse, Dataset, ParseContext, ParseError, Value, INFERRED_NAMES};
 use libfuzzer_sys::fuzz_target;
 
 fn within(outer: &[u8], inner: &str) -> bool {
@@ -24,6 +25,15 @@ fuzz_target!(|input: &[u8]| {
     let ctx = ParseContext { max_line: 4096, ..ParseContext::default() };
     let first = parse(data, received, &ctx, hint);
     assert_eq!(first, parse(data, received, &ctx, hint), "parsing is deterministic");
+    // Locating a record (a replay's ordering pass) finds what parsing it finds, or the same error.
+    match (&first, locate(data, received, &ctx, hint)) {
+        (Ok(full), Ok(found)) => assert_eq!(
+            (full.timestamp, full.timestamp_source, full.appliance(), full.dataset),
+            (found.timestamp, found.timestamp_source, found.appliance(), found.dataset)
+        ),
+        (Err(a), Err(b)) => assert_eq!(a.code(), b.code()),
+        (a, b) => panic!("parse ok {}, locate ok {}", a.is_ok(), b.is_ok()),
+    }
     match first {
         Ok(event) => {
             assert!(within(data, event.original) && within(data, event.message));

@@ -264,6 +264,36 @@ pub fn parse<'a>(
     ctx: &ParseContext,
     hint: Option<Dataset>,
 ) -> Result<AdcEvent<'a>, ParseError> {
+    parse_to(bytes, received, ctx, hint, Depth::Full)
+}
+
+/// What [`parse`] gives but a NetScaler record's body fields: the record's time, appliance and dataset
+/// (or the same error), for putting records in order before they are parsed in full — the body is most
+/// of the work and decides none of them.
+pub fn locate<'a>(
+    bytes: &'a [u8],
+    received: DateTime<Utc>,
+    ctx: &ParseContext,
+    hint: Option<Dataset>,
+) -> Result<AdcEvent<'a>, ParseError> {
+    parse_to(bytes, received, ctx, hint, Depth::Locate)
+}
+
+/// How far a record is parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Depth {
+    Full,
+    /// Everything but a NetScaler record's body fields.
+    Locate,
+}
+
+fn parse_to<'a>(
+    bytes: &'a [u8],
+    received: DateTime<Utc>,
+    ctx: &ParseContext,
+    hint: Option<Dataset>,
+    depth: Depth,
+) -> Result<AdcEvent<'a>, ParseError> {
     if bytes.len() > ctx.max_line {
         return Err(ParseError::TooLong { len: bytes.len(), max: ctx.max_line });
     }
@@ -294,7 +324,7 @@ pub fn parse<'a>(
         };
         event.timestamp_source = TimestampSource::Envelope;
     }
-    read_payload(event, payload, hint, device, ctx)
+    read_payload(event, payload, hint, device, ctx, depth)
 }
 
 /// The record's line without line ends, CSV quotes or a `grep` file-name prefix: (the original, the
@@ -330,6 +360,7 @@ fn read_payload<'a>(
     hint: Option<Dataset>,
     device: Device,
     ctx: &ParseContext,
+    depth: Depth,
 ) -> Result<AdcEvent<'a>, ParseError> {
     if let Some(mut header) = netscaler::parse(payload) {
         // `<134>1 ... HOST APPFW 0-PPE-0 - - default APPFW_POLICY_HIT ...`: an RFC 5424 relay carries the
@@ -337,7 +368,7 @@ fn read_payload<'a>(
         if header.feature.is_none() && event.envelope.format == syslog::EnvelopeFormat::Rfc5424 {
             header.feature = event.envelope.appname.filter(|a| netscaler::is_feature(a));
         }
-        adc_log(&mut event, header, ctx);
+        adc_log(&mut event, header, ctx, depth);
         return Ok(event);
     }
     if let Some(dataset) = appliance_file(&mut event, payload, hint, device) {
@@ -345,13 +376,13 @@ fn read_payload<'a>(
         return Ok(event);
     }
     if let Some(header) = netscaler::parse_cut_cef(payload) {
-        adc_log(&mut event, header, ctx);
+        adc_log(&mut event, header, ctx, depth);
         return Ok(event);
     }
     if let Some(name) = body_only(payload) {
         // A NetScaler body whose header was cut off by the relay or the exporter.
         let header = netscaler::Payload::new(PayloadFormat::Native, name, payload);
-        adc_log(&mut event, header, ctx);
+        adc_log(&mut event, header, ctx, depth);
         event.coverage = Coverage::Unknown;
         return Ok(event);
     }
@@ -365,7 +396,7 @@ fn read_payload<'a>(
 }
 
 /// Fills a `citrix_adc.log` event from its header: clock, host, body fields.
-fn adc_log<'a>(event: &mut AdcEvent<'a>, header: netscaler::Payload<'a>, ctx: &ParseContext) {
+fn adc_log<'a>(event: &mut AdcEvent<'a>, header: netscaler::Payload<'a>, ctx: &ParseContext, depth: Depth) {
     event.dataset = Dataset::AdcLog;
     event.host = header.hostname.or(match header.format {
         PayloadFormat::Cef => event.envelope.hostname,
@@ -392,9 +423,12 @@ fn adc_log<'a>(event: &mut AdcEvent<'a>, header: netscaler::Payload<'a>, ctx: &P
     event.message = header.message;
     event.action = Some(header.name);
     event.coverage = match header.format {
+        PayloadFormat::Native if depth == Depth::Locate => Coverage::Known,
         PayloadFormat::Native => body::parse(header.feature, header.name, header.message, device, &mut event.fields),
         PayloadFormat::Cef => {
-            cef::extension(header.message, &mut event.fields);
+            if depth == Depth::Full {
+                cef::extension(header.message, &mut event.fields);
+            }
             // A BSD relay header has no year; the record's `cs5` has it.
             if let (syslog::EnvelopeFormat::Rfc3164, Some(at), Some(year)) =
                 (event.envelope.format, event.envelope.timestamp, cef::year(header.message))
@@ -537,6 +571,35 @@ mod tests {
 
     fn received() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2024, 8, 10, 12, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn locating_a_record_finds_what_parsing_it_finds_without_its_body_fields() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/public-samples");
+        let mut located = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let hint = Dataset::from_path(&path.to_string_lossy());
+            let text = std::fs::read_to_string(&path).unwrap();
+            for record in reader::records(&text) {
+                let full = parse(record.text.as_bytes(), received(), &ctx(), hint);
+                let located_event = locate(record.text.as_bytes(), received(), &ctx(), hint);
+                match (full, located_event) {
+                    (Ok(full), Ok(found)) => {
+                        fn key<'e>(e: &AdcEvent<'e>) -> impl PartialEq + std::fmt::Debug + 'e {
+                            (e.timestamp, e.timestamp_source, e.local_time, e.appliance(), e.dataset, e.name())
+                        }
+                        assert_eq!(key(&full), key(&found), "{}", record.text);
+                        located += 1;
+                    }
+                    (Err(a), Err(b)) => assert_eq!(a.code(), b.code(), "{}", record.text),
+                    (a, b) => panic!("{}: parse {:?}, locate {:?}", record.text, a.is_ok(), b.is_ok()),
+                }
+            }
+        }
+        assert!(located > 400, "{located} records located");
+        let line = b"<134> 01/10/2020:08:57:43 GMT vpx01 0-PPE-0 : default SSLVPN LOGIN 42 0 : User alice";
+        assert!(locate(line, received(), &ctx(), None).unwrap().fields.0.is_empty(), "the body is not parsed");
     }
 
     fn ok(line: &str) -> AdcEvent<'_> {

@@ -113,7 +113,8 @@ pub(super) fn replay_files(
         let mut stream = reader::Stream::new(open(path)?);
         let mut record = reader::Record::default();
         while stream.next_into(&mut record).map_err(io(format!("reading {name}")))? {
-            match parse::parse(record.text.as_bytes(), received, &analyser.ctx, hint) {
+            // Only the time and the appliance are needed here: the body is parsed by the worker.
+            match parse::locate(record.text.as_bytes(), received, &analyser.ctx, hint) {
                 // A record without a time of its own (an httperror line) is dated by the replay, and
                 // belongs to it whatever the range.
                 Ok(event)
