@@ -30,6 +30,17 @@ fn at(doc: &Map<String, Value>) -> DateTime<Utc> {
     doc["@timestamp"].as_str().unwrap().parse().unwrap()
 }
 
+/// `worker` evaluates the document `d` as line `line` of a file, at its own time.
+fn evaluate(
+    worker: &mut Worker,
+    set: &RuleSet,
+    options: &DetectOptions,
+    d: &Map<String, Value>,
+    line: usize,
+) -> Vec<gatewatch::detect::Alert> {
+    worker.evaluate(set, options, &Doc::from_json(d.clone()), Origin::File { file: "t", line }, at(d), at(d))
+}
+
 fn run(set: &RuleSet, options: &DetectOptions, lines: &[String]) -> Vec<gatewatch::detect::Alert> {
     let mut worker = Worker::default();
     let mut alerts = Vec::new();
@@ -225,14 +236,7 @@ fn a_cron_line_repeated_for_an_hour_is_one_alert_that_counts_them() {
     let mut replayed = Vec::new();
     for (i, line) in lines.iter().enumerate() {
         let d = doc(line);
-        replayed.extend(worker.evaluate(
-            &set,
-            &options,
-            &Doc::from_json(d.clone()),
-            Origin::File { file: "t", line: i + 1 },
-            at(&d),
-            at(&d),
-        ));
+        replayed.extend(evaluate(&mut worker, &set, &options, &d, i + 1));
     }
     assert!(replayed.is_empty(), "nothing before the window closes");
     replayed.extend(worker.flush_all());
@@ -268,14 +272,7 @@ fn an_appfw_record_is_a_web_request_to_the_rules_and_one_request_in_two_logs_ale
         let mut d = doc(line);
         let observer = d.entry("observer").or_insert_with(|| json!({}));
         observer.as_object_mut().unwrap().entry("hostname").or_insert_with(|| json!("gw-lon-01"));
-        three.extend(worker.evaluate(
-            &set,
-            &options,
-            &Doc::from_json(d.clone()),
-            Origin::File { file: "t", line: i + 1 },
-            at(&d),
-            at(&d),
-        ));
+        three.extend(evaluate(&mut worker, &set, &options, &d, i + 1));
     }
     three.extend(worker.flush_all());
     assert_eq!(three.len(), 2, "{three:#?}");

@@ -99,7 +99,7 @@ impl GeoDb {
                 fields.push((k, v.into()));
             }
         };
-        put("continent_code", city.continent.code);
+        put("continent_code", city.continent.iso_code);
         put("continent_name", city.continent.names.english);
         put("country_iso_code", city.country.iso_code);
         put("country_name", city.country.names.english);
@@ -144,17 +144,10 @@ mod record {
         pub names: Names<'a>,
     }
 
-    #[derive(Deserialize, Default)]
-    pub struct Continent<'a> {
-        #[serde(borrow, default)]
-        pub code: Option<&'a str>,
-        #[serde(borrow, default)]
-        pub names: Names<'a>,
-    }
-
+    /// A continent (`code`), country or subdivision (`iso_code`).
     #[derive(Deserialize, Default)]
     pub struct Area<'a> {
-        #[serde(borrow, default)]
+        #[serde(borrow, default, alias = "code")]
         pub iso_code: Option<&'a str>,
         #[serde(borrow, default)]
         pub names: Names<'a>,
@@ -181,7 +174,7 @@ mod record {
         #[serde(borrow, default)]
         pub city: Named<'a>,
         #[serde(borrow, default)]
-        pub continent: Continent<'a>,
+        pub continent: Area<'a>,
         #[serde(borrow, default)]
         pub country: Area<'a>,
         #[serde(borrow, default)]
