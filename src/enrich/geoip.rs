@@ -203,16 +203,31 @@ mod record {
     }
 }
 
-/// A City answer as the GeoIP cache keeps it: its strings and coordinates for look-ups, and the ECS
-/// `geo` object already serialised for documents — about 500 bytes. (Kept as the JSON object it
-/// becomes, an address's answer took ~1.5 KB of map nodes and key strings, and was copied per record.)
+/// The string fields of an ECS `geo` object, as [`GeoDb::city`] names them.
+const CITY_KEYS: [&str; 9] = [
+    "continent_code",
+    "continent_name",
+    "country_iso_code",
+    "country_name",
+    "region_iso_code",
+    "region_name",
+    "city_name",
+    "postal_code",
+    "timezone",
+];
+
+/// A City answer as the GeoIP cache keeps it: the ECS `geo` object serialised for documents, where each
+/// string field lies in it for look-ups, and the coordinates — about 300 bytes. (Kept as the JSON
+/// object it becomes, an address's answer took ~1.5 KB of map nodes and key strings.)
 #[derive(Debug, Clone, PartialEq)]
 pub struct CityAnswer {
-    /// ECS `geo` field names and their values, in output order.
-    fields: Box<[(&'static str, Box<str>)]>,
+    json: Box<str>,
+    /// A field ([`CITY_KEYS`] index) whose value is written in `json` as it is: its start and length.
+    spans: Box<[(u8, u16, u16)]>,
+    /// A field whose value JSON escapes (a quote, a backslash, a control character in a name).
+    escaped: Box<[(u8, Box<str>)]>,
     /// Latitude and longitude.
     location: Option<(f64, f64)>,
-    json: Box<str>,
 }
 
 impl CityAnswer {
@@ -224,8 +239,26 @@ impl CityAnswer {
         if let Some((lat, lon)) = location {
             geo.insert("location".to_owned(), json!({"lat": lat, "lon": lon}));
         }
-        let json = Json::Object(geo).to_string().into_boxed_str();
-        CityAnswer { fields: fields.into_boxed_slice(), location, json }
+        let json = Json::Object(geo).to_string();
+        let (mut spans, mut escaped) = (Vec::new(), Vec::new());
+        for (key, value) in fields {
+            let Some(index) = CITY_KEYS.iter().position(|k| *k == key) else { continue };
+            let index = index as u8;
+            // `"key":"` occurs once: inside a string value a quote is escaped.
+            let start = json.find(&format!("\"{key}\":\"")).map(|at| at + key.len() + 4);
+            let verbatim = start
+                .filter(|&at| json[at..].starts_with(&*value) && json.as_bytes().get(at + value.len()) == Some(&b'"'));
+            match verbatim.and_then(|at| Some((u16::try_from(at).ok()?, u16::try_from(value.len()).ok()?))) {
+                Some((at, len)) => spans.push((index, at, len)),
+                None => escaped.push((index, value)),
+            }
+        }
+        CityAnswer {
+            json: json.into_boxed_str(),
+            spans: spans.into_boxed_slice(),
+            escaped: escaped.into_boxed_slice(),
+            location,
+        }
     }
 }
 
@@ -239,7 +272,15 @@ impl Fragment for CityAnswer {
             ("location", Some(_)) => out.push(Leaf::Object),
             ("location.lat", Some((lat, _))) => out.push(Leaf::Float(lat)),
             ("location.lon", Some((_, lon))) => out.push(Leaf::Float(lon)),
-            _ => out.extend(self.fields.iter().find(|(key, _)| *key == path).map(|(_, value)| Leaf::Str(value))),
+            _ => {
+                let Some(index) = CITY_KEYS.iter().position(|k| *k == path) else { return };
+                let index = index as u8;
+                if let Some(&(_, at, len)) = self.spans.iter().find(|(i, ..)| *i == index) {
+                    out.push(Leaf::Str(&self.json[usize::from(at)..usize::from(at) + usize::from(len)]));
+                } else if let Some((_, value)) = self.escaped.iter().find(|(i, _)| *i == index) {
+                    out.push(Leaf::Str(value));
+                }
+            }
         }
     }
 }
@@ -399,9 +440,31 @@ mod tests {
             let answer = db.city(ip);
             assert_eq!(answer, city_from_the_full_record(&db, ip), "{ip}");
             answered += usize::from(answer.is_some());
-            regions += usize::from(answer.is_some_and(|a| a.fields.iter().any(|(k, _)| *k == "region_name")));
+            if let Some(answer) = &answer {
+                // What rules read back is what the document says.
+                let object = answer.to_json();
+                for key in CITY_KEYS {
+                    let mut found = Found::new();
+                    answer.lookup(key, &mut found);
+                    assert_eq!(found.first().and_then(|l| l.as_str()), object[key].as_str(), "{ip} {key}");
+                }
+                regions += usize::from(object.get("region_name").is_some());
+            }
         }
         assert!(answered > 10_000 && regions > 5_000, "{answered} answers, {regions} with a region");
+    }
+
+    #[test]
+    fn a_name_json_escapes_is_read_back_as_it_was() {
+        let fields = vec![("city_name", "Quote \"q\" back\\slash".into()), ("country_iso_code", "GB".into())];
+        let answer = CityAnswer::new(fields, Some((51.5, -0.1)));
+        for (key, want) in [("city_name", "Quote \"q\" back\\slash"), ("country_iso_code", "GB")] {
+            let mut found = Found::new();
+            answer.lookup(key, &mut found);
+            assert_eq!(found.as_slice(), [Leaf::Str(want)], "{key}");
+        }
+        assert_eq!(answer.escaped.len(), 1);
+        assert_eq!(answer.to_json()["city_name"], "Quote \"q\" back\\slash");
     }
 
     #[test]
