@@ -216,10 +216,8 @@ impl<'d> Leaf<'d> {
     /// Strings and numbers as text (what a group or suppression key is made of).
     pub fn key_text(&self) -> Option<String> {
         match self {
-            Leaf::Str(s) => Some((*s).to_owned()),
-            Leaf::Int(_) | Leaf::UInt(_) | Leaf::Float(_) => self.text().map(Cow::into_owned),
-            Leaf::Time(t) => Some(crate::timefmt::millis(*t)),
-            _ => None,
+            Leaf::Bool(_) => None,
+            _ => self.text().map(Cow::into_owned),
         }
     }
 }
@@ -430,6 +428,12 @@ impl<'r> Doc<'r> {
     /// The first value at `path`.
     pub fn get(&self, path: &str) -> Option<Leaf<'_>> {
         self.lookup(path).first().copied()
+    }
+
+    /// The first value at `path` as text if it is a string, a number or a time (a key's part, a report's
+    /// field).
+    pub fn text(&self, path: &str) -> Option<String> {
+        self.get(path).and_then(|leaf| leaf.key_text())
     }
 
     /// The first value at `path` if it is a string.

@@ -23,10 +23,6 @@ pub(super) fn severity(level: &str) -> u8 {
     }
 }
 
-pub(super) fn text(doc: &Doc<'_>, path: &str) -> Option<String> {
-    doc.get(path).and_then(|v| v.key_text())
-}
-
 /// Deterministic alert id: the rule, its version and where its evidence came from.
 pub fn alert_id(meta: &RuleMeta, evidence: &[Evidence]) -> String {
     let mut h = Sha256::new();
@@ -112,7 +108,7 @@ pub(super) fn suppression_key(meta: &RuleMeta, doc: &Doc<'_>, behaviour: &Behavi
         .map(|f| match f.as_str() {
             behaviour::BEHAVIOUR => behaviour.key(),
             behaviour::SELECTION => behaviour.selections.join(","),
-            path => text(doc, path).unwrap_or_default(),
+            path => doc.text(path).unwrap_or_default(),
         })
         .collect::<Vec<_>>()
         .join("\u{1f}")

@@ -24,7 +24,7 @@ use serde_json::{json, Map, Value as Json};
 use crate::doc::Doc;
 use crate::ecs::Origin;
 pub use alert::alert_id;
-use alert::{alert_doc, suppression_key, text};
+use alert::{alert_doc, suppression_key};
 use behaviour::Behaviour;
 use correlate::{Correlation, Evidence, Fired};
 use sigma::{Rule, RuleError, RuleMeta, Stage};
@@ -313,7 +313,7 @@ impl Worker {
                 .get_or_insert_with(|| Evidence {
                     at,
                     origin: serde_json::to_value(origin).expect("coordinates and file names serialize"),
-                    original: text(doc, "event.original").unwrap_or_default(),
+                    original: doc.text("event.original").unwrap_or_default(),
                 })
                 .clone()
         };
@@ -336,9 +336,9 @@ impl Worker {
             for &(ci, step) in &set.feeds[ri] {
                 let c = &set.correlations[ci];
                 let group: Option<Vec<(String, String)>> =
-                    c.group_by.iter().map(|f| text(doc, f).map(|v| (f.clone(), v))).collect();
+                    c.group_by.iter().map(|f| doc.text(f).map(|v| (f.clone(), v))).collect();
                 let Some(group) = group else { continue };
-                let value = c.field.as_deref().and_then(|f| text(doc, f));
+                let value = c.field.as_deref().and_then(|f| doc.text(f));
                 if c.kind == correlate::Kind::ValueCount && value.is_none() {
                     continue;
                 }

@@ -83,15 +83,6 @@ pub(super) fn field<'d>(doc: &'d Map<String, Json>, dotted: &str) -> Option<&'d 
     }
 }
 
-/// A string or number of an event's document as text.
-fn field_text(doc: &Doc<'_>, dotted: &str) -> Option<String> {
-    match doc.get(dotted)? {
-        Leaf::Str(s) => Some(s.to_owned()),
-        number @ (Leaf::Int(_) | Leaf::UInt(_) | Leaf::Float(_)) => number.key_text(),
-        _ => None,
-    }
-}
-
 pub(super) fn text(doc: &Json, dotted: &str) -> Option<String> {
     match path(doc, dotted)? {
         Json::String(s) => Some(s.clone()),
@@ -118,21 +109,21 @@ pub struct Sighting {
 impl Sighting {
     /// `None` for an event of no appliance.
     pub fn of(doc: &Doc<'_>, at: DateTime<Utc>) -> Option<Sighting> {
-        let host = field_text(doc, "observer.hostname")?;
+        let host = doc.text("observer.hostname")?;
         // Accounts of people and administrators (gateway sessions, AAA, CLI/GUI/API); the local users of
         // the appliance's own shell and cron records (nobody, root) are not accounts to reset.
-        let dataset = field_text(doc, "event.dataset").unwrap_or_default();
+        let dataset = doc.text("event.dataset").unwrap_or_default();
         let local = dataset.ends_with(".shell") || dataset.ends_with(".cron");
-        let user = field_text(doc, "user.name").filter(|u| !u.is_empty() && u != "-" && !local);
+        let user = doc.text("user.name").filter(|u| !u.is_empty() && u != "-" && !local);
         let session = user.clone().map(|user| {
-            let session = field_text(doc, "citrix_adc.log.session_id");
-            let client = field_text(doc, "client.ip").or_else(|| field_text(doc, "source.ip"));
+            let session = doc.text("citrix_adc.log.session_id");
+            let client = doc.text("client.ip").or_else(|| doc.text("source.ip"));
             (at, user, session, client)
         });
         // Connections through the gateway (SSLVPN TCP/UDP/HTTP, TCP CONN records): the back-end side.
-        let feature = field_text(doc, "citrix_adc.log.feature").unwrap_or_default();
+        let feature = doc.text("citrix_adc.log.feature").unwrap_or_default();
         let backend = if matches!(feature.as_str(), "SSLVPN" | "TCP" | "ICA") {
-            field_text(doc, "destination.ip").map(|ip| {
+            doc.text("destination.ip").map(|ip| {
                 let port = match doc.get("destination.port") {
                     Some(Leaf::Int(n)) => u64::try_from(n).ok(),
                     Some(Leaf::UInt(n)) => Some(n),
