@@ -21,6 +21,8 @@ use serde::Serializer as _;
 use serde_json::{Map, Value as Json};
 use smallvec::SmallVec;
 
+use crate::spare;
+
 /// A value of the document.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Val<'r> {
@@ -37,6 +39,9 @@ pub enum Val<'r> {
     List(Vec<&'r str>),
     /// A list of keywords (`event.category`).
     Keywords(&'static [&'static str]),
+    /// Key/value texts, an object: written with its keys in order, the first of a repeated key kept
+    /// (what a JSON object built from them holds).
+    Pairs(Vec<(&'r str, &'r str)>),
     /// Anything structured the document has no flat form for (indicator matches, key/value pairs).
     Json(Json),
     /// A shared object written from its pre-serialised JSON (a cached GeoIP answer).
@@ -92,6 +97,21 @@ impl<'r> Val<'r> {
             }
             Val::List(items) => serde::Serialize::serialize(items, &mut ser),
             Val::Keywords(items) => serde::Serialize::serialize(items, &mut ser),
+            Val::Pairs(pairs) => {
+                out.push(b'{');
+                for (n, (key, value)) in object_order(pairs).enumerate() {
+                    if n > 0 {
+                        out.push(b',');
+                    }
+                    let mut ser = serde_json::Serializer::new(&mut *out);
+                    ser.serialize_str(key).expect("writing JSON into memory cannot fail");
+                    out.push(b':');
+                    let mut ser = serde_json::Serializer::new(&mut *out);
+                    ser.serialize_str(value).expect("writing JSON into memory cannot fail");
+                }
+                out.push(b'}');
+                Ok(())
+            }
             Val::Json(json) => serde::Serialize::serialize(json, &mut ser),
             Val::Fragment(fragment) => {
                 out.extend_from_slice(fragment.json().as_bytes());
@@ -113,6 +133,9 @@ impl<'r> Val<'r> {
             Val::Time(t) => Json::from(crate::timefmt::millis(*t)),
             Val::List(items) => Json::from(items.clone()),
             Val::Keywords(items) => Json::from(items.to_vec()),
+            Val::Pairs(pairs) => {
+                Json::Object(object_order(pairs).map(|(k, v)| ((*k).to_owned(), Json::from(*v))).collect())
+            }
             Val::Json(json) => json.clone(),
             Val::Fragment(fragment) => fragment.to_json(),
         }
@@ -124,6 +147,12 @@ impl<'r> Val<'r> {
             (Val::Json(json), rest) => descend(json, rest, out),
             (Val::Fragment(fragment), Some(rest)) => fragment.lookup(rest, out),
             (Val::Fragment(_), None) => out.push(Leaf::Object),
+            (Val::Pairs(_), None) => out.push(Leaf::Object),
+            // A path's steps are keys (`a.b` is `b` in `a`), and a key holds text: nothing is below it.
+            (Val::Pairs(_), Some(key)) if key.contains('.') => {}
+            (Val::Pairs(pairs), Some(key)) => {
+                out.extend(pairs.iter().find(|(k, _)| *k == key).map(|(_, v)| Leaf::Str(v)))
+            }
             (_, Some(_)) => {}
             (Val::Str(s), None) => out.push(Leaf::Str(s)),
             (Val::Int(n), None) => out.push(Leaf::Int(*n)),
@@ -136,6 +165,14 @@ impl<'r> Val<'r> {
             (Val::Keywords(items), None) => out.extend(items.iter().map(|s| Leaf::Str(s))),
         }
     }
+}
+
+/// `pairs` as an object holds them: by key, the first of a repeated key.
+fn object_order<'p, 'r>(pairs: &'p [(&'r str, &'r str)]) -> impl Iterator<Item = &'p (&'r str, &'r str)> {
+    let mut order: SmallVec<[(&str, usize); 32]> = pairs.iter().enumerate().map(|(i, (k, _))| (*k, i)).collect();
+    order.sort_unstable();
+    order.dedup_by_key(|(k, _)| *k);
+    order.into_iter().map(move |(_, i)| &pairs[i])
 }
 
 /// A shared object of the document, kept serialised (GeoIP answers, cached per address).
@@ -316,6 +353,9 @@ enum Place {
 }
 
 /// A record's ECS document (see the module's documentation).
+///
+/// A dropped document's buffers are kept by its thread for the next [`Doc::new`] ([`Spare`]), so a
+/// record path that builds one document per record allocates none once warm.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Doc<'r> {
     fields: Vec<(Cow<'static, str>, Val<'r>)>,
@@ -324,9 +364,42 @@ pub struct Doc<'r> {
     order: Vec<(u128, u16)>,
 }
 
+/// Buffers past this many fields are not kept (a rare huge record does not pin its memory).
+const SPARE_FIELDS: usize = 1024;
+
+type Buffers = (Vec<(Cow<'static, str>, Val<'static>)>, Vec<(u128, u16)>);
+
+thread_local! {
+    /// The emptied buffers of the thread's dropped documents.
+    static SPARE: spare::Pool<Buffers> = const { spare::Pool::new(Vec::new()) };
+}
+
+impl Drop for Doc<'_> {
+    fn drop(&mut self) {
+        for (_, value) in &mut self.fields {
+            match value {
+                Val::List(items) => spare::keep_list(std::mem::take(items)),
+                Val::Pairs(pairs) => spare::keep_pairs(std::mem::take(pairs)),
+                _ => {}
+            }
+        }
+        if self.fields.capacity() == 0 || self.fields.capacity() > SPARE_FIELDS {
+            return;
+        }
+        let fields = spare::recast(std::mem::take(&mut self.fields));
+        let mut order = std::mem::take(&mut self.order);
+        order.clear();
+        spare::keep(&SPARE, (fields, order));
+    }
+}
+
 impl<'r> Doc<'r> {
+    /// An empty document, in a dropped document's buffers when its thread has one.
     pub fn new() -> Self {
-        Doc { fields: Vec::with_capacity(48), order: Vec::with_capacity(48) }
+        match spare::take(&SPARE) {
+            Some((fields, order)) => Doc { fields: spare::recast(fields), order },
+            None => Doc { fields: Vec::with_capacity(48), order: Vec::with_capacity(48) },
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -439,6 +512,17 @@ impl<'r> Doc<'r> {
     /// The first value at `path` if it is a string.
     pub fn get_str(&self, path: &str) -> Option<&str> {
         self.get(path).and_then(|l| l.as_str())
+    }
+
+    /// What [`Doc::get_str`] finds, as a value for another path: a string set at `path` as it is held
+    /// (borrowed from the record, not copied), anything else copied.
+    pub fn get_string(&self, path: &str) -> Option<Val<'r>> {
+        if let Place::Set(at) = self.place(path) {
+            if let Val::Str(text) = self.value(at) {
+                return Some(Val::Str(text.clone()));
+            }
+        }
+        self.get_str(path).map(|text| Val::from(text.to_owned()))
     }
 
     /// The fields in path order.
@@ -598,6 +682,24 @@ mod tests {
         }
         assert_eq!(String::from_utf8(doc.to_vec()).unwrap(), serde_json::to_string(&map).unwrap());
         assert_eq!(doc.to_json(), map);
+    }
+
+    #[test]
+    fn pairs_are_written_and_found_as_the_object_built_from_them() {
+        let pairs = vec![("zeta", "1"), ("Alpha", "\"q\""), ("beta", "2"), ("Alpha", "second"), ("a.b", "dotted")];
+        let mut object = Map::new();
+        for (k, v) in &pairs {
+            object.entry(*k).or_insert_with(|| json!(v));
+        }
+        let mut doc = Doc::new();
+        doc.insert("x.pairs", Val::Pairs(pairs));
+        let mut reference = Doc::new();
+        reference.insert("x.pairs", Val::Json(Json::Object(object)));
+        assert_eq!(doc.to_vec(), reference.to_vec());
+        assert_eq!(doc.to_json(), reference.to_json());
+        for path in ["x.pairs", "x.pairs.Alpha", "x.pairs.beta", "x.pairs.a.b", "x.pairs.a", "x.pairs.none"] {
+            assert_eq!(doc.lookup(path), reference.lookup(path), "{path}");
+        }
     }
 
     #[test]

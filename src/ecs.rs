@@ -12,7 +12,9 @@ use serde::Serialize;
 use serde_json::{Map, Value as Json};
 
 use crate::doc::{Doc, Val};
+use crate::intern;
 use crate::parse::{syslog, AdcEvent, Coverage, Dataset, ParseError, PayloadFormat, TimestampSource, Value};
+use crate::spare;
 
 pub const ECS_VERSION: &str = "8.11.0";
 
@@ -123,13 +125,15 @@ fn field_val<'r>(value: &Value<'r>) -> Val<'r> {
         Value::Int(n) => Val::Int(*n),
         Value::Float(f) => Val::from(*f),
         Value::Time(t) => Val::Time(*t),
-        Value::List(items) => Val::List(items.clone()),
+        Value::List(items) => {
+            let mut list = spare::list();
+            list.extend_from_slice(items);
+            Val::List(list)
+        }
         Value::Pairs(pairs) => {
-            let mut map = Map::new();
-            for (k, v) in pairs {
-                map.entry((*k).to_owned()).or_insert_with(|| Json::from(*v));
-            }
-            Val::Json(Json::Object(map))
+            let mut copy = spare::pairs();
+            copy.extend_from_slice(pairs);
+            Val::Pairs(copy)
         }
     }
 }
@@ -189,9 +193,9 @@ pub fn event_doc<'r>(event: &AdcEvent<'r>, source: Origin<'r>) -> Doc<'r> {
     doc.insert("event.dataset", Val::from(event.dataset.as_str()));
     // The action the appliance took (`act=blocked`, an ACL's `ALLOW`), else the event name.
     if let Some(Value::Str(action)) = event.fields.get("citrix_adc.log.action") {
-        doc.insert("event.action", Val::from(action.to_ascii_lowercase()));
+        doc.insert("event.action", Val::Str(intern::lower(action)));
     } else if let Some(action) = event.action {
-        doc.insert("event.action", Val::from(action.to_ascii_lowercase().replace(' ', "_")));
+        doc.insert("event.action", Val::Str(intern::lower_snake(action)));
     }
     doc.insert("event.original", Val::text(event.original));
     if let Some((category, kinds, outcome)) = classify(event) {
@@ -229,12 +233,12 @@ pub fn event_doc<'r>(event: &AdcEvent<'r>, source: Origin<'r>) -> Doc<'r> {
         [("citrix_adc.log.protocol", "network.protocol"), ("citrix_adc.log.transport", "network.transport")]
     {
         if let Some(name) = doc.get_str(ours) {
-            let lower = name.to_ascii_lowercase();
-            doc.insert(ecs, Val::from(lower));
+            let lower = intern::lower(name);
+            doc.insert(ecs, Val::Str(lower));
         }
     }
-    if let Some(text) = doc.get_str("citrix_adc.log.infomsg") {
-        message = Val::from(text.to_owned());
+    if let Some(text) = doc.get_string("citrix_adc.log.infomsg") {
+        message = text;
     }
     doc.set("message", message);
     let timestamp_source = match event.timestamp_source {
@@ -372,11 +376,12 @@ fn body_fields<'r>(doc: &mut Doc<'r>, event: &AdcEvent<'r>) {
     }
     let mut taken = Map::new();
     for (key, value) in unnamed.into_iter().flatten() {
-        let mut path = String::with_capacity(64);
-        path.push_str("citrix_adc.log.");
-        let name = path.len();
-        push_snake_case(&mut path, key);
-        nest(&mut path, name);
+        let path = intern::build(|path| {
+            path.push_str("citrix_adc.log.");
+            let name = path.len();
+            push_snake_case(path, key);
+            nest(path, name);
+        });
         if !doc.insert(path, Val::text(value)) {
             taken.entry((*key).to_owned()).or_insert_with(|| Json::from(*value));
         }

@@ -11,6 +11,7 @@ pub mod behaviour;
 pub mod correlate;
 mod dedupe;
 pub mod examples;
+mod prefilter;
 pub mod sigma;
 mod snapshot;
 
@@ -38,6 +39,8 @@ pub struct RuleSet {
     feeds: Vec<Vec<(usize, usize)>>,
     /// Rules that only feed correlations and do not alert on their own.
     silent: Vec<bool>,
+    /// Which rules a record could match, by their literals.
+    prefilter: prefilter::Prefilter,
 }
 
 /// Settings the detector needs.
@@ -187,6 +190,7 @@ impl RuleSet {
 
     /// Resolves correlation references (by id or name).
     fn link(&mut self, errors: &mut Vec<RuleError>) {
+        self.prefilter = prefilter::Prefilter::new(&self.rules);
         self.feeds = vec![Vec::new(); self.rules.len()];
         self.silent = vec![false; self.rules.len()];
         let mut broken = Vec::new();
@@ -318,8 +322,9 @@ impl Worker {
                 .clone()
         };
         let facts = sigma::DocFacts::of(doc);
+        let possible = set.prefilter.possible(doc, set.rules.len());
         for (ri, rule) in set.rules.iter().enumerate() {
-            if !rule.matches_given(&facts, doc) {
+            if !possible.contains(ri) || !rule.matches_given(&facts, doc) {
                 continue;
             }
             // The WAF and the access log may both record one request: the rule sees it once.

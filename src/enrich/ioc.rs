@@ -5,6 +5,7 @@
 //! names in hash maps, user-agent substrings in one Aho-Corasick automaton, and every regex of a kind
 //! in one `RegexSet`. The index is immutable; `enrich` swaps a new one in when a feed changes.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
@@ -149,28 +150,37 @@ fn invalid(kind: Kind, value: &str, reason: impl ToString) -> IndicatorError {
 }
 
 /// A URL in the form indicators and events are compared in: scheme and host lower-cased, default
-/// ports and a trailing `/` on an empty path dropped, fragment dropped.
-pub fn normalize_url(url: &str) -> String {
+/// ports and a trailing `/` on an empty path dropped, fragment dropped. Borrowed when already so.
+pub fn normalize_url(url: &str) -> Cow<'_, str> {
     let url = url.trim();
     let url = url.split('#').next().unwrap_or(url);
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
-    let scheme = scheme.to_ascii_lowercase();
+    let Some((scheme, rest)) = url.split_once("://") else { return Cow::Borrowed(url) };
     let (authority, path) = match rest.find(['/', '?']) {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, ""),
     };
-    let mut host = authority.rsplit('@').next().unwrap_or(authority).to_ascii_lowercase();
+    let mut host = authority.rsplit('@').next().unwrap_or(authority);
     for (s, port) in [("http", ":80"), ("https", ":443"), ("ftp", ":21")] {
-        if scheme == s && host.ends_with(port) {
-            host.truncate(host.len() - port.len());
+        if scheme.eq_ignore_ascii_case(s) {
+            host = host.strip_suffix(port).unwrap_or(host);
         }
     }
+    let lower = |s: &str| !s.bytes().any(|b| b.is_ascii_uppercase());
+    if path != "/" && host.len() == authority.len() && lower(scheme) && lower(host) {
+        return Cow::Borrowed(url);
+    }
     let path = if path == "/" { "" } else { path };
-    format!("{scheme}://{host}{path}")
+    Cow::Owned(format!("{}://{}{path}", scheme.to_ascii_lowercase(), host.to_ascii_lowercase()))
 }
 
-fn normalize_domain(domain: &str) -> String {
-    domain.trim().trim_end_matches('.').to_ascii_lowercase()
+/// A domain without surrounding space and trailing dots, lower-cased. Borrowed when already so.
+fn normalize_domain(domain: &str) -> Cow<'_, str> {
+    let domain = domain.trim().trim_end_matches('.');
+    if domain.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(domain.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(domain)
+    }
 }
 
 /// A CIDR, or an address as its own /32 or /128 network.
@@ -425,7 +435,8 @@ impl IocIndex {
 
     /// The most specific address or network indicators containing `ip`.
     pub fn match_ip<'i>(&'i self, ip: IpAddr, field: &'static str, now: DateTime<Utc>, out: &mut Vec<Hit<'i>>) {
-        let atomic = ip.to_string();
+        // The address as written in a hit, only when there is one.
+        let original = ip;
         let ip = match ip {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
             v4 => v4,
@@ -434,7 +445,7 @@ impl IocIndex {
             IpAddr::V4(v4) => {
                 for (len, map) in &self.v4 {
                     if let Some(first) = map.get(&network_v4(v4, *len)) {
-                        self.push_chain(*first, field, &atomic, now, |_| true, out);
+                        self.push_chain(*first, field, &original.to_string(), now, |_| true, out);
                         return;
                     }
                 }
@@ -442,7 +453,7 @@ impl IocIndex {
             IpAddr::V6(v6) => {
                 for (len, map) in &self.v6 {
                     if let Some(first) = map.get(&network_v6(v6, *len)) {
-                        self.push_chain(*first, field, &atomic, now, |_| true, out);
+                        self.push_chain(*first, field, &original.to_string(), now, |_| true, out);
                         return;
                     }
                 }
@@ -456,7 +467,7 @@ impl IocIndex {
             return;
         }
         let domain = normalize_domain(domain);
-        let mut rest = domain.as_str();
+        let mut rest = &*domain;
         loop {
             if let Some(first) = self.domains.get(&key_hash(rest)) {
                 self.push_chain(*first, field, &domain, now, |i| normalize_domain(&i.value) == rest, out);
@@ -627,5 +638,52 @@ mod tests {
     fn url_normalisation() {
         assert_eq!(normalize_url("HTTPS://Host.Example:443/A?b=1#frag"), "https://host.example/A?b=1");
         assert_eq!(normalize_url("http://user@h:8080/"), "http://h:8080");
+    }
+
+    /// Normalising by rebuilding every URL, as it was before a normal URL was borrowed.
+    fn rebuilt(url: &str) -> String {
+        let url = url.trim();
+        let url = url.split('#').next().unwrap_or(url);
+        let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+        let scheme = scheme.to_ascii_lowercase();
+        let (authority, path) = match rest.find(['/', '?']) {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        let mut host = authority.rsplit('@').next().unwrap_or(authority).to_ascii_lowercase();
+        for (s, port) in [("http", ":80"), ("https", ":443"), ("ftp", ":21")] {
+            if scheme == s && host.ends_with(port) {
+                host.truncate(host.len() - port.len());
+            }
+        }
+        let path = if path == "/" { "" } else { path };
+        format!("{scheme}://{host}{path}")
+    }
+
+    #[test]
+    fn a_normal_url_or_domain_is_borrowed_and_every_url_normalises_as_when_rebuilt() {
+        let urls = [
+            "https://host.example/a?b=1",
+            "https://host.example/",
+            "https://host.example",
+            "HTTPS://host.example/a",
+            "https://Host.example/a",
+            "https://host.example:443/a",
+            "http://host.example:80",
+            "ftp://h:21/x",
+            "http://h:8080/x#frag",
+            "http://u:p@h/x",
+            "  http://h/x  ",
+            "no-scheme/path",
+            "http://h?q=/",
+            "http://h:443/",
+            "https://h:80/",
+        ];
+        for url in urls {
+            assert_eq!(normalize_url(url), rebuilt(url), "{url:?}");
+        }
+        assert!(matches!(normalize_url("https://host.example/a?b=1"), Cow::Borrowed(_)));
+        assert!(matches!(normalize_domain("evil.example."), Cow::Borrowed("evil.example")));
+        assert_eq!(normalize_domain(" Evil.Example "), "evil.example");
     }
 }

@@ -3,10 +3,13 @@
 //! FreeBSD syslog lines, and the citrix-honeypot logs used to study the exploit. Each parser takes the
 //! payload after any syslog envelope and fills ECS fields.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use smallvec::SmallVec;
 
 use super::body::url_fields;
-use super::fields::{self, Fields};
+use super::fields::{self, Field, Fields, Value};
 use super::time;
 
 /// `IP[ -> IP] [ident user [dd/Mon/yyyy:HH:MM:SS +zzzz] [pid]] "METHOD target PROTO" status bytes
@@ -130,17 +133,32 @@ pub fn request_line<'a>(request: &'a str, out: &mut Fields<'a>) {
 
 /// `gatewatch.url.normalized_path` from `url.path`, for every record that carries a request URL (the
 /// access log, HTTPREQUEST, AppFW): the rules match on it whichever log saw the request.
-pub fn normalized_path(out: &mut Fields<'_>) {
-    if let Some(path) = out.get_str("url.path") {
-        let normalized = normalize_path(path);
-        out.owned("gatewatch.url.normalized_path", normalized);
-    }
+pub fn normalized_path<'a>(out: &mut Fields<'a>) {
+    let Some(field) = out.0.iter().find(|f| f.name == "url.path") else { return };
+    let value = match &field.value {
+        // A path read from the record that is normal already is kept as it is, borrowed.
+        &Value::Str(path) => match normalize_path(path) {
+            Cow::Borrowed(_) => Value::Str(path),
+            Cow::Owned(normal) => Value::Owned(normal),
+        },
+        Value::Owned(path) => Value::Owned(normalize_path(path).into_owned()),
+        Value::Keyword(path) => Value::Owned(normalize_path(path).into_owned()),
+        _ => return,
+    };
+    out.0.push(Field { name: "gatewatch.url.normalized_path", value });
 }
 
 /// Percent-decodes a path and resolves `.` and `..` segments, as the web server would before
 /// routing: `/vpn/../vpns/portal/scripts/newbm.pl` → `/vpns/portal/scripts/newbm.pl`.
-pub fn normalize_path(path: &str) -> String {
+pub fn normalize_path(path: &str) -> Cow<'_, str> {
     let bytes = path.as_bytes();
+    // Nothing to decode or resolve: the path as it is.
+    if path.starts_with('/')
+        && !bytes.iter().any(|&b| b == b'%' || b == b'\\')
+        && path.split('/').all(|s| s != "." && s != "..")
+    {
+        return Cow::Borrowed(path);
+    }
     let mut decoded = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
@@ -173,7 +191,21 @@ pub fn normalize_path(path: &str) -> String {
     if (decoded.ends_with("/..") || decoded.ends_with("/.")) && !out.ends_with('/') {
         out.push('/');
     }
-    out
+    Cow::Owned(out)
+}
+
+/// An Apache error-log time, fractional seconds dropped (`Wed Jan 15 15:09:05.123456 2020`); the
+/// shortened text is put together on the stack.
+fn apache_time(stamp: &str) -> Option<NaiveDateTime> {
+    const FORMAT: &str = "%a %b %d %H:%M:%S %Y";
+    let Some(dot) = stamp.find('.') else { return NaiveDateTime::parse_from_str(stamp, FORMAT).ok() };
+    let mut text: SmallVec<[u8; 96]> = SmallVec::new();
+    text.extend_from_slice(&stamp.as_bytes()[..dot]);
+    if let Some((_, year)) = stamp[dot..].split_once(' ') {
+        text.push(b' ');
+        text.extend_from_slice(year.as_bytes());
+    }
+    NaiveDateTime::parse_from_str(std::str::from_utf8(&text).ok()?, FORMAT).ok()
 }
 
 /// Apache error log: `[Wed Jan 15 15:09:05 2020] [level] [client ip] message` (2.2), or
@@ -185,16 +217,7 @@ pub fn httperror<'a>(line: &'a str, out: &mut Fields<'a>) -> Option<NaiveDateTim
     let mut rest = line.trim_start();
     if let Some(inner) = rest.strip_prefix('[') {
         if let Some((stamp, after)) = inner.split_once(']') {
-            let stamp = match stamp.find('.') {
-                // Drop fractional seconds: `15:09:05.123456 2020`.
-                Some(dot) => format!(
-                    "{}{}",
-                    &stamp[..dot],
-                    &stamp[dot..].split_once(' ').map(|(_, y)| format!(" {y}")).unwrap_or_default()
-                ),
-                None => stamp.to_owned(),
-            };
-            if let Ok(t) = NaiveDateTime::parse_from_str(&stamp, "%a %b %d %H:%M:%S %Y") {
+            if let Some(t) = apache_time(stamp) {
                 at = Some(t);
                 rest = after.trim_start();
                 while let Some(inner) = rest.strip_prefix('[') {

@@ -3,8 +3,11 @@
 
 use std::borrow::Cow;
 
+use smallvec::SmallVec;
+
 use super::body::url_fields;
 use super::fields::{self, Fields, Value};
+use crate::spare;
 
 /// The seven header fields after `CEF:`, and the extension. `\|` escapes a pipe in the header.
 pub fn split_header(s: &str) -> Option<([&str; 7], &str)> {
@@ -26,10 +29,10 @@ pub fn split_header(s: &str) -> Option<([&str; 7], &str)> {
 }
 
 /// `key=value` pairs; a value runs to the space before the next unescaped `key=`.
-pub fn pairs(ext: &str) -> Vec<(&str, Cow<'_, str>)> {
+pub fn pairs(ext: &str) -> SmallVec<[(&str, Cow<'_, str>); 16]> {
     let bytes = ext.as_bytes();
     // Starts of keys: after start or a space, a run of key characters ending in an unescaped '='.
-    let mut keys: Vec<(usize, usize)> = Vec::new();
+    let mut keys: SmallVec<[(usize, usize); 16]> = SmallVec::new();
     let mut i = 0;
     while i < bytes.len() {
         if i == 0 || bytes[i - 1] == b' ' {
@@ -48,7 +51,7 @@ pub fn pairs(ext: &str) -> Vec<(&str, Cow<'_, str>)> {
         }
         i += 1;
     }
-    let mut out = Vec::with_capacity(keys.len());
+    let mut out = SmallVec::new();
     for (n, &(start, eq)) in keys.iter().enumerate() {
         let end = keys.get(n + 1).map(|(next, _)| next - 1).unwrap_or(ext.len());
         let raw = ext[eq + 1..end.max(eq + 1)].trim_end();
@@ -82,7 +85,7 @@ fn unescape(raw: &str) -> Cow<'_, str> {
 fn owned_url_fields(url: String, out: &mut Fields<'_>) {
     let mut borrowed = Fields::default();
     url_fields(&url, &mut borrowed);
-    for field in borrowed.0 {
+    for field in std::mem::take(&mut borrowed.0) {
         if let Value::Str(v) = field.value {
             out.owned(field.name, v.to_owned());
         }
@@ -104,7 +107,7 @@ pub fn year(ext: &str) -> Option<i32> {
 
 /// Maps a CEF extension onto ECS fields (the `citrix_adc` integration's names).
 pub fn extension<'a>(ext: &'a str, out: &mut Fields<'a>) {
-    let mut extra = Vec::new();
+    let mut extra = spare::pairs();
     for (key, value) in pairs(ext) {
         let name = match key {
             "src" => "source.ip",
@@ -145,7 +148,9 @@ pub fn extension<'a>(ext: &'a str, out: &mut Fields<'a>) {
             (_, Cow::Owned(v)) => out.owned(name, v),
         }
     }
-    if !extra.is_empty() {
+    if extra.is_empty() {
+        spare::keep_pairs(extra);
+    } else {
         out.0.push(fields::Field { name: "citrix_adc.log.fields", value: Value::Pairs(extra) });
     }
 }

@@ -5,6 +5,8 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::spare;
+
 /// `s` in ASCII lower case, handed to `f`: on the stack for names up to 64 bytes (body keys, looked
 /// up case-insensitively per record), on the heap beyond.
 pub fn with_ascii_lower<R>(s: &str, f: impl FnOnce(&str) -> R) -> R {
@@ -41,10 +43,46 @@ pub struct Field<'a> {
 }
 
 /// The fields of one event, with helpers that parse common NetScaler value shapes.
-#[derive(Debug, Clone, PartialEq, Default)]
+///
+/// Dropped fields leave their emptied buffer to the thread's next [`Fields::new`] ([`spare`]).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Fields<'a>(pub Vec<Field<'a>>);
 
+impl Default for Fields<'_> {
+    fn default() -> Self {
+        Fields::new()
+    }
+}
+
+/// Buffers past this many fields are not kept.
+const SPARE_FIELDS: usize = 256;
+
+thread_local! {
+    /// The emptied buffers of the thread's dropped fields.
+    static SPARE: spare::Pool<Vec<Field<'static>>> = const { spare::Pool::new(Vec::new()) };
+}
+
+impl Drop for Fields<'_> {
+    fn drop(&mut self) {
+        for field in &mut self.0 {
+            match &mut field.value {
+                Value::List(items) => spare::keep_list(std::mem::take(items)),
+                Value::Pairs(items) => spare::keep_pairs(std::mem::take(items)),
+                _ => {}
+            }
+        }
+        if (1..=SPARE_FIELDS).contains(&self.0.capacity()) {
+            spare::keep(&SPARE, spare::recast(std::mem::take(&mut self.0)));
+        }
+    }
+}
+
 impl<'a> Fields<'a> {
+    /// No fields yet, in a dropped one's buffer when the thread has one.
+    pub fn new() -> Self {
+        Fields(spare::take(&SPARE).map_or_else(|| Vec::with_capacity(16), spare::recast))
+    }
+
     pub fn str(&mut self, name: &'static str, value: &'a str) {
         let value = value.trim();
         if !value.is_empty() && value != "-" {
@@ -78,9 +116,11 @@ impl<'a> Fields<'a> {
         self.0.push(Field { name, value: Value::Time(value) });
     }
 
-    pub fn list(&mut self, name: &'static str, values: Vec<&'a str>) {
+    pub fn list(&mut self, name: &'static str, values: &[&'a str]) {
         if !values.is_empty() {
-            self.0.push(Field { name, value: Value::List(values) });
+            let mut list = spare::list();
+            list.extend_from_slice(values);
+            self.0.push(Field { name, value: Value::List(list) });
         }
     }
 

@@ -193,7 +193,7 @@ impl ParseContext {
     pub fn device(&self, host: Option<&str>) -> Device {
         host.and_then(|h| {
             if h.bytes().any(|b| b.is_ascii_uppercase()) {
-                self.devices.get(&h.to_ascii_lowercase())
+                fields::with_ascii_lower(h, |lower| self.devices.get(lower))
             } else {
                 self.devices.get(h)
             }
@@ -311,7 +311,7 @@ fn parse_to<'a>(
         host: None,
         action: None,
         message: payload,
-        fields: Fields(Vec::with_capacity(16)),
+        fields: Fields::new(),
         coverage: Coverage::Known,
         envelope,
     };
@@ -787,6 +787,7 @@ mod tests {
         line.resize(64 * 1024, b'x');
         let e = parse(&line, received(), &ctx(), None).unwrap();
         assert_eq!(e.message.len(), 64 * 1024 - head.len());
+        drop(e);
         line.push(b'x');
         assert_eq!(parse(&line, received(), &ctx(), None), Err(ParseError::TooLong { len: 65537, max: 65536 }));
     }

@@ -9,6 +9,8 @@
 //! The header clock is returned raw ([`Clock`]): the date order and time zone belong to the appliance,
 //! which is only known once the host name is read.
 
+use smallvec::SmallVec;
+
 use super::time;
 use super::PayloadFormat;
 
@@ -80,7 +82,7 @@ pub fn parse(s: &str) -> Option<Payload<'_>> {
         _ => Clock { date: None, time: first },
     };
     let gmt = tokens.next_if_eq(&"GMT").is_some();
-    let rest_tokens: Vec<&str> = tokens.collect();
+    let rest_tokens: SmallVec<[&str; 4]> = tokens.collect();
     let (hostname, ppe) = match rest_tokens.as_slice() {
         [] => (None, None),
         [one] if is_ppe(one) => (None, Some(*one)),
@@ -106,7 +108,7 @@ fn feature_segment(rest: &str) -> Option<Payload<'_>> {
             }
         }
     }
-    let words: Vec<&str> = rest.split_ascii_whitespace().take(4).collect();
+    let words: SmallVec<[&str; 4]> = rest.split_ascii_whitespace().take(4).collect();
     let (partition, feature_at) = match words.as_slice() {
         [f, ..] if is_feature(f) => (None, 0),
         [p, f, ..] if is_feature(f) => (Some(*p), 1),
@@ -171,8 +173,8 @@ fn is_event_start(token: &str) -> bool {
 
 /// `[partition] [FEATURE] EVENT [seq [n]]`, where EVENT may contain spaces (`APPFW_cross-site scripting`).
 fn strict_segment<'a>(segment: &'a str, body: &'a str) -> Option<Payload<'a>> {
-    let mut words: Vec<&'a str> = segment.split_ascii_whitespace().collect();
-    let mut numbers = Vec::with_capacity(2);
+    let mut words: SmallVec<[&'a str; 8]> = segment.split_ascii_whitespace().collect();
+    let mut numbers: SmallVec<[&str; 2]> = SmallVec::new();
     while numbers.len() < 2 && words.len() > 1 && words.last()?.bytes().all(|b| b.is_ascii_digit()) {
         numbers.push(words.pop()?);
     }

@@ -12,8 +12,13 @@ fn number(s: &str, min_len: usize, max_len: usize) -> Option<u32> {
 
 /// `HH:MM:SS` (hour 24 is rejected: real files contain it, and it is not a valid time).
 pub fn time_of_day(s: &str) -> Option<NaiveTime> {
-    let mut parts = s.splitn(3, ':');
-    let h = number(parts.next()?, 1, 2)?;
+    let (h, rest) = s.split_once(':')?;
+    at_hour(number(h, 1, 2)?, rest)
+}
+
+/// `MM:SS` past hour `h`.
+fn at_hour(h: u32, minutes_seconds: &str) -> Option<NaiveTime> {
+    let mut parts = minutes_seconds.splitn(2, ':');
     let m = number(parts.next()?, 2, 2)?;
     let sec = number(parts.next()?, 2, 2)?;
     NaiveTime::from_hms_opt(h, m, sec)
@@ -92,7 +97,7 @@ pub fn split_bsd(s: &str, reference: DateTime<Utc>) -> Option<(DateTime<Utc>, &s
     let (time, rest) = rest.split_once(' ').unwrap_or((rest, ""));
     // FreeBSD's syslogd on the appliance writes midnight as hour 24 of the previous day.
     let (time, next_day) = match time.strip_prefix("24:") {
-        Some(ms) => (time_of_day(&format!("00:{ms}"))?, Duration::days(1)),
+        Some(ms) => (at_hour(0, ms)?, Duration::days(1)),
         None => (time_of_day(time)?, Duration::zero()),
     };
     let mut year = reference.year();

@@ -114,7 +114,8 @@ pub(super) fn replay_files(
         let mut record = reader::Record::default();
         while stream.next_into(&mut record).map_err(io(format!("reading {name}")))? {
             // Only the time and the appliance are needed here: the body is parsed by the worker.
-            match parse::locate(record.text.as_bytes(), received, &analyser.ctx, hint) {
+            // The record's appliance and time, when it is in the range (`Ok(None)`: it is not).
+            let located = match parse::locate(record.text.as_bytes(), received, &analyser.ctx, hint) {
                 // A record without a time of its own (an httperror line) is dated by the replay, and
                 // belongs to it whatever the range.
                 Ok(event)
@@ -123,7 +124,13 @@ pub(super) fn replay_files(
                 {
                     let host =
                         event.appliance().map(str::to_owned).or_else(|| dir.clone()).unwrap_or_else(|| "-".into());
-                    let at = event.timestamp;
+                    Ok(Some((host, event.timestamp)))
+                }
+                Ok(_) => Ok(None),
+                Err(e) => Err(e),
+            };
+            match located {
+                Ok(Some((host, at))) => {
                     match sizes.get_mut(&host) {
                         Some(n) => *n += 1,
                         None => {
@@ -135,7 +142,7 @@ pub(super) fn replay_files(
                         .push(order::Item { host, at, file: i as u32, line: record.line as u64, text })
                         .map_err(io("ordering the records"))?;
                 }
-                Ok(_) => {}
+                Ok(None) => {}
                 Err(_) => {
                     engine.summary.records += 1;
                     engine.summary.unparsed += 1;

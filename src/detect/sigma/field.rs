@@ -51,11 +51,13 @@ pub enum FieldProblem {
     NotCidr(String),
 }
 
-/// One value test.
+/// One value test. Text tests hold their literal in lower case and compare it with a value's folded
+/// text ([`Subject::folded`]) ignoring ASCII case.
 #[derive(Debug)]
 pub(super) enum Pred {
     Eq(String),
-    Contains(String),
+    /// The literal, and a searcher for it ignoring ASCII case.
+    Contains(String, AhoCorasick),
     StartsWith(String),
     EndsWith(String),
     Re(Regex),
@@ -73,8 +75,8 @@ pub(super) enum Values {
     Any(Vec<Pred>),
     /// Every one of these predicates.
     All(Vec<Pred>),
-    /// Any of these literals anywhere in the value (`contains` lists).
-    Literals(AhoCorasick),
+    /// Any of these literals anywhere in the value (`contains` lists), and a searcher for them.
+    Literals(Vec<String>, AhoCorasick),
     /// Any of these regexes.
     Regexes(RegexSet),
     /// The field must be absent (`null`).
@@ -176,7 +178,7 @@ pub(super) fn compile_field(
     } else if has("contains") && !all && strings.len() > 1 {
         let automaton =
             AhoCorasick::builder().ascii_case_insensitive(true).build(&strings).map_err(|e| bad(e.into()))?;
-        Values::Literals(automaton)
+        Values::Literals(strings, automaton)
     } else {
         let preds = strings.into_iter().map(|s| predicate(s, &has).map_err(bad)).collect::<Result<_, _>>()?;
         if all {
@@ -236,7 +238,7 @@ fn predicate(s: String, has: &impl Fn(&str) -> bool) -> Result<Pred, FieldProble
     } else if has("gte") {
         Pred::Gte(number(&s)?)
     } else if has("contains") {
-        Pred::Contains(lower)
+        Pred::Contains(lower.clone(), AhoCorasick::builder().ascii_case_insensitive(true).build([lower])?)
     } else if has("startswith") {
         Pred::StartsWith(lower)
     } else if has("endswith") {
@@ -269,7 +271,8 @@ pub(super) fn compile_selection(
             let words: Vec<String> = items.iter().filter_map(to_string).collect();
             let automaton =
                 AhoCorasick::builder().ascii_case_insensitive(true).build(&words).map_err(CompileError::Keywords)?;
-            Ok(Selection::All(vec![FieldTest { path: "event.original".into(), values: Values::Literals(automaton) }]))
+            let values = Values::Literals(words, automaton);
+            Ok(Selection::All(vec![FieldTest { path: "event.original".into(), values }]))
         }
         other => Err(CompileError::SelectionType(format!("{other:?}"))),
     }
@@ -285,12 +288,12 @@ fn lowercase(text: &str) -> Cow<'_, str> {
     }
 }
 
-/// One value under test, its text and lower-case text worked out once for all the predicates of the
+/// One value under test, its text and folded text worked out once for all the predicates of the
 /// test (and only when a predicate needs them: a number is written out only for a text predicate).
 struct Subject<'v> {
     leaf: Leaf<'v>,
     text: OnceCell<Option<Cow<'v, str>>>,
-    /// The lower-case text when it differs from the text.
+    /// The lower-case text of a non-ASCII text, when it differs from the text.
     lower: OnceCell<Option<String>>,
 }
 
@@ -303,8 +306,14 @@ impl<'v> Subject<'v> {
         self.text.get_or_init(|| self.leaf.text()).as_deref()
     }
 
-    fn lower(&self) -> Option<&str> {
+    /// The text to compare with lower-case literals ignoring ASCII case: an ASCII text as it is (no
+    /// copy), else its lower-case form — equal, ignoring ASCII case, exactly when the lower-case text
+    /// is.
+    fn folded(&self) -> Option<&str> {
         let text = self.text()?;
+        if text.is_ascii() {
+            return Some(text);
+        }
         let lower = self.lower.get_or_init(|| match lowercase(text) {
             Cow::Borrowed(_) => None,
             Cow::Owned(lower) => Some(lower),
@@ -318,13 +327,16 @@ impl<'v> Subject<'v> {
 }
 
 fn pred_matches(pred: &Pred, value: &Subject<'_>) -> bool {
-    let lower = || value.lower();
+    let folded = || value.folded().map(str::as_bytes);
     match pred {
         Pred::Exists(_) => true,
-        Pred::Eq(want) => lower().is_some_and(|t| t == want.as_str()),
-        Pred::Contains(want) => lower().is_some_and(|t| t.contains(want.as_str())),
-        Pred::StartsWith(want) => lower().is_some_and(|t| t.starts_with(want.as_str())),
-        Pred::EndsWith(want) => lower().is_some_and(|t| t.ends_with(want.as_str())),
+        Pred::Eq(want) => folded().is_some_and(|t| t.eq_ignore_ascii_case(want.as_bytes())),
+        Pred::Contains(_, want) => folded().is_some_and(|t| want.is_match(t)),
+        Pred::StartsWith(want) => {
+            folded().is_some_and(|t| t.get(..want.len()).is_some_and(|s| s.eq_ignore_ascii_case(want.as_bytes())))
+        }
+        Pred::EndsWith(want) => folded()
+            .is_some_and(|t| t.len() >= want.len() && t[t.len() - want.len()..].eq_ignore_ascii_case(want.as_bytes())),
         Pred::Re(re) => value.text().is_some_and(|t| re.is_match(t)),
         Pred::Cidr(net) => value.text().and_then(|t| t.parse::<IpAddr>().ok()).is_some_and(|ip| net.contains(&ip)),
         // Numbers compare as numbers; a value with no text (an object) matches none.
@@ -353,8 +365,60 @@ pub(super) fn field_matches(test: &FieldTest, doc: &Doc<'_>) -> bool {
             let subjects: SmallVec<[Subject<'_>; 4]> = values.iter().map(|&v| Subject::new(v)).collect();
             preds.iter().all(|p| subjects.iter().any(|s| pred_matches(p, s)))
         }
-        Values::Literals(automaton) => values.iter().filter_map(Leaf::text).any(|t| automaton.is_match(&*t)),
+        Values::Literals(_, automaton) => values.iter().filter_map(Leaf::text).any(|t| automaton.is_match(&*t)),
         Values::Regexes(set) => values.iter().filter_map(Leaf::text).any(|t| set.is_match(&t)),
+    }
+}
+
+/// What a test, selection or condition needs to hold: a value at `path` whose text contains one of
+/// `literals`, ASCII case ignored (the rule prefilter's question). Holds for an ASCII text; a text
+/// with other characters is compared lower-cased by the tests, which a literal search does not model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Need {
+    pub path: String,
+    pub literals: Vec<String>,
+}
+
+impl Need {
+    /// Either of two needs, when they are at the same path.
+    pub(super) fn or(self, other: Need) -> Option<Need> {
+        (self.path == other.path).then(|| {
+            let mut literals = self.literals;
+            literals.extend(other.literals);
+            Need { path: self.path, literals }
+        })
+    }
+}
+
+/// The literal a text predicate's value must contain (an equal, prefixed or suffixed text contains it).
+fn literal(pred: &Pred) -> Option<&str> {
+    match pred {
+        Pred::Eq(s) | Pred::Contains(s, _) | Pred::StartsWith(s) | Pred::EndsWith(s) => Some(s),
+        _ => None,
+    }
+}
+
+fn test_need(test: &FieldTest) -> Option<Need> {
+    let literals: Vec<String> = match &test.values {
+        // Any predicate may hold: each must be a text one.
+        Values::Any(preds) => preds.iter().map(|p| literal(p).map(str::to_owned)).collect::<Option<_>>()?,
+        // Every predicate must hold: one text predicate's literal is needed.
+        Values::All(preds) => vec![preds.iter().find_map(literal)?.to_owned()],
+        Values::Literals(strings, _) => strings.clone(),
+        Values::Regexes(_) | Values::Absent => return None,
+    };
+    (!literals.is_empty()).then(|| Need { path: test.path.clone(), literals })
+}
+
+/// What `selection` needs to hold, if a literal search can tell.
+pub(super) fn selection_need(selection: &Selection) -> Option<Need> {
+    match selection {
+        Selection::All(tests) => tests.iter().find_map(test_need),
+        Selection::Any(options) => {
+            let mut needs = options.iter().map(selection_need);
+            let first = needs.next()??;
+            needs.try_fold(first, |need, next| need.or(next?))
+        }
     }
 }
 
@@ -378,5 +442,29 @@ mod tests {
         assert!(matches!(lowercase("/vpns/portal/scripts/newbm.pl"), Cow::Borrowed(_)));
         assert_eq!(Leaf::of(&json!(true)).text().as_deref(), Some("true"));
         assert_eq!(Leaf::of(&json!(7)).text().as_deref(), Some("7"));
+    }
+
+    #[test]
+    fn text_predicates_ignoring_ascii_case_agree_with_comparing_lower_case_texts() {
+        let texts =
+            ["/VPN/../vpns/cfg/smb.conf", "POST", "Straße", "STRASSE", "ǅemal", "ΣΑΣ", "İstanbul", "\u{212A}elvin", ""];
+        let needles = ["/vpns/", "post", "STRASSE", "straße", "ǆ", "σας", "i̇st", "kelvin", "", "e"];
+        for text in texts {
+            let reference = lowercase(text);
+            for needle in needles {
+                let want = needle.to_lowercase();
+                let cases = [
+                    ("contains", reference.contains(want.as_str())),
+                    ("startswith", reference.starts_with(want.as_str())),
+                    ("endswith", reference.ends_with(want.as_str())),
+                    ("eq", reference == want),
+                ];
+                for (modifier, expected) in cases {
+                    let pred = predicate(needle.to_owned(), &|m: &str| m == modifier).unwrap();
+                    let got = pred_matches(&pred, &Subject::new(Leaf::Str(text)));
+                    assert_eq!(got, expected, "{text:?} {modifier} {needle:?}");
+                }
+            }
+        }
     }
 }

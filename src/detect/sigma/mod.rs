@@ -25,7 +25,8 @@ mod field;
 
 pub use condition::ConditionProblem;
 use condition::{parse_condition, Cond};
-use field::{compile_selection, selection_matches, to_string, Selection};
+pub use field::Need;
+use field::{compile_selection, selection_matches, selection_need, to_string, Selection};
 pub use field::{map_field, FieldProblem};
 
 /// What went wrong loading a rule: the file, the line when known, and why.
@@ -335,6 +336,25 @@ impl Rule {
         self.selections.iter().filter(|(_, s)| selection_matches(s, doc)).map(|(name, _)| name.clone()).collect()
     }
 
+    /// A value the rule cannot match without ([`Need`]), if a literal search can tell: the rule
+    /// prefilter skips the rule for a record that has none.
+    pub fn need(&self) -> Option<Need> {
+        self.cond_need(&self.condition)
+    }
+
+    fn cond_need(&self, cond: &Cond) -> Option<Need> {
+        match cond {
+            Cond::Sel(i) => selection_need(&self.selections[*i].1),
+            Cond::Not(_) => None,
+            Cond::And(terms) => terms.iter().find_map(|t| self.cond_need(t)),
+            Cond::Or(terms) => {
+                let mut needs = terms.iter().map(|t| self.cond_need(t));
+                let first = needs.next()??;
+                needs.try_fold(first, |need, next| need.or(next?))
+            }
+        }
+    }
+
     fn eval(&self, cond: &Cond, doc: &Doc<'_>) -> bool {
         match cond {
             Cond::Sel(i) => selection_matches(&self.selections[*i].1, doc),
@@ -391,6 +411,32 @@ mod tests {
     }
 
     const HEAD: &str = "title: t\nid: r1\nlogsource: {product: citrix}\n";
+
+    #[test]
+    fn a_rule_needs_the_literals_every_way_to_match_it_contains() {
+        let need = |detection: &str| rule(&format!("{HEAD}detection:\n{detection}")).need();
+        let at = |path: &str, literals: &[&str]| {
+            Some(Need { path: path.into(), literals: literals.iter().map(|l| (*l).to_owned()).collect() })
+        };
+        let cases = [
+            ("  s: {url.path|contains: ['/vpns/', '/VPN/']}\n  condition: s", at("url.path", &["/vpns/", "/VPN/"])),
+            ("  s: {url.path: '/a', user.name: x}\n  condition: s", at("url.path", &["/a"])),
+            (
+                "  s: {url.path|startswith: /a}\n  f: {url.path|endswith: .b}\n  condition: s and not f",
+                at("url.path", &["/a"]),
+            ),
+            ("  a: {url.path: /a}\n  b: {url.path|endswith: /b}\n  condition: a or b", at("url.path", &["/a", "/b"])),
+            ("  a: {url.path: /a}\n  b: {user.name: x}\n  condition: a or b", None),
+            ("  s: {url.path|re: '^/a'}\n  condition: s", None),
+            ("  s: {url.path: '/a*'}\n  condition: s", None),
+            ("  s: {source.ip|cidr: 10.0.0.0/8}\n  condition: s", None),
+            ("  f: {url.path: /a}\n  condition: not f", None),
+            ("  k: [wget, curl]\n  condition: k", at("event.original", &["wget", "curl"])),
+        ];
+        for (detection, want) in cases {
+            assert_eq!(need(detection), want, "{detection}");
+        }
+    }
 
     #[test]
     fn modifiers() {

@@ -8,7 +8,7 @@ use crate::parse::Device;
 /// `Context c - SessionId: n - host User u : Group(s) g : Vserver ip:port - date GMT [: SSO is ON] : METHOD url - -`
 pub(super) fn http_request<'a>(body: &'a str, device: Device, out: &mut Fields<'a>) -> Coverage {
     let (tags, body) = split_tags(body);
-    out.list("tags", tags);
+    out.list("tags", &tags);
     let rest = preamble(body, device, out);
     request_line(rest, out);
     fill_defaults(out);

@@ -1,12 +1,15 @@
 //! `key value` / `key:value` / `key=value` bodies: segments, keys mapped to ECS fields (`key_field`),
 //! values applied with their types and times.
 
+use smallvec::SmallVec;
+
 use super::http::url_fields;
 use super::names::{elastic_copies, key_field, Target, TWO_WORD_KEYS};
 use crate::parse::appliance;
 use crate::parse::fields::{self, Fields, Value};
 use crate::parse::time;
 use crate::parse::Device;
+use crate::spare;
 
 pub(super) fn apply<'a>(
     key: &'a str,
@@ -124,8 +127,9 @@ fn fill_special<'a>(
         },
         Target::Groups => {
             out.str("citrix_adc.log.groups", value);
-            let groups: Vec<&str> = value.split(',').map(str::trim).filter(|g| !g.is_empty() && *g != "N/A").collect();
-            out.list("user.group.name", groups);
+            let groups: SmallVec<[&str; 16]> =
+                value.split(',').map(str::trim).filter(|g| !g.is_empty() && *g != "N/A").collect();
+            out.list("user.group.name", &groups);
         }
         Target::TlsVersion(name) => {
             out.str(name, value);
@@ -238,9 +242,9 @@ pub(super) fn time_zone(zone: &str) -> Option<BodyZone> {
 }
 
 /// Splits a body at ` - ` (and ` --> `) outside double quotes.
-pub(super) fn segments(body: &str) -> Vec<&str> {
+pub(super) fn segments(body: &str) -> SmallVec<[&str; 32]> {
     let bytes = body.as_bytes();
-    let mut out = Vec::new();
+    let mut out = SmallVec::new();
     let mut start = 0;
     let mut quoted = false;
     let mut i = 0;
@@ -266,8 +270,8 @@ pub(super) fn segments(body: &str) -> Vec<&str> {
 }
 
 /// `[TECHSUPPORT][ENUMERATION] rest` → the tags, and `rest`.
-pub(super) fn split_tags(s: &str) -> (Vec<&str>, &str) {
-    let mut tags = Vec::new();
+pub(super) fn split_tags(s: &str) -> (SmallVec<[&str; 8]>, &str) {
+    let mut tags = SmallVec::new();
     let mut rest = s.trim_start();
     while let Some(inner) = rest.strip_prefix('[') {
         match inner.find(']') {
@@ -287,11 +291,11 @@ pub fn key_values<'a>(body: &'a str, device: Device, out: &mut Fields<'a>) {
     if let Some(uuid) = tags.iter().find_map(|t| t.strip_prefix("ICAUUID=")) {
         out.str("citrix_adc.log.ica_uuid", uuid);
     }
-    out.list("tags", tags);
+    out.list("tags", &tags);
     // `... - Session_ID: session123 -`: a dangling separator ends some bodies.
     let body = body.trim_end().strip_suffix(" -").unwrap_or(body).trim_end();
-    let mut extra: Vec<(&'a str, &'a str)> = Vec::new();
-    let mut queue: Vec<&'a str> = segments(body);
+    let mut extra = spare::pairs();
+    let mut queue = segments(body);
     queue.reverse();
     while let Some(segment) = queue.pop() {
         let segment = segment.trim();
@@ -339,7 +343,9 @@ pub fn key_values<'a>(body: &'a str, device: Device, out: &mut Fields<'a>) {
         };
         apply(key, value, device, out, &mut extra);
     }
-    if !extra.is_empty() {
+    if extra.is_empty() {
+        spare::keep_pairs(extra);
+    } else {
         out.0.push(fields::Field { name: "citrix_adc.log.fields", value: Value::Pairs(extra) });
     }
     fill_defaults(out);

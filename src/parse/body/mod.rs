@@ -11,9 +11,12 @@ mod keys;
 mod names;
 mod patterns;
 
+use smallvec::SmallVec;
+
 use super::cef;
 use super::fields::{self, Fields, Value};
 use super::Device;
+use crate::spare;
 
 pub(super) use http::url_fields;
 
@@ -35,12 +38,21 @@ fn free_text<'a>(name: &str, body: &'a str, out: &mut Fields<'a>) {
     static COMPILED: std::sync::LazyLock<Vec<regex::Regex>> = std::sync::LazyLock::new(|| {
         PATTERNS.iter().map(|p| regex::Regex::new(p.re).expect("the patterns are fixed and tested")).collect()
     });
-    for (pattern, re) in PATTERNS.iter().zip(COMPILED.iter()) {
+    // Each pattern's capture slots, kept per thread so that matching does not allocate.
+    thread_local! {
+        static SLOTS: std::cell::RefCell<Vec<regex::CaptureLocations>> =
+            std::cell::RefCell::new(COMPILED.iter().map(regex::Regex::capture_locations).collect());
+    }
+    for (at, (pattern, re)) in PATTERNS.iter().zip(COMPILED.iter()).enumerate() {
         if !pattern.names.contains(&name) {
             continue;
         }
-        let Some(captures) = re.captures(body) else { continue };
-        let groups = captures.iter().skip(1).flatten().map(|m| m.as_str()).collect::<Vec<_>>();
+        let groups = SLOTS.with_borrow_mut(|slots| {
+            let slots = &mut slots[at];
+            re.captures_read(slots, body)?;
+            Some((1..slots.len()).filter_map(|i| slots.get(i)).map(|(s, e)| &body[s..e]).collect::<SmallVec<[_; 8]>>())
+        });
+        let Some(groups) = groups else { continue };
         for (i, (field, kind)) in pattern.fields.iter().enumerate() {
             // A field past the groups repeats the first capture (`user.domain` after `domain_name`).
             let value = groups.get(i).or(groups.first()).copied().unwrap_or_default();
@@ -51,11 +63,14 @@ fn free_text<'a>(name: &str, body: &'a str, out: &mut Fields<'a>) {
                     out.str(field, value);
                     url_fields(value, out);
                 }
-                Kind::Outcome => match value.to_ascii_lowercase().as_str() {
-                    "allow" | "allowed" | "accepted" | "success" => out.keyword(field, "success"),
-                    "deny" | "denied" | "rejected" | "failure" => out.keyword(field, "failure"),
-                    _ => {}
-                },
+                Kind::Outcome => {
+                    let is = |words: [&str; 4]| words.iter().any(|w| w.eq_ignore_ascii_case(value));
+                    if is(["allow", "allowed", "accepted", "success"]) {
+                        out.keyword(field, "success");
+                    } else if is(["deny", "denied", "rejected", "failure"]) {
+                        out.keyword(field, "failure");
+                    }
+                }
             }
         }
     }
@@ -254,7 +269,7 @@ fn snmp_trap<'a>(body: &'a str, out: &mut Fields<'a>) -> Coverage {
         None => (body, ""),
     };
     out.str("citrix_adc.log.snmp.trap", trap);
-    let mut pairs = Vec::new();
+    let mut pairs = spare::pairs();
     for item in split_varbinds(varbinds) {
         let Some((k, v)) = item.split_once(" = ").or_else(|| item.split_once('=')) else { continue };
         let (k, v) = (k.trim(), v.trim().trim_matches('"'));
@@ -262,9 +277,8 @@ fn snmp_trap<'a>(body: &'a str, out: &mut Fields<'a>) -> Coverage {
             cef::embedded(v, out);
         }
         pairs.push((k, v));
-        let lower = k.to_ascii_lowercase();
         let value = v.trim_end_matches('%').parse::<f64>().ok();
-        match (lower.as_str(), value) {
+        fields::with_ascii_lower(k, |lower| match (lower, value) {
             (_, Some(pct)) if lower.contains("cpuusage") || (trap == "cpuUtilization" && lower.starts_with("res")) => {
                 out.float("system.cpu.total.pct", pct / 100.0)
             }
@@ -275,17 +289,19 @@ fn snmp_trap<'a>(body: &'a str, out: &mut Fields<'a>) -> Coverage {
             }
             ("sysipaddress", _) => out.str("host.ip", v),
             _ => {}
-        }
+        });
     }
-    if !pairs.is_empty() {
+    if pairs.is_empty() {
+        spare::keep_pairs(pairs);
+    } else {
         out.0.push(fields::Field { name: "citrix_adc.log.snmp.varbinds", value: Value::Pairs(pairs) });
     }
     Coverage::Known
 }
 
 /// Splits `a = 1, b = "x, y", c = 2` at commas outside quotes.
-fn split_varbinds(s: &str) -> Vec<&str> {
-    let mut out = Vec::new();
+fn split_varbinds(s: &str) -> SmallVec<[&str; 16]> {
+    let mut out = SmallVec::new();
     let mut quoted = false;
     let mut start = 0;
     for (i, b) in s.bytes().enumerate() {
@@ -299,7 +315,7 @@ fn split_varbinds(s: &str) -> Vec<&str> {
         }
     }
     out.push(s[start..].trim());
-    out.retain(|p| !p.is_empty());
+    out.retain(|p: &mut &str| !p.is_empty());
     out
 }
 
