@@ -380,13 +380,18 @@ pub struct Need {
 }
 
 impl Need {
-    /// Either of two needs, when they are at the same path.
-    pub(super) fn or(self, other: Need) -> Option<Need> {
-        (self.path == other.path).then(|| {
-            let mut literals = self.literals;
-            literals.extend(other.literals);
-            Need { path: self.path, literals }
-        })
+    /// What any one of several alternatives needs: their literals together, when every alternative
+    /// has a need and all are at the same path.
+    pub(super) fn any_of(mut needs: impl Iterator<Item = Option<Need>>) -> Option<Need> {
+        let mut all = needs.next()??;
+        for need in needs {
+            let need = need?;
+            if need.path != all.path {
+                return None;
+            }
+            all.literals.extend(need.literals);
+        }
+        Some(all)
     }
 }
 
@@ -414,11 +419,7 @@ fn test_need(test: &FieldTest) -> Option<Need> {
 pub(super) fn selection_need(selection: &Selection) -> Option<Need> {
     match selection {
         Selection::All(tests) => tests.iter().find_map(test_need),
-        Selection::Any(options) => {
-            let mut needs = options.iter().map(selection_need);
-            let first = needs.next()??;
-            needs.try_fold(first, |need, next| need.or(next?))
-        }
+        Selection::Any(options) => Need::any_of(options.iter().map(selection_need)),
     }
 }
 

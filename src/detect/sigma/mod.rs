@@ -347,11 +347,7 @@ impl Rule {
             Cond::Sel(i) => selection_need(&self.selections[*i].1),
             Cond::Not(_) => None,
             Cond::And(terms) => terms.iter().find_map(|t| self.cond_need(t)),
-            Cond::Or(terms) => {
-                let mut needs = terms.iter().map(|t| self.cond_need(t));
-                let first = needs.next()??;
-                needs.try_fold(first, |need, next| need.or(next?))
-            }
+            Cond::Or(terms) => Need::any_of(terms.iter().map(|t| self.cond_need(t))),
         }
     }
 
